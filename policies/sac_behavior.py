@@ -110,6 +110,11 @@ def main(args: Args) -> None:
         done_steps = int(re.findall(r"\d+", ckpt.name)[0])
         # The buffer on disk may be newer than the model if a kill came between the two writes.
         assert model.replay_buffer is not None
+        if model.replay_buffer.buffer_size < args.total_steps:
+            raise SystemExit(
+                f"--total-steps={args.total_steps} exceeds the replay buffer this run was started with "
+                f"({model.replay_buffer.buffer_size}); medium-replay needs an unwrapped buffer, so start a new --run-dir"
+            )
         model.replay_buffer.pos = min(model.replay_buffer.pos, done_steps)
         model.num_timesteps = done_steps
         print(f"resuming {args.env} from {ckpt.name} ({model.replay_buffer.size()} transitions)", flush=True)

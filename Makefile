@@ -1,0 +1,40 @@
+# Every target creates .venv when missing. torch==2.13.0 is installed first (a CPU wheel on our
+# machines) unless the venv already imports torch: any other torch spec may pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.itpo-installed
+
+.PHONY: setup demo test test-slow bench lint type format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/itpo demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) -m pytest benchmarks -q -m "not slow" --benchmark-only --benchmark-json=benchmarks/results/latency.json
+
+lint: setup
+	$(VENV)/bin/ruff check itpo_wrap policies tests benchmarks examples
+
+format: setup
+	$(VENV)/bin/ruff format itpo_wrap policies tests benchmarks examples
+
+type: setup
+	$(VENV)/bin/mypy itpo_wrap
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,128 @@
+"""The ``itpo`` command line: thin argparse front-ends over library functions.
+
+Subcommands register themselves through ``register(subparsers)`` functions so each module owns
+its own options; this file only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+# Optional subcommand modules: each exposes ``register(subparsers)``. A module that is absent from an
+# install (or fails to import for a missing optional dependency) simply contributes no subcommand.
+_OPTIONAL_COMMANDS = ("itpo_wrap.training.commands",)
+
+
+def _parse_levels(text: str) -> tuple[str, ...]:
+    from itpo_wrap.data.collect import LEVELS
+
+    if text == "all":
+        return LEVELS
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from itpo_wrap.data.collect import ENVS, CollectConfig, collect
+
+    envs = list(ENVS) if args.env == "all" else [args.env]
+    for env in envs:
+        cfg = CollectConfig(env=env, levels=_parse_levels(args.levels), transitions=args.transitions, seed=args.seed,
+                            behavior_dir=args.behavior_dir or "", overwrite=args.overwrite, version=args.version)
+        t0 = time.perf_counter()
+        summary = collect(cfg)
+        print(f"{env}: {time.perf_counter() - t0:.1f}s")
+        if args.summary:
+            out = cfg.behavior_path / "datasets.json"
+            old = json.loads(out.read_text()) if out.exists() else {}
+            old.update(summary)
+            out.write_text(json.dumps(old, indent=2) + "\n")
+    return 0
+
+
+def cmd_export_behavior(args: argparse.Namespace) -> int:
+    from itpo_wrap.data.behavior import export_behavior
+    from itpo_wrap.data.collect import ENVS
+
+    out = Path(args.out or f"policies/behavior/{args.env}")
+    command = f"python policies/sac_behavior.py --env {ENVS[args.env]} --run-dir {args.run_dir}"
+    card = export_behavior(args.run_dir, out, ENVS[args.env], command)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def cmd_datasets_table(args: argparse.Namespace) -> int:
+    from itpo_wrap.data.tables import datasets_markdown
+
+    text = datasets_markdown(Path(args.behavior_root))
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from itpo_wrap.demo import run_demo
+
+    return run_demo(out_dir=Path(args.out), transitions=args.transitions)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from itpo_wrap import __version__
+
+    parser = argparse.ArgumentParser(prog="itpo", description="itpo-wrap: inference-time policy optimization tools")
+    parser.add_argument("--version", action="version", version=f"itpo-wrap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="generate D4RL-style Minari datasets from the committed behaviour policies")
+    p.add_argument("--env", required=True, help="halfcheetah | hopper | walker2d | all")
+    p.add_argument("--levels", default="all", help="comma-separated levels, or 'all' "
+                   "(random, medium, medium-replay, expert, medium-expert)")
+    p.add_argument("--transitions", type=int, default=200_000, help="minimum transitions of sampled levels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version", type=int, default=0, help="dataset version suffix (-vN)")
+    p.add_argument("--behavior-dir", default=None, help="default: policies/behavior/<env>")
+    p.add_argument("--overwrite", action="store_true", help="replace existing datasets")
+    p.add_argument("--summary", action="store_true", help="record the summary in <behavior-dir>/datasets.json")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("export-behavior", help="select expert/medium checkpoints of a SAC run and export them")
+    p.add_argument("--env", required=True, choices=["halfcheetah", "hopper", "walker2d"])
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", default=None, help="default: policies/behavior/<env>")
+    p.set_defaults(func=cmd_export_behavior)
+
+    p = sub.add_parser("datasets-table", help="render docs/datasets.md from the behaviour cards")
+    p.add_argument("--behavior-root", default="policies/behavior")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_datasets_table)
+
+    p = sub.add_parser("demo", help="run the smallest end-to-end job on the shipped artefacts")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--transitions", type=int, default=5_000)
+    p.set_defaults(func=cmd_demo)
+
+    for name in _OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``itpo`` console script."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""D4RL-style dataset recipes, generated locally and deterministically from committed policies.
+
+Levels follow D4RL (Fu et al. 2020): ``random`` (uniform actions), ``medium`` and ``expert``
+(samples of the behaviour checkpoints, non-deterministic like Minari's ``mujoco/*`` data),
+``medium-replay`` (the online run's replay buffer up to the medium checkpoint, committed as
+``medium_replay.npz``), ``medium-expert`` (medium and expert episodes together).
+
+Determinism: env resets are seeded per episode, uniform actions come from a seeded NumPy
+generator, policy sampling from a seeded torch generator with one torch thread; the same seed
+gives identical arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from itpo_wrap.data.behavior import load_episodes
+from itpo_wrap.data.minari import normalized_score, write_dataset
+
+ENVS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
+LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
+Episode = dict[str, np.ndarray]
+
+
+def dataset_id(env: str, level: str, version: int = 0) -> str:
+    """``itpo/<env>/<level>-v<version>``, e.g. ``itpo/hopper/medium-replay-v0``."""
+    return f"itpo/{env}/{level}-v{version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """What ``itpo collect`` makes.
+
+    :param env: short env name, one of :data:`ENVS`.
+    :param levels: levels to write, from :data:`LEVELS`.
+    :param transitions: minimum transitions of the sampled levels (whole episodes are kept).
+    :param seed: base seed of env resets and action sampling.
+    :param behavior_dir: folder of the committed behaviour artefacts (``policies/behavior/<env>``).
+    :param overwrite: replace datasets that already exist.
+    :param version: dataset version suffix.
+    """
+
+    env: str
+    levels: tuple[str, ...] = LEVELS
+    transitions: int = 200_000
+    seed: int = 0
+    behavior_dir: str = ""
+    overwrite: bool = False
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVS:
+            raise ValueError(f"env={self.env!r} has no recipe; choose one of {sorted(ENVS)}")
+        bad = [lv for lv in self.levels if lv not in LEVELS]
+        if bad or not self.levels:
+            raise ValueError(f"levels={self.levels!r}: unknown {bad}; choose from {LEVELS}")
+        if self.transitions < 1:
+            raise ValueError(f"transitions={self.transitions} must be >= 1")
+
+    @property
+    def env_id(self) -> str:
+        return ENVS[self.env]
+
+    @property
+    def behavior_path(self) -> Path:
+        return Path(self.behavior_dir) if self.behavior_dir else Path("policies") / "behavior" / self.env
+
+
+def rollout(env_id: str, act: Callable[[np.ndarray], np.ndarray], transitions: int, seed: int) -> list[Episode]:
+    """Whole episodes of ``act`` until at least ``transitions`` steps; episode ``i`` resets with ``seed + i``."""
+    env = gym.make(env_id)
+    episodes: list[Episode] = []
+    total = 0
+    while total < transitions:
+        ep_seed = seed + len(episodes)
+        obs, _ = env.reset(seed=ep_seed)
+        cols: dict[str, list[Any]] = {"observations": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+        done = False
+        while not done:
+            action = np.asarray(act(obs), dtype=np.float32)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            cols["observations"].append(obs)
+            cols["actions"].append(action)
+            cols["rewards"].append(reward)
+            cols["terminations"].append(terminated)
+            cols["truncations"].append(truncated)
+            done = terminated or truncated
+        ep = {k: np.asarray(v) for k, v in cols.items()}
+        ep["seed"] = np.asarray(ep_seed)
+        episodes.append(ep)
+        total += len(ep["actions"])
+    env.close()
+    return episodes
+
+
+def random_episodes(env_id: str, transitions: int, seed: int) -> list[Episode]:
+    """Uniform actions over the Box (D4RL ``random``)."""
+    space = gym.make(env_id).action_space
+    rng = np.random.default_rng(seed)
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    return rollout(env_id, lambda _obs: rng.uniform(low, high), transitions, seed)
+
+
+def policy_episodes(env_id: str, model_path: str | Path, transitions: int, seed: int) -> list[Episode]:
+    """Non-deterministic samples of an SB3 SAC checkpoint (Minari's ``mujoco/*`` recipe)."""
+    from stable_baselines3 import SAC
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: bitwise-identical matmuls, hence identical samples
+    try:
+        torch.manual_seed(seed)
+        model = SAC.load(model_path, device="cpu")
+        return rollout(env_id, lambda obs: model.predict(obs, deterministic=False)[0], transitions, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _returns(episodes: Sequence[Episode]) -> np.ndarray:
+    return np.array([float(np.sum(ep["rewards"])) for ep in episodes])
+
+
+def summarize(episodes: Sequence[Episode], ref_min: float, ref_max: float) -> dict[str, float]:
+    """Transitions, episodes, mean/std return and mean normalized score (x100) of a level."""
+    rets = _returns(episodes)
+    return {
+        "transitions": int(sum(len(ep["actions"]) for ep in episodes)),
+        "episodes": len(episodes),
+        "return_mean": float(rets.mean()),
+        "return_std": float(rets.std()),
+        "normalized_score": float(normalized_score(rets, ref_min, ref_max).mean()),
+    }
+
+
+def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Generate and write the datasets of ``cfg``; return a summary row per level.
+
+    The random and expert episodes are always generated, because they define the reference
+    scores stored in every level (``ref_min_score`` = random mean return, ``ref_max_score`` =
+    expert mean return, each over all the level's episodes, at least 10).
+    """
+    bdir = cfg.behavior_path
+    for name in ("expert.zip", "medium.zip", "medium_replay.npz"):
+        if not (bdir / name).exists():
+            raise FileNotFoundError(
+                f"{bdir / name} is missing; train and export the behaviour policy first "
+                f"(python policies/sac_behavior.py --env {cfg.env_id} --run-dir runs/behavior/{cfg.env})"
+            )
+    timings: dict[str, float] = {}
+
+    def timed(level: str, fn: Callable[[], list[Episode]]) -> list[Episode]:
+        t0 = time.perf_counter()
+        out = fn()
+        timings[level] = time.perf_counter() - t0
+        return out
+
+    made: dict[str, list[Episode]] = {}
+    made["random"] = timed("random", lambda: random_episodes(cfg.env_id, cfg.transitions, cfg.seed))
+    made["expert"] = timed("expert", lambda: policy_episodes(cfg.env_id, bdir / "expert.zip", cfg.transitions, cfg.seed + 1_000_000))
+    if {"medium", "medium-expert"} & set(cfg.levels):
+        made["medium"] = timed("medium", lambda: policy_episodes(cfg.env_id, bdir / "medium.zip", cfg.transitions, cfg.seed + 2_000_000))
+    if "medium-replay" in cfg.levels:
+        made["medium-replay"] = load_episodes(bdir / "medium_replay.npz")
+    if "medium-expert" in cfg.levels:
+        made["medium-expert"] = made["medium"] + made["expert"]
+    ref_min, ref_max = float(_returns(made["random"]).mean()), float(_returns(made["expert"]).mean())
+    if not ref_max > ref_min:
+        raise ValueError(
+            f"the expert checkpoint {bdir / 'expert.zip'} returns {ref_max:.1f} on average, not more than the "
+            f"random policy's {ref_min:.1f}: no normalized score can be defined; train the behaviour policy longer"
+        )
+    card = json.loads((bdir / "card.json").read_text()) if (bdir / "card.json").exists() else {}
+    summary: dict[str, dict[str, Any]] = {}
+    for level in cfg.levels:
+        did = dataset_id(cfg.env, level, cfg.version)
+        t0 = time.perf_counter()
+        write_dataset(
+            did, made[level], env_id=cfg.env_id, ref_min_score=ref_min, ref_max_score=ref_max,
+            algorithm_name=_algorithm(level, card),
+            description=f"D4RL-style '{level}' data on {cfg.env_id}, made by itpo-wrap's recipe "
+                        f"(seed {cfg.seed}, >= {cfg.transitions} transitions for sampled levels).",
+            overwrite=cfg.overwrite,
+        )
+        row = summarize(made[level], ref_min, ref_max)
+        row.update(dataset_id=did, ref_min_score=ref_min, ref_max_score=ref_max,
+                   seconds=timings.get(level, 0.0) + time.perf_counter() - t0)
+        summary[level] = row
+        log(f"{did}: {row['transitions']} transitions, {row['episodes']} episodes, "
+            f"return {row['return_mean']:.1f} +- {row['return_std']:.1f}, score {row['normalized_score']:.1f}")
+    return summary
+
+
+def _algorithm(level: str, card: dict[str, Any]) -> str:
+    steps = card.get("selection", {})
+    return {
+        "random": "uniform random actions",
+        "medium": f"SB3 SAC checkpoint at {steps.get('medium_step', '?')} steps, stochastic samples",
+        "expert": f"SB3 SAC checkpoint at {steps.get('expert_step', '?')} steps, stochastic samples",
+        "medium-replay": f"SB3 SAC replay buffer up to {steps.get('medium_step', '?')} steps",
+        "medium-expert": "medium and expert episodes concatenated",
+    }[level]

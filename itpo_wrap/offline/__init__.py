@@ -1,0 +1,40 @@
+"""Helpers shared by the offline trainers (``policies/td3_bc.py``, ``policies/rebrac.py``) and by
+anything that loads their results: checkpoints, evaluation, resumable loops, SB3 bases."""
+
+from __future__ import annotations
+
+from itpo_wrap.offline.checkpoint import load_offline_policy, save_offline_policy
+from itpo_wrap.offline.evaluation import EvalResult, evaluate_actor, normalize_return
+from itpo_wrap.offline.loop import CsvLog, TrainLoop, parse_args
+from itpo_wrap.offline.sb3 import SB3Actor, SB3TwinCritic, load_sb3_base, load_sb3_model
+from itpo_wrap.offline.tensors import (
+    Batch,
+    TransitionTensors,
+    action_bounds,
+    scale_actions,
+    set_requires_grad,
+    soft_update,
+    unscale_actions,
+)
+
+__all__ = [
+    "Batch",
+    "CsvLog",
+    "EvalResult",
+    "SB3Actor",
+    "SB3TwinCritic",
+    "TrainLoop",
+    "TransitionTensors",
+    "action_bounds",
+    "evaluate_actor",
+    "load_offline_policy",
+    "load_sb3_base",
+    "load_sb3_model",
+    "normalize_return",
+    "parse_args",
+    "save_offline_policy",
+    "scale_actions",
+    "set_requires_grad",
+    "soft_update",
+    "unscale_actions",
+]

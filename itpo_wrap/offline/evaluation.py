@@ -1,0 +1,114 @@
+"""Roll out a torch actor in a Gymnasium env: returns and D4RL-style normalized scores.
+
+Deterministic actions, one env, episode ``i`` reset with ``seed + i`` so two evaluations with the
+same seed meet the same initial states (paired comparisons). The actor maps raw observations to
+``[-1, 1]``; actions reach the env through SB3's mapping ``low + 0.5 * (a + 1) * (high - low)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from itpo_wrap.offline.tensors import unscale_actions
+
+ActorLike = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Per-episode returns and lengths; ``normalized_scores`` on the D4RL x100 scale (NaN without refs)."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    normalized_scores: np.ndarray
+    seed: int
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def mean_score(self) -> float:
+        return float(np.mean(self.normalized_scores))
+
+    def row(self) -> dict[str, float]:
+        """Summary as namespaced CSV fields (``eval/...``)."""
+        return {
+            "eval/return_mean": self.mean_return,
+            "eval/return_std": float(np.std(self.returns)),
+            "eval/score_mean": self.mean_score,
+            "eval/score_std": float(np.std(self.normalized_scores)),
+            "eval/length_mean": float(np.mean(self.lengths)),
+        }
+
+
+def normalize_return(returns: np.ndarray, ref_min_score: float | None, ref_max_score: float | None) -> np.ndarray:
+    """D4RL's normalized score ``100 * (R - R_random) / (R_expert - R_random)`` (Fu et al. 2020);
+    NaN when either reference is unknown."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if ref_min_score is None or ref_max_score is None:
+        return np.full_like(returns, np.nan)
+    if ref_max_score == ref_min_score:
+        raise ValueError(f"ref_max_score == ref_min_score == {ref_max_score}; the normalized score is undefined")
+    return 100.0 * (returns - ref_min_score) / (ref_max_score - ref_min_score)
+
+
+@torch.no_grad()
+def evaluate_actor(
+    actor: ActorLike,
+    env: str | Callable[[], Any],
+    episodes: int = 10,
+    seed: int = 0,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+    max_episode_steps: int | None = None,
+) -> EvalResult:
+    """Run ``episodes`` deterministic episodes of ``actor``.
+
+    :param actor: any callable (e.g. ``TanhActor``) mapping a ``(1, obs_dim)`` float32 tensor of raw
+        observations to ``(1, act_dim)`` actions in ``[-1, 1]``.
+    :param env: a Gymnasium id (``"Hopper-v5"``) or a zero-argument factory returning an env.
+    :param episodes: number of episodes (10 in D4RL/CORL reporting).
+    :param seed: episode ``i`` is reset with ``seed + i``.
+    :param ref_min_score: random-policy return for the normalized score.
+    :param ref_max_score: expert return for the normalized score.
+    :param max_episode_steps: optional cap (tests); the env's own TimeLimit applies anyway.
+    :return: an :class:`EvalResult`.
+    """
+    import gymnasium as gym
+
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} must be at least 1")
+    made = gym.make(env) if isinstance(env, str) else env()
+    space = made.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"evaluate_actor needs a Box action space, the env has {space}")
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    was_training = getattr(actor, "training", False)
+    if isinstance(actor, torch.nn.Module):
+        actor.eval()
+    returns, lengths = [], []
+    try:
+        for i in range(episodes):
+            obs, _ = made.reset(seed=seed + i)
+            total, steps, done = 0.0, 0, False
+            while not done:
+                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+                action = actor(obs_t).reshape(-1).cpu().numpy()
+                obs, reward, terminated, truncated, _ = made.step(unscale_actions(action, low, high))
+                total += float(reward)
+                steps += 1
+                done = terminated or truncated or (max_episode_steps is not None and steps >= max_episode_steps)
+            returns.append(total)
+            lengths.append(steps)
+    finally:
+        made.close()
+        if isinstance(actor, torch.nn.Module) and was_training:
+            actor.train()
+    rets = np.asarray(returns, dtype=np.float64)
+    return EvalResult(rets, np.asarray(lengths), normalize_return(rets, ref_min_score, ref_max_score), seed)

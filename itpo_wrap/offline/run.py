@@ -1,0 +1,100 @@
+"""Start and finish of an offline training run: dataset loading, run folders, evaluation in the
+dataset's env, the final checkpoint and its zoo entry. Shared by ``policies/td3_bc.py`` and
+``policies/rebrac.py`` so each script keeps only its algorithm."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from itpo_wrap.data.buffer import OfflineDataset
+from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.offline.checkpoint import save_offline_policy
+from itpo_wrap.offline.evaluation import EvalResult, evaluate_actor
+from itpo_wrap.offline.loop import format_command
+
+
+def load_offline_dataset(dataset_id: str) -> OfflineDataset:
+    """``itpo_wrap.data.load_dataset(dataset_id)``, imported lazily (it needs Minari).
+
+    :param dataset_id: a Minari id (``itpo/hopper/medium-replay-v0``) or a dataset path.
+    """
+    try:
+        from itpo_wrap.data import load_dataset  # type: ignore[attr-defined]
+    except ImportError as err:
+        raise ImportError("itpo_wrap.data.load_dataset is unavailable (itpo_wrap/data/minari.py missing or minari "
+                          "not installed: pip install 'minari[hdf5]' pillow)") from err
+    return load_dataset(dataset_id)
+
+
+def run_name(dataset_id: str) -> str:
+    """A folder-safe name for a dataset id (the zoo entry name when the id has the standard form)."""
+    from itpo_wrap.zoo import entry_name
+
+    try:
+        return entry_name(dataset_id)
+    except ValueError:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_id).strip("_") or "dataset"
+
+
+def default_run_dir(algorithm: str, dataset_id: str, seed: int) -> Path:
+    """``runs/<algorithm>/<entry-name>-seed<seed>``."""
+    return Path("runs") / algorithm / f"{run_name(dataset_id)}-seed{seed}"
+
+
+def evaluate_on_dataset_env(actor: Any, dataset: OfflineDataset, episodes: int, seed: int) -> EvalResult:
+    """Evaluate ``actor`` in ``dataset.env_id`` with the dataset's reference scores.
+
+    :param actor: obs -> ``[-1, 1]`` module.
+    :param dataset: supplies ``env_id``, ``ref_min_score``, ``ref_max_score``.
+    :param episodes: episodes (10 for reporting).
+    :param seed: episode ``i`` resets with ``seed + i``.
+    """
+    if not dataset.env_id:
+        raise ValueError(f"dataset {dataset.dataset_id!r} has no env_id, so the policy cannot be evaluated; "
+                         "set env_id on the dataset or pass --eval-every 0")
+    return evaluate_actor(actor, dataset.env_id, episodes=episodes, seed=seed,
+                          ref_min_score=dataset.ref_min_score, ref_max_score=dataset.ref_max_score)
+
+
+def finalize_run(
+    run_dir: Path,
+    actor: TanhActor,
+    critic: TwinQ,
+    *,
+    algorithm: str,
+    script: str,
+    args: Any,
+    dataset: OfflineDataset,
+    action_low: np.ndarray,
+    action_high: np.ndarray,
+    updates: int,
+    wall_s: float,
+    final_eval: dict[str, Any] | None,
+    zoo_dir: str | None,
+) -> Path:
+    """Write ``run_dir/policy.pt`` and, with ``zoo_dir``, add it to ``<zoo_dir>/<entry>/<algorithm>.pt``.
+
+    :param final_eval: the last evaluation row (``eval/...`` keys plus ``episodes`` and ``seed``).
+    :return: the path of ``policy.pt``.
+    """
+    command = format_command(script, args)
+    ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items()}
+    info = {"wall_s": round(wall_s, 1), "command": command, "eval": ev}
+    path = save_offline_policy(run_dir / "policy.pt", actor, critic, algorithm=algorithm,
+                               config=dataclasses.asdict(args), dataset_id=dataset.dataset_id or args.dataset,
+                               env_id=dataset.env_id, action_low=action_low, action_high=action_high,
+                               updates=updates, info=info)
+    if zoo_dir:
+        from itpo_wrap import zoo
+
+        if not dataset.env_id:
+            raise ValueError("a zoo entry needs the dataset's env_id; this dataset has none")
+        zoo.add_policy(run_name(dataset.dataset_id or args.dataset), algorithm, path, kind="offline",
+                       dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
+                       info={"algorithm": algorithm, "updates": updates, **info})
+    return path

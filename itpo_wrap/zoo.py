@@ -1,0 +1,244 @@
+"""The zoo of pretrained base policies (and, when present, their world models).
+
+``zoo.list()`` names the entries; ``zoo.load(name)`` returns a :class:`ZooEntry` with ``.policy``,
+``.actor``, ``.critic``, ``.world_model`` (lazy, ``None`` when absent), ``.dataset_id``,
+``.env_id`` and ``.make_env()``.
+
+Where: ``$ITPO_ZOO_PATH`` if set, else ``policies/zoo/`` of the source checkout this package lives
+in. One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-replay-v0`` ->
+``hopper-medium-replay``)::
+
+    policies/zoo/hopper-medium-replay/
+      entry.json        machine-readable, the source of truth (below)
+      MODEL_CARD.md     generated from entry.json: how each policy was made, scores, commands
+      rebrac.pt         itpo_wrap.offline checkpoints (actor + twin critic + normalizer + config)
+      td3_bc.pt
+      sac_expert.zip    optional SB3 SAC/TD3 base (kind "sb3")
+      world_model.pt    optional WorldModel bundle
+
+``entry.json`` (format ``itpo-zoo-entry`` version 1)::
+
+    {"format": "itpo-zoo-entry", "format_version": 1, "name": "hopper-medium-replay",
+     "dataset_id": "itpo/hopper/medium-replay-v0", "env_id": "Hopper-v5",
+     "default_policy": "rebrac", "world_model": "world_model.pt" or null,
+     "policies": {"rebrac": {"file": "rebrac.pt", "kind": "offline" | "sb3", "algorithm": "rebrac",
+                             "updates": 100000, "wall_s": 812.0, "command": "python policies/...",
+                             "eval": {"episodes": 10, "seed": 1000, "return_mean": ..., "return_std": ...,
+                                      "score_mean": ..., "score_std": ...}}}}
+
+Entries are written with :func:`add_policy` (the trainers call it with ``--zoo-dir``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+FORMAT = "itpo-zoo-entry"
+FORMAT_VERSION = 1
+KINDS = ("offline", "sb3")
+_DATASET_ID = re.compile(r"(?:^|/)(?P<env>[a-z0-9_]+)[/-](?P<level>[a-z0-9_-]+?)-v\d+$")
+
+
+def zoo_path() -> Path:
+    """The zoo root: ``$ITPO_ZOO_PATH``, else ``policies/zoo`` next to the ``itpo_wrap`` package."""
+    env = os.environ.get("ITPO_ZOO_PATH")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "policies" / "zoo"
+
+
+def entry_name(dataset_id: str) -> str:
+    """Zoo folder name of a dataset id: ``itpo/hopper/medium-replay-v0`` -> ``hopper-medium-replay``.
+
+    :param dataset_id: ``<namespace>/<env>/<level>-v<N>`` or D4RL-style ``<env>-<level>-v<N>``.
+    """
+    m = _DATASET_ID.search(dataset_id)
+    if m is None:
+        raise ValueError(f"dataset id {dataset_id!r} is not of the form '<namespace>/<env>/<level>-v<N>'; "
+                         "pass an explicit entry name instead")
+    return f"{m.group('env')}-{m.group('level')}"
+
+
+def list(root: str | Path | None = None) -> builtins.list[str]:  # noqa: A001 - the issue's API name
+    """Names of the zoo entries (folders holding an ``entry.json``), sorted.
+
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    """
+    base = Path(root) if root is not None else zoo_path()
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "entry.json").is_file())
+
+
+@dataclasses.dataclass
+class ZooEntry:
+    """A loaded zoo entry. ``policy`` is what the wrapper takes: the ``TanhActor`` for offline
+    checkpoints, the SB3 model for SB3 bases; ``actor`` is always a differentiable ``nn.Module``
+    (obs -> ``[-1, 1]``) and ``critic`` always answers ``critic(obs, act) -> (q1, q2)``."""
+
+    name: str
+    directory: Path
+    dataset_id: str
+    env_id: str
+    policy_name: str
+    algorithm: str
+    policy: Any
+    actor: nn.Module
+    critic: nn.Module
+    meta: dict[str, Any]
+    world_model_file: str | None = None
+
+    @functools.cached_property
+    def world_model(self) -> Any:
+        """The entry's ``WorldModel`` bundle, loaded on first access; ``None`` when the entry has none
+        (or this version of the library has no ``itpo_wrap.world_model.model``)."""
+        if not self.world_model_file:
+            return None
+        if importlib.util.find_spec("itpo_wrap.world_model.model") is None:
+            return None
+        from itpo_wrap.world_model.model import WorldModel
+
+        return WorldModel.load(self.directory / self.world_model_file)
+
+    def make_env(self, **kwargs: Any) -> Any:
+        """``gymnasium.make(env_id, **kwargs)``."""
+        import gymnasium as gym
+
+        return gym.make(self.env_id, **kwargs)
+
+
+def read_entry(name: str, root: str | Path | None = None) -> dict[str, Any]:
+    """The parsed ``entry.json`` of ``name`` (validated), without loading any weights."""
+    base = Path(root) if root is not None else zoo_path()
+    path = base / name / "entry.json"
+    if not path.is_file():
+        known = list(base)
+        raise KeyError(f"no zoo entry named {name!r} in {str(base)!r}; known entries: {known or 'none'}"
+                       + ("" if known else " (set ITPO_ZOO_PATH to a zoo folder)"))
+    try:
+        entry = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); fix or regenerate the entry") from err
+    if entry.get("format") != FORMAT or not isinstance(entry.get("policies"), dict):
+        raise ValueError(f"{str(path)!r} is not an {FORMAT} file (see the itpo_wrap.zoo docstring for the layout)")
+    return entry
+
+
+def load(name: str, policy: str | None = None, root: str | Path | None = None) -> ZooEntry:
+    """Load a zoo entry's base policy and critic.
+
+    :param name: an entry from :func:`list`, e.g. ``"hopper-medium-replay"``.
+    :param policy: which of the entry's policies (``"rebrac"``, ``"td3_bc"``, ...); its default when ``None``.
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    """
+    base = Path(root) if root is not None else zoo_path()
+    entry = read_entry(name, base)
+    policy_name = policy or entry.get("default_policy") or next(iter(entry["policies"]), None)
+    if policy_name not in entry["policies"]:
+        raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
+    spec = entry["policies"][policy_name]
+    file = base / name / spec["file"]
+    if spec.get("kind") == "sb3":
+        from itpo_wrap.offline.sb3 import load_sb3_base
+
+        actor, critic, meta = load_sb3_base(file, spec.get("algorithm", "auto").removeprefix("sb3_"),
+                                            env_id=entry["env_id"], dataset_id=entry["dataset_id"])
+        the_policy: Any = meta["model"]
+    elif spec.get("kind") == "offline":
+        from itpo_wrap.offline.checkpoint import load_offline_policy
+
+        actor, critic, meta = load_offline_policy(file)
+        the_policy = actor
+    else:
+        raise ValueError(f"zoo entry {name!r} policy {policy_name!r} has kind {spec.get('kind')!r}; expected one of {KINDS}")
+    return ZooEntry(name=name, directory=base / name, dataset_id=entry["dataset_id"], env_id=entry["env_id"],
+                    policy_name=policy_name, algorithm=spec.get("algorithm", meta.get("algorithm", "")),
+                    policy=the_policy, actor=actor, critic=critic, meta=meta,
+                    world_model_file=entry.get("world_model"))
+
+
+def add_policy(
+    name: str,
+    policy_name: str,
+    file: str | Path,
+    *,
+    kind: str,
+    dataset_id: str,
+    env_id: str,
+    info: dict[str, Any] | None = None,
+    default: bool = False,
+    root: str | Path | None = None,
+) -> Path:
+    """Copy a trained policy into the zoo, update ``entry.json`` and regenerate ``MODEL_CARD.md``.
+
+    :param name: the entry (``entry_name(dataset_id)`` for the standard layout).
+    :param policy_name: the key inside the entry (``"rebrac"``, ``"td3_bc"``, ``"sac_expert"``).
+    :param file: the checkpoint (``.pt`` for ``kind="offline"``, SB3 ``.zip`` for ``kind="sb3"``).
+    :param kind: ``"offline"`` or ``"sb3"``.
+    :param dataset_id: the dataset the entry belongs to.
+    :param env_id: the Gymnasium id.
+    :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``command``, ``eval`` (dict), ``notes``.
+    :param default: make this the entry's default policy (the first policy added always is).
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    :return: the entry folder.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; choose one of {KINDS}")
+    src = Path(file)
+    if not src.is_file():
+        raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
+    folder = (Path(root) if root is not None else zoo_path()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "entry.json"
+    entry = json.loads(path.read_text()) if path.is_file() else {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "dataset_id": dataset_id,
+        "env_id": env_id, "default_policy": None, "world_model": None, "policies": {}}
+    if (entry["dataset_id"], entry["env_id"]) != (dataset_id, env_id):
+        raise ValueError(f"zoo entry {name!r} is for {entry['dataset_id']!r} on {entry['env_id']!r}, not "
+                         f"{dataset_id!r} on {env_id!r}; use another entry name")
+    dest = folder / f"{policy_name}{''.join(src.suffixes) or '.pt'}"
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    entry["policies"][policy_name] = {"file": dest.name, "kind": kind, **(info or {})}
+    if default or not entry.get("default_policy"):
+        entry["default_policy"] = policy_name
+    tmp = path.with_name("entry.json.tmp")
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    (folder / "MODEL_CARD.md").write_text(model_card(entry))
+    return folder
+
+
+def model_card(entry: dict[str, Any]) -> str:
+    """Render ``MODEL_CARD.md`` from an entry dict (so card and JSON never disagree)."""
+    lines = [f"# {entry['name']}", "",
+             f"- dataset: `{entry['dataset_id']}`", f"- env: `{entry['env_id']}`",
+             f"- default policy: `{entry.get('default_policy')}`",
+             f"- world model: {('`' + entry['world_model'] + '`') if entry.get('world_model') else 'none yet'}", "",
+             "| policy | algorithm | updates | wall time | return (10 eps) | normalized score |",
+             "|---|---|---|---|---|---|"]
+    for key, p in entry["policies"].items():
+        ev = p.get("eval", {})
+        ret = f"{ev['return_mean']:.1f} ± {ev['return_std']:.1f}" if "return_mean" in ev else "-"
+        score = f"{ev['score_mean']:.1f} ± {ev['score_std']:.1f}" if "score_mean" in ev else "-"
+        wall = f"{p['wall_s'] / 60:.1f} min" if "wall_s" in p else "-"
+        lines.append(f"| `{key}` (`{p['file']}`) | {p.get('algorithm', '-')} | {p.get('updates', '-')} | {wall} "
+                     f"| {ret} | {score} |")
+    lines += ["", "Scores: deterministic actions, D4RL normalization `100 * (R - R_min) / (R_max - R_min)` with the "
+              "dataset's reference returns.", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
+              f"entry = zoo.load({entry['name']!r})  # or policy='<name>' from the table", "env = entry.make_env()",
+              "```", "", "## Remake", ""]
+    for key, p in entry["policies"].items():
+        lines += [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
+        if p.get("notes"):
+            lines += [str(p["notes"]), ""]
+    return "\n".join(lines)
