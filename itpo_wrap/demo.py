@@ -26,7 +26,7 @@ def run_demo(out_dir: Path, transitions: int = 5_000, env: str = "hopper") -> in
     console = Console()
     store = (out_dir / "datasets").resolve()
     os.environ["MINARI_DATASETS_PATH"] = str(store)  # keep the demo out of the user's ~/.minari
-    from itpo_wrap.data import load_dataset
+    from itpo_wrap.data import dataset_normalized_score, load_dataset
     from itpo_wrap.data.collect import LEVELS, CollectConfig, collect
 
     console.print(f"[bold]itpo-wrap demo[/]: regenerating D4RL-style {env} datasets ({transitions} transitions per "
@@ -39,7 +39,7 @@ def run_demo(out_dir: Path, transitions: int = 5_000, env: str = "hopper") -> in
     for level in LEVELS:
         data = load_dataset(summary[level]["dataset_id"])
         rets = data.episode_returns()
-        score = 100 * (rets.mean() - data.ref_min_score) / (data.ref_max_score - data.ref_min_score)
+        score = float(dataset_normalized_score(data, rets).mean())
         table.add_row(data.dataset_id, f"{len(data):,}", f"{data.num_episodes:,}", f"{int(data.terminations.sum())}",
                       f"{int(data.truncations.sum())}", f"{rets.mean():.1f}", f"{score:.1f}")
     console.print(table)

@@ -51,6 +51,9 @@ def mlp(
 class _ObsNorm(nn.Module):
     """Observation standardization stored as buffers (saved with the module's state_dict)."""
 
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+
     def __init__(self, obs_dim: int, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
         super().__init__()
         m = torch.zeros(obs_dim) if mean is None else torch.as_tensor(mean, dtype=torch.float32).reshape(obs_dim)

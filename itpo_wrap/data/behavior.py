@@ -81,7 +81,8 @@ def replay_buffer_episodes(buffer: Any, upto: int) -> list[dict[str, np.ndarray]
     cut[:-1] = ~done[:-1] & np.any(buffer.next_observations[: n - 1, 0] != buffer.observations[1:n, 0], axis=1)
     cut[-1] = not done[-1]
     ends = np.flatnonzero(done | cut)
-    episodes, start = [], 0
+    episodes: list[dict[str, np.ndarray]] = []
+    start = 0
     for end in ends:
         sl = slice(start, end + 1)
         term = done[sl] & ~timeout[sl]
@@ -90,7 +91,7 @@ def replay_buffer_episodes(buffer: Any, upto: int) -> list[dict[str, np.ndarray]
             "observations": np.concatenate([obs[sl], nxt[end: end + 1]], axis=0),
             "actions": act[sl], "rewards": rew[sl], "terminations": term, "truncations": trunc,
         })
-        start = end + 1
+        start = int(end) + 1
     return episodes
 
 

@@ -114,7 +114,7 @@ class OfflineDataset:
             cols["truncations"].append(trunc)
             cols["episode_ids"].append(np.full(t, ep_id, dtype=np.int64))
             cols["next_action_valid"].append(valid)
-        flat = {k: np.concatenate(v, axis=0) for k, v in cols.items()}
+        flat: dict[str, Any] = {k: np.concatenate(v, axis=0) for k, v in cols.items()}
         return cls(**flat, **info)
 
     # ------------------------------------------------------------------ views

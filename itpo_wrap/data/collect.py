@@ -105,6 +105,8 @@ def rollout(env_id: str, act: Callable[[np.ndarray], np.ndarray], transitions: i
 def random_episodes(env_id: str, transitions: int, seed: int) -> list[Episode]:
     """Uniform actions over the Box (D4RL ``random``)."""
     space = gym.make(env_id).action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"{env_id} has a {type(space).__name__} action space; the random recipe needs a Box")
     rng = np.random.default_rng(seed)
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     return rollout(env_id, lambda _obs: rng.uniform(low, high), transitions, seed)
@@ -128,7 +130,7 @@ def _returns(episodes: Sequence[Episode]) -> np.ndarray:
     return np.array([float(np.sum(ep["rewards"])) for ep in episodes])
 
 
-def summarize(episodes: Sequence[Episode], ref_min: float, ref_max: float) -> dict[str, float]:
+def summarize(episodes: Sequence[Episode], ref_min: float, ref_max: float) -> dict[str, Any]:
     """Transitions, episodes, mean/std return and mean normalized score (x100) of a level."""
     rets = _returns(episodes)
     return {
@@ -189,7 +191,7 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
                         f"(seed {cfg.seed}, >= {cfg.transitions} transitions for sampled levels).",
             overwrite=cfg.overwrite,
         )
-        row = summarize(made[level], ref_min, ref_max)
+        row: dict[str, Any] = dict(summarize(made[level], ref_min, ref_max))
         row.update(dataset_id=did, ref_min_score=ref_min, ref_max_score=ref_max,
                    seconds=timings.get(level, 0.0) + time.perf_counter() - t0)
         summary[level] = row

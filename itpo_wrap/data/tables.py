@@ -64,7 +64,7 @@ def datasets_markdown(behavior_root: Path) -> str:
         "| dataset id | transitions | episodes | return (mean +- std) | normalized score | ref min / max | collect time |",
         "|---|---|---|---|---|---|---|",
     ]
-    for env, level, r in rows:
+    for _env, _level, r in rows:
         lines.append(
             f"| `{r['dataset_id']}` | {r['transitions']:,} | {r['episodes']:,} | {r['return_mean']:.1f} +- "
             f"{r['return_std']:.1f} | {r['normalized_score']:.1f} | {r['ref_min_score']:.1f} / {r['ref_max_score']:.1f} | "
