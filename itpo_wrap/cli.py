@@ -120,8 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``itpo`` console script."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
+        # Our errors are written to be read: show the message, not a traceback.
+        parser.exit(2, f"itpo {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

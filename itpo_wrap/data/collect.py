@@ -25,6 +25,7 @@ import torch
 
 from itpo_wrap.data.behavior import load_episodes
 from itpo_wrap.data.minari import normalized_score, write_dataset
+from itpo_wrap.utils import policies_root
 
 ENVS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -72,7 +73,9 @@ class CollectConfig:
 
     @property
     def behavior_path(self) -> Path:
-        return Path(self.behavior_dir) if self.behavior_dir else Path("policies") / "behavior" / self.env
+        if self.behavior_dir:
+            return Path(self.behavior_dir)
+        return policies_root() / "behavior" / self.env
 
 
 def rollout(env_id: str, act: Callable[[np.ndarray], np.ndarray], transitions: int, seed: int) -> list[Episode]:
