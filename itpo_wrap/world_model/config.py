@@ -60,7 +60,14 @@ class DiffusionConfig:
     :param beta_end: last beta of the linear schedule.
     :param sampler: ``ddpm`` (stochastic, METHOD.md section 2 eq.) or ``ddim`` (sigma = 0).
     :param clip_sample: clamp the predicted clean delta to ``[-clip_sample, clip_sample]``
-        (normalized units) at each step; ``None`` keeps the sampler smooth everywhere.
+        (normalized units) at each step; ``None`` keeps the sampler smooth everywhere. The cosine
+        schedule ends at alpha_bar ~ 1e-7, so skipping steps amplifies the first step's error
+        (x 346 at K = 100, 10 steps): use it with ``clip_sample`` or ``precondition``.
+    :param precondition: build ``eps_theta = sqrt(1 - abar_k) x_k + sqrt(abar_k) F(x_k, k | s, a)``.
+        The loss is still the epsilon-prediction loss; the skip term makes ``eps_theta`` exact at
+        pure noise, so the implied clean sample ``sqrt(abar) x - sqrt(1 - abar) F`` never divides by
+        a small ``sqrt(abar)`` and each reverse step stays contractive (an untrained or
+        off-distribution net cannot blow the sampler up).
     :param net: the denoiser.
     """
 
@@ -71,6 +78,7 @@ class DiffusionConfig:
     beta_end: float = 0.02
     sampler: str = "ddpm"
     clip_sample: float | None = None
+    precondition: bool = True
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
 
     def __post_init__(self) -> None:
@@ -103,6 +111,11 @@ class MeanFlowConfig:
     :param flow_ratio: share of samples with ``r = t`` (plain flow matching): 0.75.
     :param adaptive_p: power p of the adaptive weight ``1 / (||delta||^2 + c)^p``; 0 disables it.
     :param adaptive_c: the constant c of the adaptive weight.
+    :param prediction: ``"x"``: the net predicts the clean sample ``F`` and
+        ``u = (z_t - F) / max(t, t_floor)`` (the x-prediction of JiT / pixel MeanFlow). Then the
+        one-step sample is ``F(z_1, 0, 1 | s, a)`` itself and near-deterministic transitions (MuJoCo)
+        are a plain regression for ``F``; ``"u"`` is the original direct average-velocity output.
+    :param t_floor: lower bound of ``t`` in the x-prediction's division.
     :param tilt_eta: eta of the policy tilt (v2); 0 is plain MeanFlow.
     :param tilt_sigma: sigma of the Gaussian ``N(pi(s), sigma^2 I)`` standing in for a
         deterministic policy's density, in env action units.
@@ -115,6 +128,8 @@ class MeanFlowConfig:
     flow_ratio: float = 0.75
     adaptive_p: float = 1.0
     adaptive_c: float = 1e-3
+    prediction: str = "x"
+    t_floor: float = 0.05
     tilt_eta: float = 0.0
     tilt_sigma: float = 0.2
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
@@ -122,6 +137,10 @@ class MeanFlowConfig:
     def __post_init__(self) -> None:
         _check_positive("MeanFlowConfig", num_inference_steps=self.num_inference_steps,
                         time_std=self.time_std, adaptive_c=self.adaptive_c, tilt_sigma=self.tilt_sigma)
+        if self.prediction not in ("x", "u"):
+            raise ValueError(f"MeanFlowConfig.prediction={self.prediction!r}; choose 'x' or 'u'")
+        if not 0.0 < self.t_floor < 1.0:
+            raise ValueError(f"MeanFlowConfig.t_floor={self.t_floor} must be in (0, 1)")
         if not 0.0 <= self.flow_ratio <= 1.0:
             raise ValueError(f"MeanFlowConfig.flow_ratio={self.flow_ratio} must be in [0, 1]")
         if self.adaptive_p < 0 or self.tilt_eta < 0:

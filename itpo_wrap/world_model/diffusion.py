@@ -134,10 +134,15 @@ class NoiseSchedule:
         """Noise vectors per sample: the initial x_K, plus one per stochastic DDPM step."""
         return 1 + sum(1 for c in self.coefs if c.sigma > 0.0)
 
+    def sqrt_alphas(self, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sqrt(abar_k), sqrt(1 - abar_k))`` as ``(B, 1)`` tensors for integer ``timesteps`` ``(B,)``."""
+        sa = self._sqrt_abar.to(like.device, like.dtype)[timesteps].unsqueeze(-1)
+        s1 = self._sqrt_1m_abar.to(like.device, like.dtype)[timesteps].unsqueeze(-1)
+        return sa, s1
+
     def add_noise(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`` for integer ``timesteps`` of shape ``(B,)``."""
-        sa = self._sqrt_abar.to(original.device, original.dtype)[timesteps].unsqueeze(-1)
-        s1 = self._sqrt_1m_abar.to(original.device, original.dtype)[timesteps].unsqueeze(-1)
+        sa, s1 = self.sqrt_alphas(timesteps, original)
         return sa * original + s1 * noise
 
     def step(
@@ -175,6 +180,7 @@ class DiffusionDynamics(Dynamics):
     """
 
     kind = "diffusion"
+    step_times: torch.Tensor
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: DiffusionConfig | None = None) -> None:
         super().__init__(obs_dim, act_dim)
@@ -196,6 +202,7 @@ class DiffusionDynamics(Dynamics):
         :param sampler: ``ddpm`` or ``ddim``.
         """
         self.schedule.set_timesteps(num_inference_steps, sampler)
+        self._time_cache_key = None
         self._set_step_times()
         self.step_times = self.step_times.to(next(self.parameters()))
 
@@ -209,8 +216,12 @@ class DiffusionDynamics(Dynamics):
             noise = torch.randn(s.shape[0], self.num_noise, self.obs_dim, device=s.device, dtype=s.dtype)
         cond = self.net.cond_features(torch.cat([s, a], dim=-1))  # once for all K steps
         x, z_index = noise[:, 0], 1
+        pre = self.cfg.precondition
         for i in range(len(self.schedule.timesteps)):
-            eps = self.net.forward_features(x, cond, self.net.time_features(self.step_times[i:i + 1]))
+            eps = self.net.forward_features(x, cond, self.step_time_features(i))
+            if pre:
+                c = self.schedule.coefs[i]
+                eps = torch.add(x * c.sqrt_1m_abar, eps, alpha=c.sqrt_abar)
             z = None
             if self.schedule.coefs[i].sigma > 0.0:
                 z, z_index = noise[:, z_index], z_index + 1
@@ -225,8 +236,11 @@ class DiffusionDynamics(Dynamics):
         b = s.shape[0]
         k = torch.randint(0, self.schedule.num_train_timesteps, (b,), device=s.device, generator=generator)
         eps = torch.randn(delta.shape, device=s.device, dtype=s.dtype, generator=generator)
-        x_k = self.schedule.add_noise(delta, eps, k)
+        sa, s1 = self.schedule.sqrt_alphas(k, delta)
+        x_k = sa * delta + s1 * eps
         times = (k.to(s.dtype) / self.schedule.num_train_timesteps).unsqueeze(-1)
         pred = self.net(x_k, torch.cat([s, a], dim=-1), times)
+        if self.cfg.precondition:  # eps_theta = sqrt(1 - abar) x_k + sqrt(abar) F (see DiffusionConfig)
+            pred = s1 * x_k + sa * pred
         loss = weighted_mean((pred - eps).pow(2).mean(dim=-1), weights)
         return loss, {"eps_mse": loss.detach()}

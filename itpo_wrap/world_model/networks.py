@@ -30,6 +30,8 @@ class SinusoidalEmbedding(nn.Module):
     :param max_frequency: highest frequency, cycles per unit of ``t``.
     """
 
+    freqs: torch.Tensor
+
     def __init__(self, dim: int, max_frequency: float) -> None:
         super().__init__()
         half = dim // 2
@@ -74,14 +76,15 @@ class ConditionalResMLP(nn.Module):
         self.x_in = nn.Linear(x_dim, width, bias=False) if x_input else None
         self.cond_in = nn.Linear(cond_dim, width)
         self.blocks = nn.ModuleList(_Block(width, cfg.activation) for _ in range(cfg.num_blocks))
-        self.out = nn.Sequential(nn.LayerNorm(width), _ACT[cfg.activation](), nn.Linear(width, x_dim))
+        out_linear = nn.Linear(width, x_dim)
+        self.out = nn.Sequential(nn.LayerNorm(width), _ACT[cfg.activation](), out_linear)
         if num_times > 0:
             self.embed = SinusoidalEmbedding(cfg.time_embed_dim, cfg.max_frequency)
             # One projection gives the input bias and every block's bias in a single matmul.
             self.time_proj = nn.Linear(num_times * cfg.time_embed_dim, width * (cfg.num_blocks + 1))
         # Start as the zero function so the untrained model predicts "no change" (delta = mean).
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        nn.init.zeros_(out_linear.weight)
+        nn.init.zeros_(out_linear.bias)
 
     def cond_features(self, cond: torch.Tensor) -> torch.Tensor:
         """The condition's contribution to the first layer, reusable across denoising steps."""

@@ -1,0 +1,203 @@
+"""``itpo train-world-model`` and ``itpo eval-world-model``: thin argparse front ends.
+
+``register(subparsers)`` adds both subcommands to the ``itpo`` CLI. SB3 and the Minari loader are
+imported lazily, only when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from itpo_wrap.training.config import WorldModelTrainConfig
+from itpo_wrap.world_model.config import DiffusionConfig, MeanFlowConfig, NetConfig
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train-world-model`` and ``eval-world-model`` to an argparse subparsers object.
+
+    :param subparsers: the result of ``parser.add_subparsers()``.
+    """
+    d = WorldModelTrainConfig()
+    p = subparsers.add_parser("train-world-model", help="train a world-model bundle on an offline dataset",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="Minari dataset id or local path")
+    p.add_argument("--dynamics", choices=("diffusion", "meanflow", "mlp"), default="diffusion")
+    p.add_argument("--out", required=True, help="bundle file to write (e.g. policies/zoo/<env>-<level>/wm_diffusion.pt)")
+    p.add_argument("--run-dir", default=None, help="checkpoints and metrics (default: <out>.run)")
+    p.add_argument("--steps", type=int, default=d.dynamics_steps, help="dynamics (and MLP baseline) updates")
+    p.add_argument("--reward-steps", type=int, default=d.reward_steps)
+    p.add_argument("--termination-steps", type=int, default=d.termination_steps)
+    p.add_argument("--critic-steps", type=int, default=d.critic_steps, help="FQE updates (with --fqe-policy)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--hidden", type=int, default=d.diffusion.net.hidden_dim, help="width of the dynamics net")
+    p.add_argument("--blocks", type=int, default=d.diffusion.net.num_blocks, help="residual blocks")
+    p.add_argument("--train-timesteps", type=int, default=d.diffusion.num_train_timesteps, help="diffusion K")
+    p.add_argument("--sampling-steps", type=int, default=None,
+                   help=f"denoising / MeanFlow steps (default {d.diffusion.num_inference_steps} / "
+                        f"{d.meanflow.num_inference_steps})")
+    p.add_argument("--schedule", choices=("linear", "cosine"), default=d.diffusion.beta_schedule)
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=d.diffusion.sampler)
+    p.add_argument("--critic", default=None, help="SB3 SAC/TD3 .zip whose policy.critic becomes the terminal critic")
+    p.add_argument("--fqe-policy", default=None,
+                   help="SB3 .zip or TorchScript policy (outputs in [-1, 1]) to fit a critic for by FQE")
+    p.add_argument("--tilt-policy", default=None, help="policy (as --fqe-policy) for MeanFlow's tilt weights")
+    p.add_argument("--tilt-eta", type=float, default=0.0)
+    p.add_argument("--tilt-sigma", type=float, default=d.meanflow.tilt_sigma)
+    p.add_argument("--holdout", type=float, default=d.holdout_fraction, help="share of held-out episodes")
+    p.add_argument("--no-baseline", action="store_true", help="skip the same-budget MLP baseline")
+    p.add_argument("--workers", type=int, choices=(1, 2), default=d.workers)
+    p.add_argument("--threads", type=int, default=d.num_threads)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --run-dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=train_command)
+
+    e = subparsers.add_parser("eval-world-model", help="score a bundle on held-out episodes (vs its MLP baseline)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--model", required=True, help="bundle file")
+    e.add_argument("--dataset", required=True, help="Minari dataset id or local path")
+    e.add_argument("--horizon", type=int, default=10)
+    e.add_argument("--max-rows", type=int, default=50_000)
+    e.add_argument("--max-starts", type=int, default=2_000)
+    e.add_argument("--all-episodes", action="store_true", help="score on all episodes, not the held-out ones")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", default=None, help="write the full result here")
+    e.add_argument("--csv", default=None, help="write per-horizon rows here")
+    e.set_defaults(func=eval_command)
+
+
+def _load_dataset(id_or_path: str) -> Any:
+    from itpo_wrap.data import load_dataset
+
+    return load_dataset(id_or_path)
+
+
+def load_policy(path: str, action_low: np.ndarray, action_high: np.ndarray) -> Any:
+    """A differentiable raw-obs -> env-action callable from an SB3 ``.zip`` (SAC, TD3, DDPG) or a
+    TorchScript file whose outputs are in ``[-1, 1]`` (mapped to the Box like SB3's ``predict``).
+
+    :param path: the policy file.
+    :param action_low: Box lower bound.
+    :param action_high: Box upper bound.
+    """
+    low, high = torch.as_tensor(action_low), torch.as_tensor(action_high)
+    if path.endswith(".zip"):
+        model = _load_sb3(path)
+        actor = model.policy.actor.eval()
+        deterministic = hasattr(actor, "action_dist")  # SAC's actor samples unless told otherwise
+
+        def scaled(obs: torch.Tensor) -> torch.Tensor:
+            return actor(obs, deterministic=True) if deterministic else actor(obs)
+    else:
+        scripted = torch.jit.load(path, map_location="cpu").eval()
+
+        def scaled(obs: torch.Tensor) -> torch.Tensor:
+            return scripted(obs)
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        return low + 0.5 * (scaled(obs) + 1.0) * (high - low)
+
+    return policy
+
+
+def _load_sb3(path: str) -> Any:
+    try:
+        from stable_baselines3 import DDPG, SAC, TD3
+        from stable_baselines3.common.save_util import load_from_zip_file
+    except ImportError as err:  # pragma: no cover - SB3 is a dependency
+        raise ImportError("loading an SB3 .zip needs stable-baselines3: pip install stable-baselines3") from err
+    data, _, _ = load_from_zip_file(path, device="cpu")
+    module = getattr((data or {}).get("policy_class"), "__module__", "")
+    for key, cls in (("sac", SAC), ("td3", TD3), ("ddpg", DDPG)):
+        if f".{key}." in module:
+            return cls.load(path, device="cpu")
+    raise ValueError(f"{path} holds a {module or 'unknown'} policy; only SAC, TD3 and DDPG .zip files have the "
+                     "actor/critic this command uses (for others use the Python API with CriticHead / fit_fqe)")
+
+
+def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
+    """Build the training config from parsed ``train-world-model`` arguments."""
+    d = WorldModelTrainConfig()
+    net = dataclasses.replace(NetConfig(), hidden_dim=args.hidden, num_blocks=args.blocks)
+    diffusion = DiffusionConfig(
+        num_train_timesteps=args.train_timesteps, beta_schedule=args.schedule, sampler=args.sampler, net=net,
+        num_inference_steps=args.sampling_steps or d.diffusion.num_inference_steps)
+    meanflow = MeanFlowConfig(num_inference_steps=args.sampling_steps or d.meanflow.num_inference_steps,
+                              tilt_eta=args.tilt_eta, tilt_sigma=args.tilt_sigma, net=net)
+    return WorldModelTrainConfig(
+        dynamics=args.dynamics, diffusion=diffusion, meanflow=meanflow, dynamics_steps=args.steps,
+        reward_steps=args.reward_steps, termination_steps=args.termination_steps, critic_steps=args.critic_steps,
+        batch_size=args.batch_size, lr=args.lr, baseline=not args.no_baseline, holdout_fraction=args.holdout,
+        seed=args.seed, workers=args.workers, num_threads=args.threads, device=args.device)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Run ``train-world-model``."""
+    from itpo_wrap.training.evaluate import evaluate_world_model
+    from itpo_wrap.training.world_model import train_world_model
+    from itpo_wrap.world_model.heads import CriticHead
+
+    cfg = config_from_args(args)
+    dataset = _load_dataset(args.dataset)
+    low, high = _box(dataset)
+    critic = CriticHead.from_sb3(_load_sb3(args.critic)) if args.critic else None
+    policy = load_policy(args.fqe_policy, low, high) if args.fqe_policy else None
+    tilt = load_policy(args.tilt_policy, low, high) if args.tilt_policy else None
+    wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
+                           tilt_policy=tilt, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
+    _print_eval(evaluate_world_model(wm, dataset))
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Run ``eval-world-model``."""
+    import csv
+
+    from itpo_wrap.training.evaluate import evaluate_world_model, summary_rows
+    from itpo_wrap.world_model.model import WorldModel
+
+    wm = WorldModel.load(args.model)
+    dataset = _load_dataset(args.dataset)
+    result = evaluate_world_model(wm, dataset, horizon=args.horizon, max_rows=args.max_rows,
+                                  max_starts=args.max_starts, seed=args.seed, heldout=not args.all_episodes)
+    _print_eval(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.csv:
+        rows = summary_rows(result)
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+def _box(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    space = getattr(dataset, "action_space", None)
+    if space is None:
+        return -np.ones(dataset.act_dim, np.float32), np.ones(dataset.act_dim, np.float32)
+    return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+
+
+def _print_eval(r: dict[str, Any]) -> None:
+    print(f"held-out: {r['episodes']} episodes, {r['rows']} rows, {r['open_loop_starts']} open-loop starts")
+    print(f"{'model':<14}{'1-step RMSE':>12}{'(state std)':>12}   open-loop RMSE in state std, H = 1..")
+    for key in ("dynamics", "baseline"):
+        if key in r:
+            m = r[key]
+            name = r["dynamics_kind"] if key == "dynamics" else "mlp baseline"
+            curve = " ".join(f"{x:.3f}" for x in m["open_loop_rmse_state_std"])
+            print(f"{name:<14}{m['one_step_rmse']:>12.4f}{m['one_step_rmse_state_std']:>12.4f}   {curve}")
+    print(f"reward RMSE {r['reward_rmse']:.4f} ({r['reward_rmse_reward_std']:.3f} reward std); termination "
+          f"accuracy {r['termination_accuracy']:.4f}, recall {r['termination_recall']:.3f} on {r['terminal_rows']} "
+          f"terminal rows, false-positive rate {r['termination_false_positive_rate']:.4f}")

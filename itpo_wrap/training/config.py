@@ -1,0 +1,110 @@
+"""The training config of a world-model bundle (serialised into the bundle and the run dir)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from itpo_wrap.world_model.config import DiffusionConfig, HeadsConfig, MeanFlowConfig, MLPDynamicsConfig
+
+_KINDS = ("diffusion", "meanflow", "mlp")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelTrainConfig:
+    """Budgets and optimiser settings for every part of a bundle.
+
+    Step counts are sized so one bundle (dynamics + same-budget MLP baseline + heads) trains in at
+    most 20 minutes on 2 idle CPU cores with ``workers=2``: per update (batch 256, one thread) the
+    diffusion loss costs ~1.5 MFLOP per row, MeanFlow's (with the JVP on a quarter of the rows)
+    about twice that, so 50k MeanFlow updates are ~8-12 minutes in one thread while the baseline
+    and heads (~7 minutes) run in the other. The cost per update does not depend on the dataset size.
+
+    :param dynamics: ``diffusion``, ``meanflow`` or ``mlp``.
+    :param diffusion: settings when ``dynamics == "diffusion"``.
+    :param meanflow: settings when ``dynamics == "meanflow"``.
+    :param heads: reward / termination / FQE critic settings.
+    :param dynamics_steps: updates of the dynamics model (and of the MLP baseline).
+    :param reward_steps: updates of the reward head.
+    :param termination_steps: updates of the termination head (skipped when data never terminates).
+    :param critic_steps: FQE updates (only when a policy is given and no critic).
+    :param batch_size: minibatch of every component.
+    :param lr: peak Adam learning rate (cosine decay after a linear warmup).
+    :param warmup_steps: linear warmup length.
+    :param final_lr_fraction: the cosine decays to ``lr * final_lr_fraction``.
+    :param weight_decay: AdamW weight decay.
+    :param grad_clip: global grad-norm clip (0 disables).
+    :param baseline: also train the deterministic MLP dynamics with the same budget.
+    :param holdout_fraction: share of episodes held out for validation and evaluation.
+    :param seed: seed of the split, the initialisations and the minibatches.
+    :param log_every: steps between metric rows.
+    :param eval_every: steps between held-out validation rows.
+    :param checkpoint_every: steps between resumable checkpoints.
+    :param workers: 2 trains the dynamics in one thread and the other parts in a second one
+        (torch releases the GIL in its kernels, so two cores are used).
+    :param num_threads: torch intra-op threads (1 per worker is fastest for these small nets).
+    :param device: ``auto``, ``cpu`` or ``cuda[:N]``.
+    """
+
+    dynamics: str = "diffusion"
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    meanflow: MeanFlowConfig = dataclasses.field(default_factory=MeanFlowConfig)
+    heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
+    dynamics_steps: int = 50_000
+    reward_steps: int = 20_000
+    termination_steps: int = 10_000
+    critic_steps: int = 50_000
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 500
+    final_lr_fraction: float = 0.02
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    baseline: bool = True
+    holdout_fraction: float = 0.1
+    seed: int = 0
+    log_every: int = 250
+    eval_every: int = 5_000
+    checkpoint_every: int = 5_000
+    workers: int = 2
+    num_threads: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.dynamics not in _KINDS:
+            raise ValueError(f"WorldModelTrainConfig.dynamics={self.dynamics!r}; choose one of {_KINDS}")
+        for name, cls in (("diffusion", DiffusionConfig), ("meanflow", MeanFlowConfig), ("heads", HeadsConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls(**value))
+            elif not isinstance(value, cls):
+                raise TypeError(f"WorldModelTrainConfig.{name} must be a {cls.__name__}, got {type(value).__name__}")
+        for name in ("dynamics_steps", "reward_steps", "termination_steps", "critic_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"WorldModelTrainConfig.{name}={getattr(self, name)} must be >= 0")
+        for name in ("batch_size", "lr", "log_every", "eval_every", "checkpoint_every", "num_threads"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"WorldModelTrainConfig.{name}={getattr(self, name)} must be > 0")
+        if self.workers not in (1, 2):
+            raise ValueError(f"WorldModelTrainConfig.workers={self.workers} must be 1 or 2")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"WorldModelTrainConfig.holdout_fraction={self.holdout_fraction} must be in (0, 1)")
+        if not 0.0 <= self.final_lr_fraction <= 1.0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("final_lr_fraction must be in [0, 1]; weight_decay and grad_clip must be >= 0")
+
+    def dynamics_config(self) -> Any:
+        """The config of the chosen dynamics kind (the baseline reuses its network)."""
+        if self.dynamics == "diffusion":
+            return self.diffusion
+        if self.dynamics == "meanflow":
+            return self.meanflow
+        return MLPDynamicsConfig(net=self.diffusion.net)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (for the bundle's ``info`` and the run dir's ``config.json``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> WorldModelTrainConfig:
+        """Inverse of ``to_dict``."""
+        return cls(**values)

@@ -1,0 +1,200 @@
+"""``train_world_model``: fit every part of a bundle on an ``OfflineDataset`` and assemble it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import itpo_wrap
+from itpo_wrap.data.buffer import OfflineDataset
+from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.training.config import WorldModelTrainConfig
+from itpo_wrap.training.loop import Component, MetricsLog, fit_component
+from itpo_wrap.training.parts import (
+    DataTensors,
+    Policy,
+    dynamics_component,
+    fqe_component,
+    reward_component,
+    termination_component,
+)
+from itpo_wrap.utils import get_device, set_seed
+from itpo_wrap.world_model.config import MLPDynamicsConfig
+from itpo_wrap.world_model.diffusion import DiffusionDynamics
+from itpo_wrap.world_model.dynamics import MLPDynamics
+from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.model import WorldModel
+
+
+def _bounds(data: OfflineDataset) -> tuple[np.ndarray, np.ndarray]:
+    space = data.action_space
+    if space is not None and hasattr(space, "low"):
+        return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    # Synthetic data without a space: the data's own range (MuJoCo's Box is [-1, 1]).
+    lo, hi = data.actions.min(axis=0), data.actions.max(axis=0)
+    return np.minimum(lo, -1.0).astype(np.float32), np.maximum(hi, 1.0).astype(np.float32)
+
+
+def _check_dataset(data: OfflineDataset) -> None:
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        arr = getattr(data, name)
+        if not np.all(np.isfinite(arr)):
+            rows = np.nonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))[0]
+            raise ValueError(f"dataset {data.dataset_id or '<synthetic>'} has NaN/inf in {name} (rows {rows[:5].tolist()}"
+                             f"...); clean or drop those episodes before training")
+    if len(data) < 2:
+        raise ValueError(f"dataset has {len(data)} transitions; a world model needs at least a few thousand")
+
+
+def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    current = json.loads(json.dumps(cfg.to_dict()))
+    if cfg_path.exists() and resume:
+        saved = json.loads(cfg_path.read_text())
+        diff = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]
+                and k not in ("workers", "num_threads", "device", "log_every")}
+        if diff:
+            raise ValueError(f"run dir {run_dir} holds a run with another config (saved vs now: {diff}); "
+                             "resume with the same settings, pass resume=False (--no-resume) or use another --out")
+    elif not resume:
+        for old in [*run_dir.glob("*.ckpt.pt"), run_dir / "metrics.csv"]:
+            old.unlink(missing_ok=True)
+    cfg_path.write_text(json.dumps(current, indent=2))
+
+
+def train_world_model(
+    dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, out: str | os.PathLike[str] | None = None, *,
+    run_dir: str | os.PathLike[str] | None = None, critic: CriticHead | None = None, policy: Policy | None = None,
+    tilt_policy: Policy | None = None, resume: bool = True, progress: bool = True,
+) -> WorldModel:
+    """Train dynamics, the same-budget MLP baseline, reward and termination heads (and an FQE
+    critic when ``policy`` is given without ``critic``) and assemble a ``WorldModel``.
+
+    Episodes are split into train / held-out (``cfg.holdout_fraction``, ``cfg.seed``); normalizers
+    are fitted on the train part; the held-out episode ids are stored in ``wm.info`` so
+    ``evaluate_world_model`` scores on exactly those.
+
+    :param dataset: the offline data (env units).
+    :param cfg: budgets and settings (defaults: ``WorldModelTrainConfig()``).
+    :param out: where to save the bundle (``None``: do not save).
+    :param run_dir: checkpoints, ``metrics.csv``, ``config.json``, ``tb/`` (default ``<out>.run``).
+    :param critic: a ready terminal critic to attach (e.g. ``CriticHead.from_sb3(model)``).
+    :param policy: raw obs -> env action; with no ``critic``, a critic is fitted by FQE of it.
+    :param tilt_policy: the policy MeanFlow's tilt weights lean toward (needs ``meanflow.tilt_eta > 0``).
+    :param resume: continue from the checkpoints in ``run_dir``.
+    :param progress: show progress bars.
+    """
+    cfg = cfg or WorldModelTrainConfig()
+    _check_dataset(dataset)
+    if (tilt_policy is not None) != (cfg.dynamics == "meanflow" and cfg.meanflow.tilt_eta > 0):
+        raise ValueError("a tilt needs both tilt_policy and dynamics='meanflow' with meanflow.tilt_eta > 0 "
+                         f"(got tilt_policy={'set' if tilt_policy else None}, dynamics={cfg.dynamics!r}, "
+                         f"tilt_eta={cfg.meanflow.tilt_eta})")
+    torch.set_num_threads(cfg.num_threads)
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    if run_dir is None:
+        run_dir = Path(f"{out}.run") if out is not None else Path("runs/world_model") / f"{cfg.dynamics}-{int(time.time())}"
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, cfg, resume)
+
+    train, hold = dataset.split_episodes(cfg.holdout_fraction, seed=cfg.seed)
+    norms = {"obs": StateNormalizer.fit(train.observations), "act": StateNormalizer.fit(train.actions),
+             "delta": StateNormalizer.fit(train.next_observations - train.observations)}
+    tr, va = DataTensors(train, norms, device), DataTensors(hold, norms, device)
+    obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
+    stats = {"obs_mean": norms["obs"].mean, "obs_std": norms["obs"].std, "act_mean": norms["act"].mean,
+             "act_std": norms["act"].std, "reward_mean": np.float32(train.rewards.mean()),
+             "reward_std": np.float32(max(float(train.rewards.std()), 1e-6))}
+    dyn_cls = {"diffusion": DiffusionDynamics, "meanflow": MeanFlowDynamics, "mlp": MLPDynamics}[cfg.dynamics]
+    dyn_cfg = cfg.dynamics_config()
+    dynamics = dyn_cls(obs_dim, act_dim, dyn_cfg).to(device)
+    baseline = MLPDynamics(obs_dim, act_dim, MLPDynamicsConfig(net=dyn_cfg.net)).to(device) if cfg.baseline else None
+    reward = RewardHead(obs_dim, act_dim, cfg.heads.reward_hidden, stats).to(device)
+    never = not bool(train.terminations.any())
+    termination = TerminationHead(obs_dim, cfg.heads.termination_hidden, never, stats).to(device)
+    low, high = _bounds(dataset)
+
+    tilt = None if tilt_policy is None else (tilt_policy, cfg.meanflow.tilt_sigma, cfg.meanflow.tilt_eta)
+    groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
+                                                         cfg.dynamics_steps, tilt)], []]
+    if baseline is not None:
+        groups[1].append(dynamics_component("baseline", baseline, tr, va, cfg.batch_size, cfg.dynamics_steps))
+    groups[1].append(reward_component(reward, tr, va, cfg.batch_size, cfg.reward_steps))
+    if not never:
+        groups[1].append(termination_component(termination, tr, va, cfg.batch_size, cfg.termination_steps,
+                                               cfg.heads.termination_pos_weight))
+    critic_source = "given" if critic is not None else ("fqe" if policy is not None else None)
+    if critic is None and policy is not None:
+        critic = CriticHead(obs_dim, act_dim, cfg.heads.critic_hidden, 2, "relu", cfg.heads.critic_layernorm)
+        critic.obs_norm.mean.copy_(torch.as_tensor(norms["obs"].mean))
+        critic.obs_norm.std.copy_(torch.as_tensor(norms["obs"].std))
+        groups[1].append(fqe_component(critic.to(device), policy, tr, cfg.batch_size, cfg.critic_steps, cfg.heads))
+    if cfg.workers == 1:
+        groups = [groups[0] + groups[1]]
+
+    log = MetricsLog(run_dir)
+    seeds = {name: cfg.seed * 1000 + i for i, name in enumerate(("dynamics", "baseline", "reward", "termination", "critic"))}
+
+    def run(pos: int, comps: list[Component]) -> dict[str, dict[str, float]]:
+        torch.set_num_threads(cfg.num_threads)
+        return {c.name: fit_component(c, cfg, run_dir, log, seeds[c.name], pos, progress) for c in comps}
+
+    start = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            futures = [pool.submit(run, pos, comps) for pos, comps in enumerate(groups)]
+            summaries = {k: v for f in futures for k, v in f.result().items()}
+    finally:
+        log.close()
+    info: dict[str, Any] = {
+        "dataset_id": dataset.dataset_id, "num_transitions": len(dataset), "train_config": cfg.to_dict(),
+        "holdout_episode_ids": [int(x) for x in np.unique(hold.episode_ids)], "summaries": summaries,
+        "train_wall_s": time.perf_counter() - start, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "itpo_version": itpo_wrap.__version__, "critic_source": critic_source,
+    }
+    wm = WorldModel(dynamics, reward, termination, critic, norms["obs"], norms["act"], norms["delta"], low, high,
+                    env_id=dataset.env_id, baseline=baseline, info=info)
+    if out is not None:
+        wm.save(out)
+    return wm
+
+
+def fit_fqe(policy: Policy, dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, *,
+            run_dir: str | os.PathLike[str] = "runs/fqe", resume: bool = False, progress: bool = True) -> CriticHead:
+    """Fit a twin critic by fitted Q evaluation of ``policy`` on ``dataset`` (for a plain torch
+    policy that comes without a critic). Uses ``cfg.critic_steps``, ``cfg.heads``, ``cfg.batch_size``.
+
+    :param policy: raw obs -> env-space action (a differentiable torch callable).
+    :param dataset: the offline data.
+    :param cfg: settings (defaults: ``WorldModelTrainConfig()``).
+    :param run_dir: checkpoints and metrics.
+    :param resume: continue from a checkpoint in ``run_dir``.
+    :param progress: show a progress bar.
+    """
+    cfg = cfg or WorldModelTrainConfig()
+    device = get_device(cfg.device)
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, cfg, resume)
+    norms = {"obs": StateNormalizer.fit(dataset.observations), "act": StateNormalizer.fit(dataset.actions),
+             "delta": StateNormalizer.fit(dataset.next_observations - dataset.observations)}
+    tr = DataTensors(dataset, norms, device)
+    critic = CriticHead(dataset.obs_dim, dataset.act_dim, cfg.heads.critic_hidden, 2, "relu", cfg.heads.critic_layernorm)
+    critic.obs_norm.mean.copy_(torch.as_tensor(norms["obs"].mean))
+    critic.obs_norm.std.copy_(torch.as_tensor(norms["obs"].std))
+    comp = fqe_component(critic.to(device), policy, tr, cfg.batch_size, cfg.critic_steps, cfg.heads)
+    log = MetricsLog(run_dir)
+    try:
+        fit_component(comp, cfg, run_dir, log, cfg.seed, 0, progress)
+    finally:
+        log.close()
+    return critic.requires_grad_(False)

@@ -1,0 +1,163 @@
+"""MeanFlow dynamics: a one-step generative model of the normalized state delta
+(METHOD.md section 5; Geng et al. 2025, arXiv 2505.13447).
+
+Path ``z_t = (1 - t) x + t eps`` (t = 0 data, t = 1 noise), velocity ``v = eps - x``. The network
+``u(z, r, t | s, a)`` learns the *average* velocity over ``[r, t]``, so one call maps pure noise to a
+sample: ``x = z_1 - u(z_1, 0, 1 | s, a)``. That single call is what makes the adaptation loop cheap
+(METHOD.md section 4: K = 1 instead of K = 10 network calls per imagined step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from itpo_wrap.world_model.config import MeanFlowConfig
+from itpo_wrap.world_model.dynamics import Dynamics, weighted_mean
+from itpo_wrap.world_model.networks import ConditionalResMLP
+
+
+class MeanFlowDynamics(Dynamics):
+    """``s_{t+1} - s_t`` (normalized) from one (or a few) average-velocity steps.
+
+    :param obs_dim: state width.
+    :param act_dim: action width.
+    :param cfg: loss, sampler and network settings.
+    """
+
+    kind = "meanflow"
+    step_times: torch.Tensor
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: MeanFlowConfig | None = None) -> None:
+        super().__init__(obs_dim, act_dim)
+        self.cfg = cfg or MeanFlowConfig()
+        # Two time inputs, embedded as (t, t - r) (METHOD.md section 5).
+        self.net = ConditionalResMLP(obs_dim, obs_dim + act_dim, 2, self.cfg.net)
+        self.set_num_steps(self.cfg.num_inference_steps)
+
+    def set_num_steps(self, num_steps: int) -> None:
+        """Use ``num_steps`` uniform steps from t = 1 to t = 0 (1 is the one-step sampler).
+
+        :param num_steps: number of network calls per sample.
+        """
+        if num_steps < 1:
+            raise ValueError(f"num_steps={num_steps} must be >= 1")
+        grid = [1.0 - i / num_steps for i in range(num_steps + 1)]
+        # Each step goes from t = grid[i] to r = grid[i + 1]: times (t, t - r), width t - r.
+        rows = torch.tensor([[grid[i], grid[i] - grid[i + 1]] for i in range(num_steps)], dtype=torch.float32)
+        self._widths = [grid[i] - grid[i + 1] for i in range(num_steps)]
+        self._starts = grid[:-1]
+        self._time_cache_key = None
+        ref = next(self.parameters(), None)
+        self.register_buffer("step_times", rows if ref is None else rows.to(ref), persistent=False)
+
+    @property
+    def num_noise(self) -> int:
+        return 1  # the ODE is deterministic: only z_1 is random
+
+    def sample(self, s: torch.Tensor, a: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``z_{r} = z_t - (t - r) u(z_t, r, t | s, a)`` from ``z_1 = noise[:, 0]`` down to t = 0."""
+        if noise is None:
+            noise = torch.randn(s.shape[0], 1, self.obs_dim, device=s.device, dtype=s.dtype)
+        cond = self.net.cond_features(torch.cat([s, a], dim=-1))
+        z = noise[:, 0]
+        x_pred = self.cfg.prediction == "x"
+        for i, width in enumerate(self._widths):
+            out = self.net.forward_features(z, cond, self.step_time_features(i))
+            if x_pred:  # u = (z - F) / t, so z_r = z - (t - r) u = z + (t - r) / t (F - z)
+                t = max(self._starts[i], self.cfg.t_floor)
+                z = torch.lerp(z, out, width / t) if width != t else out
+            else:
+                z = torch.add(z, out, alpha=-width)
+        return z
+
+    def u(self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond_feat: torch.Tensor) -> torch.Tensor:
+        """Average velocity ``u(z, r, t | c)`` for ``(B,)`` times and precomputed condition features."""
+        out = self.net.forward_features(z, cond_feat, self.net.time_features(torch.stack([t, t - r], dim=-1)))
+        if self.cfg.prediction == "x":
+            return (z - out) / t.clamp_min(self.cfg.t_floor).unsqueeze(-1)
+        return out
+
+    def sample_times(self, batch: int, device: torch.device, dtype: torch.dtype,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(t, r, n_flow)``: logit-normal times sorted so ``t >= r``; the first ``n_flow`` rows
+        (``flow_ratio`` of the batch) have ``r = t``.
+
+        A fixed split instead of a per-row coin (the batch is already a uniform random draw) lets
+        the loss skip the JVP on the ``r = t`` rows, where ``t - r = 0`` makes the target just ``v``.
+        """
+        cfg = self.cfg
+        n = torch.randn(2, batch, device=device, dtype=dtype, generator=generator)
+        vals = torch.sigmoid(n * cfg.time_std + cfg.time_mean)
+        t, r = vals.max(dim=0).values, vals.min(dim=0).values
+        n_flow = int(round(cfg.flow_ratio * batch))
+        r = torch.cat([t[:n_flow], r[n_flow:]])
+        return t, r, n_flow
+
+    def loss(
+        self, s: torch.Tensor, a: torch.Tensor, delta: torch.Tensor, weights: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The MeanFlow loss ``w || u_theta - sg(u_tgt) ||^2`` with
+        ``u_tgt = v - (t - r) (v . d_z u + d_t u)`` from one ``torch.func.jvp`` (METHOD.md section 5).
+
+        :param weights: optional ``(B,)`` per-sample weights (the policy tilt), mean 1.
+        """
+        b = s.shape[0]
+        eps = torch.randn(delta.shape, device=s.device, dtype=s.dtype, generator=generator)
+        t, r, nf = self.sample_times(b, s.device, s.dtype, generator)
+        z = torch.lerp(delta, eps, t.unsqueeze(-1))  # (1 - t) x + t eps
+        v = eps - delta
+        cond = self.net.cond_features(torch.cat([s, a], dim=-1))
+
+        parts_u, parts_tgt = [], []
+        if nf > 0:  # r = t: the identity's correction term vanishes, u_tgt = v (flow matching)
+            parts_u.append(self.u(z[:nf], r[:nf], t[:nf], cond[:nf]))
+            parts_tgt.append(v[:nf])
+        if nf < b:
+            # Tangent (v, 0, 1) on (z, r, t) gives the total derivative d/dt u along the path.
+            c_mf = cond[nf:]
+            u_mf, dudt = torch.func.jvp(  # type: ignore[misc]
+                lambda z_, r_, t_: self.u(z_, r_, t_, c_mf),
+                (z[nf:], r[nf:], t[nf:]),
+                (v[nf:], torch.zeros_like(r[nf:]), torch.ones_like(t[nf:])),
+            )
+            parts_u.append(u_mf)
+            parts_tgt.append((v[nf:] - (t[nf:] - r[nf:]).unsqueeze(-1) * dudt).detach())
+        u, u_tgt = torch.cat(parts_u), torch.cat(parts_tgt)
+        err = (u - u_tgt).pow(2).sum(dim=-1)
+        if self.cfg.adaptive_p > 0:
+            # Adaptive weight sg(1 / (||delta||^2 + c)^p): a robust, scale-free loss (p = 1).
+            w = (err.detach() + self.cfg.adaptive_c).pow(-self.cfg.adaptive_p)
+            loss = weighted_mean(w * err, weights)
+        else:
+            loss = weighted_mean(err, weights)
+        return loss, {"loss": loss.detach(), "u_mse": err.detach().mean() / self.obs_dim}
+
+
+def tilt_weights(
+    obs: torch.Tensor, actions: torch.Tensor, policy: Callable[[torch.Tensor], torch.Tensor],
+    sigma: float, eta: float,
+) -> torch.Tensor:
+    """Per-sample weights toward a policy (the v2 "tilt", METHOD.md section 5, one reading):
+    ``w_i ~ exp(eta * log N(a_i; pi(s_i), sigma^2 I))``, normalized to mean 1 over the minibatch.
+
+    ``eta = 0`` gives all ones (plain MeanFlow).
+
+    :param obs: ``(B, obs_dim)`` raw observations (what ``policy`` takes).
+    :param actions: ``(B, act_dim)`` dataset actions in env units.
+    :param policy: deterministic policy, raw obs -> env-space action.
+    :param sigma: std of the Gaussian standing in for the policy's density.
+    :param eta: tilt strength (>= 0).
+    """
+    if eta == 0.0:
+        return torch.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)
+    with torch.no_grad():
+        mean = policy(obs).to(actions)
+        if mean.shape != actions.shape:
+            raise ValueError(f"tilt policy returned shape {tuple(mean.shape)} for actions of shape "
+                             f"{tuple(actions.shape)}; it must map (B, obs_dim) to (B, act_dim) env-space actions")
+        log_p = -(actions - mean).pow(2).sum(dim=-1) / (2.0 * sigma**2)
+        return F.softmax(eta * log_p, dim=0) * obs.shape[0]
