@@ -156,4 +156,33 @@ def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str, comma
         "command": command,
     }
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out_dir / "CARD.md").write_text(card_markdown(card))
     return card
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable behaviour card written next to ``card.json``."""
+    sel = card["selection"]
+    return "\n".join([
+        f"# Behaviour policy: {card['env_id']}",
+        "",
+        f"- Algorithm: {card['algorithm']}, one torch thread, seed 0.",
+        f"- Trained for {card['total_steps']:,} env steps in {card['train_wall_s'] / 3600:.2f} h of wall time "
+        "(three such runs shared this machine's 2 cores, so one run alone is faster).",
+        f"- `expert.zip`: checkpoint at {sel['expert_step']:,} steps, mean return {sel['expert_return']:.1f} "
+        "(10 stochastic episodes).",
+        f"- `medium.zip`: checkpoint at {sel['medium_step']:,} steps, mean return {sel['medium_return']:.1f} "
+        f"({sel['medium_return'] / sel['expert_return']:.2f} of expert; rule: {card['medium_rule']}"
+        f"{'' if sel['medium_in_band'] else '; no checkpoint fell in the band, closest taken'}).",
+        f"- `medium_replay.npz`: the replay buffer up to the medium checkpoint, {card['medium_replay']['transitions']:,} "
+        f"transitions in {card['medium_replay']['episodes']:,} episodes (float32).",
+        "- `eval.csv`: the evaluation curve, every 10k steps.",
+        "",
+        "Made with:",
+        "",
+        "```bash",
+        card["command"],
+        f"itpo export-behavior --env {card['env_id'].split('-')[0].lower()} --run-dir <run-dir>",
+        "```",
+        "",
+    ])
