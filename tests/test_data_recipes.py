@@ -119,3 +119,25 @@ def test_replay_buffer_split_handles_timeouts_terminations_and_resume_gaps(tmp_p
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
     assert os.path.getsize(tmp_path / "r.npz") > 0
+
+
+def test_export_behavior_writes_selected_checkpoints_and_replay_prefix(tmp_path: Path) -> None:
+    from itpo_wrap.data.behavior import export_behavior
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = SAC("MlpPolicy", "Hopper-v5", seed=0, device="cpu", learning_starts=10_000, buffer_size=500)
+    model.learn(300)  # random-phase steps only: fills the buffer fast
+    model.save_replay_buffer(run / "replay_buffer.pkl")
+    rows = ["step,mean_return,std_return,episodes,wall_s"]
+    for step, ret in [(100, 10.0), (200, 45.0), (300, 100.0)]:
+        model.save(run / f"ckpt_{step:07d}.zip")
+        rows.append(f"{step},{ret},1.0,10,{step / 10}")
+    (run / "eval.csv").write_text("\n".join(rows) + "\n")
+    card = export_behavior(run, tmp_path / "out", "Hopper-v5", "python policies/sac_behavior.py ...")
+    assert card["selection"]["expert_step"] == 300 and card["selection"]["medium_step"] == 200
+    eps = load_episodes(tmp_path / "out" / "medium_replay.npz")
+    assert sum(len(e["actions"]) for e in eps) == 200 == card["medium_replay"]["transitions"]
+    for name in ("expert.zip", "medium.zip", "eval.csv", "card.json", "CARD.md"):
+        assert (tmp_path / "out" / name).exists()
+    assert "200 steps" in (tmp_path / "out" / "CARD.md").read_text()
