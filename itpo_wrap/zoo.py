@@ -107,7 +107,7 @@ class ZooEntry:
             return None
         from itpo_wrap.world_model.model import WorldModel
 
-        return WorldModel.load(self.directory / self.world_model_file)
+        return WorldModel.load(self.directory / self.world_model_file, env_id=self.env_id)
 
     def make_env(self, **kwargs: Any) -> Any:
         """``gymnasium.make(env_id, **kwargs)``."""
@@ -142,11 +142,13 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
     """
     base = Path(root) if root is not None else zoo_path()
     entry = read_entry(name, base)
-    policy_name = policy or entry.get("default_policy") or next(iter(entry["policies"]), None)
+    policy_name = str(policy or entry.get("default_policy") or next(iter(entry["policies"]), ""))
     if policy_name not in entry["policies"]:
         raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
     spec = entry["policies"][policy_name]
     file = base / name / spec["file"]
+    actor: nn.Module
+    critic: nn.Module
     if spec.get("kind") == "sb3":
         from itpo_wrap.offline.sb3 import load_sb3_base
 
@@ -161,7 +163,7 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
     else:
         raise ValueError(f"zoo entry {name!r} policy {policy_name!r} has kind {spec.get('kind')!r}; expected one of {KINDS}")
     return ZooEntry(name=name, directory=base / name, dataset_id=entry["dataset_id"], env_id=entry["env_id"],
-                    policy_name=policy_name, algorithm=spec.get("algorithm", meta.get("algorithm", "")),
+                    policy_name=policy_name, algorithm=str(meta.get("algorithm") or spec.get("algorithm", "")),
                     policy=the_policy, actor=actor, critic=critic, meta=meta,
                     world_model_file=entry.get("world_model"))
 
@@ -176,6 +178,7 @@ def add_policy(
     env_id: str,
     info: dict[str, Any] | None = None,
     default: bool = False,
+    copy: bool = True,
     root: str | Path | None = None,
 ) -> Path:
     """Copy a trained policy into the zoo, update ``entry.json`` and regenerate ``MODEL_CARD.md``.
@@ -188,6 +191,8 @@ def add_policy(
     :param env_id: the Gymnasium id.
     :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``command``, ``eval`` (dict), ``notes``.
     :param default: make this the entry's default policy (the first policy added always is).
+    :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` stores its path
+        relative to the entry instead (one SB3 expert shared by several entries).
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     :return: the entry folder.
     """
@@ -199,16 +204,20 @@ def add_policy(
     folder = (Path(root) if root is not None else zoo_path()) / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "entry.json"
-    entry = json.loads(path.read_text()) if path.is_file() else {
+    entry: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "dataset_id": dataset_id,
         "env_id": env_id, "default_policy": None, "world_model": None, "policies": {}}
     if (entry["dataset_id"], entry["env_id"]) != (dataset_id, env_id):
         raise ValueError(f"zoo entry {name!r} is for {entry['dataset_id']!r} on {entry['env_id']!r}, not "
                          f"{dataset_id!r} on {env_id!r}; use another entry name")
-    dest = folder / f"{policy_name}{''.join(src.suffixes) or '.pt'}"
-    if src.resolve() != dest.resolve():
-        shutil.copyfile(src, dest)
-    entry["policies"][policy_name] = {"file": dest.name, "kind": kind, **(info or {})}
+    if copy:
+        dest = folder / f"{policy_name}{src.suffix or '.pt'}"
+        if src.resolve() != dest.resolve():
+            shutil.copyfile(src, dest)
+        stored = dest.name
+    else:
+        stored = Path(os.path.relpath(src.resolve(), folder.resolve())).as_posix()
+    entry["policies"][policy_name] = {"file": stored, "kind": kind, **(info or {})}
     if default or not entry.get("default_policy"):
         entry["default_policy"] = policy_name
     tmp = path.with_name("entry.json.tmp")

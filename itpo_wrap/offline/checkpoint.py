@@ -13,7 +13,10 @@ Layout (a plain dict, loadable with ``torch.load(weights_only=True)``)::
     updates           gradient updates done;  info  free-form (final evaluation, wall time, ...)
 
 The actor is a plain ``nn.Module`` mapping raw observations to ``[-1, 1]``; the critic is a
-``TwinQ`` with SB3's critic contract ``critic(obs, scaled_action) -> (q1, q2)``.
+``TwinQ`` with SB3's critic contract ``critic(obs, scaled_action) -> (q1, q2)``. Both were trained on
+actions scaled to ``[-1, 1]``, so a world model that works in env units loads the critic with the
+bounds: ``CriticHead.from_twin_q(critic, meta["action_low"], meta["action_high"])`` (an identity on
+MuJoCo, whose Box is ``[-1, 1]``).
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def save_offline_policy(
         "format_version": FORMAT_VERSION,
         "algorithm": algorithm,
         "library_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "dataset_id": dataset_id,
         "env_id": env_id,
         "actor": {"arch": actor.arch(), "state_dict": _cpu(actor.state_dict())},

@@ -48,14 +48,14 @@ class EvalResult:
 
 
 def normalize_return(returns: np.ndarray, ref_min_score: float | None, ref_max_score: float | None) -> np.ndarray:
-    """D4RL's normalized score ``100 * (R - R_random) / (R_expert - R_random)`` (Fu et al. 2020);
-    NaN when either reference is unknown."""
+    """D4RL's normalized score ``100 * (R - R_random) / (R_expert - R_random)`` (Fu et al. 2020) via
+    ``itpo_wrap.data.normalized_score``; NaN when either reference is unknown."""
+    from itpo_wrap.data.minari import normalized_score
+
     returns = np.asarray(returns, dtype=np.float64)
     if ref_min_score is None or ref_max_score is None:
         return np.full_like(returns, np.nan)
-    if ref_max_score == ref_min_score:
-        raise ValueError(f"ref_max_score == ref_min_score == {ref_max_score}; the normalized score is undefined")
-    return 100.0 * (returns - ref_min_score) / (ref_max_score - ref_min_score)
+    return np.asarray(normalized_score(returns, ref_min_score, ref_max_score), dtype=np.float64)
 
 
 @torch.no_grad()

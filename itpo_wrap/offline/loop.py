@@ -16,6 +16,7 @@ after that checkpoint are dropped, so the logs read as if the run had never stop
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import re
@@ -67,7 +68,7 @@ class CsvLog:
         with tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", restval="")
             writer.writeheader()
-            writer.writerows(r for r in rows if int(float(r["update"])) <= update)
+            writer.writerows(r for r in rows if _update_of(r) <= update)
         tmp.replace(self.path)
 
 
@@ -133,6 +134,9 @@ class TrainLoop:
                 raise ValueError(f"run dir {str(self.run_dir)!r} holds a checkpoint made with other settings "
                                  f"({changes}); use a new --run-dir or the original arguments")
             self.start = int(state["loop"]["update"])
+            if self.start > self.total:
+                raise ValueError(f"run dir {str(self.run_dir)!r} is already at update {self.start}, past "
+                                 f"total_updates={self.total}; raise --total-updates or use a new --run-dir")
             self._wall_before = float(state["loop"]["wall_s"])
             self.train_log.truncate_after(self.start)
             self.eval_log.truncate_after(self.start)
@@ -168,6 +172,16 @@ class TrainLoop:
     def due_checkpoint(self, update: int) -> bool:
         return self._due(update, self.checkpoint_every)
 
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        """Time spent inside (evaluation, checkpoint writing) is left out of ``updates_per_s``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            last_t, last_u = self._last_log
+            self._last_log = (last_t + time.perf_counter() - t0, last_u)
+
     # --------------------------------------------------------------- outputs
     def log(self, update: int, metrics: dict[str, Any]) -> None:
         """Append a ``train.csv`` row; tensors are read with ``.item()`` only here."""
@@ -181,8 +195,8 @@ class TrainLoop:
             self._bar.set_postfix({"upd/s": f"{rate:.0f}"}, refresh=False)
 
     def log_eval(self, update: int, row: dict[str, Any]) -> None:
-        """Append an ``eval.csv`` row and show the score on the progress bar."""
-        self.eval_log.write({"update": update, "wall_s": self.elapsed(), **row})
+        """Append an ``eval.csv`` row and print the means."""
+        self.eval_log.write({**row, "update": update, "wall_s": self.elapsed()})
         msg = " ".join(f"{k.split('/')[-1]}={_fmt(v)}" for k, v in row.items() if k.endswith("_mean"))
         tqdm.write(f"[{self.desc}] update {update}: {msg}")
 
@@ -191,10 +205,11 @@ class TrainLoop:
         payload = {**state, "loop": {"update": update, "wall_s": self.elapsed()}}
         path = self.ckpt_dir / f"update_{update:09d}.pt"
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        for old in self.checkpoints()[:-self.keep]:
-            old.unlink()
+        with self.pause():
+            torch.save(payload, tmp)
+            tmp.replace(path)
+            for old in self.checkpoints()[:-self.keep]:
+                old.unlink()
         return path
 
 
@@ -224,6 +239,14 @@ def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: s
 
         parser.add_argument(flag, type=convert, default=f.default, metavar=getattr(conv, "__name__", "X").upper())
     return cls(**vars(parser.parse_args(argv)))
+
+
+def _update_of(row: dict[str, Any]) -> float:
+    """A row's update number; a half-written last row (killed mid-write) counts as past any checkpoint."""
+    try:
+        return float(row["update"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
 
 
 def _fmt(value: Any) -> Any:

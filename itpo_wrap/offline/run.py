@@ -24,7 +24,7 @@ def load_offline_dataset(dataset_id: str) -> OfflineDataset:
     :param dataset_id: a Minari id (``itpo/hopper/medium-replay-v0``) or a dataset path.
     """
     try:
-        from itpo_wrap.data import load_dataset  # type: ignore[attr-defined]
+        from itpo_wrap.data import load_dataset
     except ImportError as err:
         raise ImportError("itpo_wrap.data.load_dataset is unavailable (itpo_wrap/data/minari.py missing or minari "
                           "not installed: pip install 'minari[hdf5]' pillow)") from err
@@ -46,6 +46,13 @@ def default_run_dir(algorithm: str, dataset_id: str, seed: int) -> Path:
     return Path("runs") / algorithm / f"{run_name(dataset_id)}-seed{seed}"
 
 
+def require_env(dataset: OfflineDataset, eval_every: int) -> None:
+    """Fail before training, not at the first evaluation, when the dataset names no env to evaluate in."""
+    if eval_every > 0 and not dataset.env_id:
+        raise ValueError(f"dataset {dataset.dataset_id!r} has no env_id, so the policy cannot be evaluated; "
+                         "set env_id on the dataset or pass --eval-every 0")
+
+
 def evaluate_on_dataset_env(actor: Any, dataset: OfflineDataset, episodes: int, seed: int) -> EvalResult:
     """Evaluate ``actor`` in ``dataset.env_id`` with the dataset's reference scores.
 
@@ -59,6 +66,12 @@ def evaluate_on_dataset_env(actor: Any, dataset: OfflineDataset, episodes: int, 
                          "set env_id on the dataset or pass --eval-every 0")
     return evaluate_actor(actor, dataset.env_id, episodes=episodes, seed=seed,
                           ref_min_score=dataset.ref_min_score, ref_max_score=dataset.ref_max_score)
+
+
+def eval_row(actor: Any, dataset: OfflineDataset, episodes: int, seed: int, update: int) -> dict[str, Any]:
+    """:func:`evaluate_on_dataset_env` as an ``eval.csv`` row: ``update``, ``episodes``, ``seed``, ``eval/...``."""
+    result = evaluate_on_dataset_env(actor, dataset, episodes, seed)
+    return {"update": update, "episodes": episodes, "seed": seed, **result.row()}
 
 
 def finalize_run(
@@ -76,17 +89,19 @@ def finalize_run(
     wall_s: float,
     final_eval: dict[str, Any] | None,
     zoo_dir: str | None,
+    extra_config: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``run_dir/policy.pt`` and, with ``zoo_dir``, add it to ``<zoo_dir>/<entry>/<algorithm>.pt``.
 
     :param final_eval: the last evaluation row (``eval/...`` keys plus ``episodes`` and ``seed``).
+    :param extra_config: resolved settings to store next to the arguments (e.g. ReBRAC's betas).
     :return: the path of ``policy.pt``.
     """
     command = format_command(script, args)
-    ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items()}
+    ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items() if k != "update"}
     info = {"wall_s": round(wall_s, 1), "command": command, "eval": ev}
     path = save_offline_policy(run_dir / "policy.pt", actor, critic, algorithm=algorithm,
-                               config=dataclasses.asdict(args), dataset_id=dataset.dataset_id or args.dataset,
+                               config={**dataclasses.asdict(args), **(extra_config or {})}, dataset_id=dataset.dataset_id or args.dataset,
                                env_id=dataset.env_id, action_low=action_low, action_high=action_high,
                                updates=updates, info=info)
     if zoo_dir:

@@ -130,8 +130,8 @@ class TransitionTensors:
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging ``theta' <- (1 - tau) theta' + tau theta`` (Lillicrap et al. 2016, DDPG)."""
-    tgt = [p for p in target.parameters()]
-    src = [p for p in source.parameters()]
+    tgt: list[torch.Tensor] = list(target.parameters())
+    src: list[torch.Tensor] = list(source.parameters())
     torch._foreach_lerp_(tgt, src, tau)
 
 
@@ -140,3 +140,35 @@ def set_requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
     for module in modules:
         for p in module.parameters():
             p.requires_grad_(flag)
+
+
+def _linear_fp32(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", enabled=False):
+        return nn.functional.linear(x.float(), self.weight, self.bias)
+
+
+def keep_output_layer_fp32(net: nn.Sequential) -> None:
+    """Run the last ``Linear`` of ``net`` in float32 even inside a bf16 autocast region.
+
+    bf16 keeps 8 mantissa bits: a Q value near 300 would be rounded to a multiple of 2, as large
+    as a MuJoCo step's reward. With the output layer in float32 the hidden features' rounding
+    errors average out over the width instead. The patch lives on the instance (``state_dict``
+    and checkpoints are unchanged) and survives ``copy.deepcopy`` (target networks).
+
+    :param net: an ``nn.Sequential`` ending in ``nn.Linear`` (``TanhActor.net``, ``TwinQ.q1``/``q2``).
+    """
+    last = net[-1]
+    if not isinstance(last, nn.Linear):
+        raise TypeError(f"expected the last layer to be nn.Linear, got {type(last).__name__}")
+    last.forward = _linear_fp32.__get__(last, nn.Linear)  # type: ignore[method-assign]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 matmuls natively (``avx512_bf16`` or ``amx_bf16`` in Linux's
+    ``/proc/cpuinfo``). Elsewhere bf16 autocast is emulated and slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
