@@ -1,0 +1,118 @@
+"""``PolicyAdapter``: one differentiable view of any supported policy.
+
+The adaptation loop needs four things from a policy, whatever library made it: a differentiable
+forward ``obs -> action`` in the policy's own units, handles on the parameters it may change (the
+live tensors, so adaptation is in place), the same functional forward for per-env stacked copies of
+those parameters (vectorised envs), and the exact mapping from policy units to the env's Box that
+SB3's ``predict`` applies. Adapters for concrete libraries build one of these (``torch.py``,
+``sb3.py``); ``itpo_wrap.adapters.make_adapter`` picks the right builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+class PolicyAdapter:
+    """A policy seen as ``module(obs) -> action`` with named, adaptable parameters.
+
+    :param module: its ``forward(obs)`` maps raw float32 observations ``(B, obs_dim)`` to actions
+        ``(B, act_dim)`` in policy units (``[-1, 1]`` when ``squashed``), differentiably. When
+        ``stochastic``, ``forward(obs, deterministic=False)`` samples instead.
+    :param params: the parameters adaptation changes, keyed by their name inside ``module``; the values
+        are the module's own ``nn.Parameter`` objects, so writing to them adapts the policy in place.
+    :param squashed: ``True`` maps actions to the Box with ``low + 0.5 * (a + 1) * (high - low)``, ``False``
+        clips them to the Box (SB3's two cases).
+    :param kind: a human-readable description used in messages (``"SB3 SAC policy"``).
+    :param action_low: the policy's own Box lower bound if it knows one (SB3), else ``None``.
+    :param action_high: the Box upper bound, or ``None``.
+    :param obs_dim: the observation width if the policy declares one, else ``None``.
+    :param stochastic: whether ``module.forward`` accepts ``deterministic=False``.
+    :param owner: the object whose ``set_training_mode(False)`` (SB3) or ``train(False)`` sets eval mode.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        params: dict[str, nn.Parameter],
+        *,
+        squashed: bool,
+        kind: str,
+        action_low: np.ndarray | None = None,
+        action_high: np.ndarray | None = None,
+        obs_dim: int | None = None,
+        stochastic: bool = False,
+        owner: object | None = None,
+    ) -> None:
+        if not params:
+            raise ValueError(f"{kind} has no parameters to adapt; ITPO changes the policy's own weights")
+        self.module, self.kind, self.squashed, self.stochastic = module, kind, squashed, stochastic
+        self.names: list[str] = list(params)
+        self.params: list[torch.Tensor] = list(params.values())
+        self.action_low = None if action_low is None else np.asarray(action_low, dtype=np.float32)
+        self.action_high = None if action_high is None else np.asarray(action_high, dtype=np.float32)
+        self.obs_dim = obs_dim
+        self._owner = owner if owner is not None else module
+        # One vmapped functional forward, built once: env i's stacked parameter slice drives env i's
+        # observations, which is what "per-env functional copies" of the policy means.
+        self._vmapped = vmap(self._functional)
+
+    def __repr__(self) -> str:
+        return f"PolicyAdapter(kind={self.kind!r}, n_params={len(self.params)}, squashed={self.squashed})"
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy's deterministic action in policy units, with its current (live) parameters."""
+        return self.module(obs)
+
+    def batched_forward(self, stacked: Sequence[torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions of ``N`` parameter copies at once.
+
+        :param stacked: one tensor per adaptable parameter, shaped ``(N, *param.shape)``.
+        :param obs: ``(N, R, obs_dim)``; row block ``i`` is evaluated with parameter copy ``i``.
+        :return: ``(N, R, act_dim)`` actions in policy units.
+        """
+        return self._vmapped(tuple(stacked), obs)
+
+    def sample(self, obs: torch.Tensor, params: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """A stochastic action (SB3 ``deterministic=False``); deterministic policies return their action.
+
+        :param obs: ``(B, obs_dim)`` observations.
+        :param params: one parameter copy (unstacked) to use instead of the live parameters.
+        """
+        kwargs = {"deterministic": False} if self.stochastic else {}
+        if params is None:
+            return self.module(obs, **kwargs)
+        return functional_call(self.module, dict(zip(self.names, params, strict=True)), (obs,), kwargs)
+
+    def set_eval(self) -> None:
+        """Put the policy in eval mode, as SB3's ``predict`` does before acting."""
+        set_mode = getattr(self._owner, "set_training_mode", None)
+        if callable(set_mode):
+            set_mode(False)
+        else:
+            self.module.train(False)
+
+    def _functional(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, dict(zip(self.names, params, strict=True)), (obs,))
+
+
+def to_env_torch(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor, squashed: bool) -> torch.Tensor:
+    """Policy units to env (Box) units in torch, differentiably: what the world model must see.
+
+    Same formula and operation order as SB3's ``unscale_action`` (squashing policies) or its clip.
+    """
+    if squashed:
+        return low + 0.5 * (a + 1.0) * (high - low)
+    return torch.clamp(a, low, high)
+
+
+def to_env_numpy(a: np.ndarray, low: np.ndarray, high: np.ndarray, squashed: bool) -> np.ndarray:
+    """Policy units to env units in numpy, bit for bit what SB3's ``BasePolicy.predict`` returns."""
+    if squashed:
+        return low + (0.5 * (a + 1.0) * (high - low))
+    return np.clip(a, low, high)

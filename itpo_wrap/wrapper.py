@@ -1,0 +1,346 @@
+"""``ITPOPolicyWrapper``: inference-time policy optimisation inside SB3's ``predict`` contract.
+
+Per call and per env: a fresh noise bank (``M`` particles x ``H`` steps) from that env's own generator,
+``E`` ascent steps on J (``itpo_wrap.adapt``, METHOD.md section 3), then the adapted policy's action at
+the real observation. Parameter storage, and why the module is always pretrained between calls:
+
+- one env: the policy's **own** parameters are adapted in place during the call (plain module
+  calls, the fastest path); the adapted values are then saved in the wrapper and the pretrained
+  snapshot is copied back in a ``finally``, so ``model.save()`` can never write adapted weights;
+- ``N`` envs: per-env copies stacked on a leading dim, run with ``vmap(functional_call)``.
+
+Env ``i`` of a vectorised call draws its noise from a generator seeded ``noise_seed + i`` and its rows
+never mix with other envs', so it acts exactly as a single-env wrapper seeded ``noise_seed + i``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from itpo_wrap import adapt as A
+from itpo_wrap.adapters import PolicyAdapter, make_adapter, to_env_numpy
+from itpo_wrap.adapters.bank import ParameterBank
+from itpo_wrap.adapters.validation import (
+    check_world_model,
+    episode_starts,
+    noise_batch_dim,
+    observation_tensor,
+)
+from itpo_wrap.config import AdaptConfig
+from itpo_wrap.world_model.protocol import WorldModelLike
+
+
+@dataclass
+class _Step:
+    """One adapted call: the optimiser's stats plus what the wrapper measured around it, each ``(N,)``."""
+
+    stats: A.AdaptStats
+    accepted: torch.Tensor
+    param_change: torch.Tensor
+    param_drift: torch.Tensor
+
+
+class ITPOPolicyWrapper:
+    """Wrap a pretrained policy and a differentiable world model; adapt the policy inside ``predict``.
+
+    :param policy: SB3 ``SAC``/``TD3``/``DDPG`` (or ``PPO``/``A2C`` with Box actions), its ``.policy``, or a
+        torch ``nn.Module`` mapping raw observations to actions in ``[-1, 1]``.
+    :param world_model: anything satisfying :class:`~itpo_wrap.world_model.protocol.WorldModelLike`.
+    :param config: adaptation settings (defaults: :class:`AdaptConfig`).
+    :param obs_normalizer: torch actors only, applied to observations before the actor.
+    :param squashed: torch actors only; ``False`` clips raw outputs to the Box instead of rescaling.
+    :param logger: optional SB3 ``Logger`` (anything with ``record_mean`` and ``dump``): ``adapt/...`` means.
+    :param log_interval: call ``logger.dump`` every this many ``predict`` calls (``None``: never; the caller dumps).
+
+    Example, a drop-in for SB3's evaluation loop::
+
+        model = SAC.load("sac.zip")
+        with ITPOPolicyWrapper(model, WorldModel.load("wm.pt"), AdaptConfig(step_size=1e-3)) as policy:
+            mean, std = evaluate_policy(policy, env, n_eval_episodes=10)
+            print(policy.last_info[0]["j_after"] - policy.last_info[0]["j_before"])
+        model.save("sac_again.zip")  # the pretrained weights: the wrapper never leaves adapted ones behind
+    """
+
+    def __init__(
+        self,
+        policy: object,
+        world_model: WorldModelLike,
+        config: AdaptConfig | None = None,
+        *,
+        obs_normalizer: Any = None,
+        squashed: bool | None = None,
+        logger: Any = None,
+        log_interval: int | None = None,
+    ) -> None:
+        self.config = config if config is not None else AdaptConfig()
+        if not isinstance(self.config, AdaptConfig):
+            raise TypeError(f"config must be an AdaptConfig, got {type(self.config).__name__}")
+        if log_interval is not None and (logger is None or log_interval < 1):
+            raise ValueError(f"log_interval={log_interval!r} needs a logger and must be >= 1")
+        self.adapter: PolicyAdapter = make_adapter(policy, obs_normalizer=obs_normalizer, squashed=squashed)
+        self.world_model = world_model
+        self.logger, self.log_interval = logger, log_interval
+        with torch.inference_mode(False):
+            self.device, self._low, self._high = check_world_model(self.adapter, world_model, self.config)
+            self._mid, self._half = (self._high + self._low) / 2, (self._high - self._low) / 2
+            self._low_np = self.adapter.action_low if self.adapter.action_low is not None else self._low.cpu().numpy()
+            self._high_np = self.adapter.action_high if self.adapter.action_high is not None else self._high.cpu().numpy()
+            self._noise_dim = noise_batch_dim(world_model, self.config.horizon, self.device)
+            self._snapshot = [p.detach().clone() for p in self.adapter.params]
+        self._bank: ParameterBank | None = None
+        self._traced: dict[tuple[int, ...], A.ObjectiveFn | None] = {}
+        self._calls, self._lent = 0, False
+        self.last_info: list[dict[str, Any]] = []
+
+    # ----------------------------------------------------------------- public API
+    def predict(
+        self,
+        observation: np.ndarray | torch.Tensor,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Adapt, then act; SB3's ``PolicyPredictor`` contract.
+
+        :param observation: ``(obs_dim,)`` or ``(n_envs, obs_dim)``, any float dtype; NaN/inf raise ``ValueError``.
+        :param state: passed through unchanged (the policies are not recurrent).
+        :param episode_start: ``(n_envs,)`` bools; in ``persistent`` mode those envs restart from the pretrained
+            parameters. Copied, since SB3 mutates it in place.
+        :param deterministic: ``False`` samples from the adapted policy when it is stochastic (SAC, PPO).
+        :return: env-space actions ``(n_envs, act_dim)`` (or ``(act_dim,)`` for an unbatched observation), ``state``.
+        """
+        start = time.perf_counter()
+        with torch.inference_mode(False), torch.enable_grad():
+            obs, vectorized = observation_tensor(observation, self.world_model.obs_dim, self.device)
+            self._prepare(obs.shape[0], episode_starts(episode_start, obs.shape[0]))
+            self.adapter.set_eval()
+            actions, info = self._act(obs, deterministic)
+        ms = 1e3 * (time.perf_counter() - start)
+        self.last_info = [{**row, "ms": ms} for row in info]
+        self._log()
+        return (actions if vectorized else actions[0]), state
+
+    def reset(self) -> None:
+        """A fresh start: every env back to the pretrained parameters, noise generators reseeded, info cleared."""
+        self.restore()
+        self._bank, self.last_info, self._calls, self._traced = None, [], 0, {}
+
+    def restore(self) -> None:
+        """Put the pretrained parameters back into the policy, bit for bit, and drop all adapted ones."""
+        with torch.inference_mode(False), torch.no_grad():
+            torch._foreach_copy_(self.adapter.params, self._snapshot)
+            if self._bank is not None:
+                self._bank.reset_rows(np.arange(self._bank.n), self._snapshot)
+
+    def __enter__(self) -> ITPOPolicyWrapper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def adapted_parameters(self, env: int = 0) -> dict[str, torch.Tensor]:
+        """Copies of env ``env``'s current adapted parameters (the pretrained ones before any call)."""
+        if self._bank is None:
+            return {n: s.clone() for n, s in zip(self.adapter.names, self._snapshot, strict=True)}
+        if not 0 <= env < self._bank.n:
+            raise IndexError(f"env={env} is out of range for {self._bank.n} envs")
+        return {n: p[env].detach().clone() for n, p in zip(self.adapter.names, self._bank.params, strict=True)}
+
+    @contextmanager
+    def use_adapted(self, env: int = 0) -> Iterator[None]:
+        """Temporarily load env ``env``'s adapted parameters into the policy itself (inspect or call it);
+        the pretrained ones are back on exit, whatever happens inside."""
+        adapted = list(self.adapted_parameters(env).values())
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                torch._foreach_copy_(self.adapter.params, adapted)
+            self._lent = True
+            yield
+        finally:
+            self._lent = False
+            self.restore_module()
+
+    def restore_module(self) -> None:
+        """Copy the pretrained snapshot into the policy's parameters (adapted state is kept)."""
+        with torch.inference_mode(False), torch.no_grad():
+            torch._foreach_copy_(self.adapter.params, self._snapshot)
+
+    # ----------------------------------------------------------------- internals
+    def _prepare(self, n: int, starts: np.ndarray | None) -> None:
+        if self._lent:
+            raise RuntimeError("predict() inside use_adapted(): the policy holds adapted weights; leave the block first")
+        self._check_snapshot()
+        if self._bank is None or self._bank.n != n:
+            if self._bank is not None:
+                warnings.warn(f"predict got {n} envs after {self._bank.n}: restarting every env from the pretrained "
+                              "policy with fresh noise generators", stacklevel=3)
+            self._bank = ParameterBank(self._snapshot, n, self.config.noise_seed)
+        elif self.config.persistence == "reset_each_step":
+            self._bank.reset_rows(np.arange(n), self._snapshot)
+        elif starts is not None and starts.any():
+            self._bank.reset_rows(np.flatnonzero(starts), self._snapshot)
+
+    def _check_snapshot(self) -> None:
+        """If someone changed the policy since wrapping (more training), adopt its weights as the new pretrained
+        ones instead of silently overwriting them with a stale snapshot."""
+        if all(torch.equal(p, s) for p, s in zip(self.adapter.params, self._snapshot, strict=True)):
+            return
+        warnings.warn("the policy's weights changed outside the wrapper; taking them as the new pretrained weights "
+                      "and restarting adaptation", stacklevel=4)
+        self._snapshot = [p.detach().clone() for p in self.adapter.params]
+        self._bank = None
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        with torch.inference_mode():  # the module holds the pretrained weights here
+            base = self.adapter.forward(obs) if deterministic else self.adapter.sample(obs)
+        if self.config.steps == 0:
+            return self._finish(base, base, None, obs.shape[0])
+        assert self._bank is not None
+        n, m = obs.shape[0], self.config.particles
+        s0 = obs.repeat_interleave(m, dim=0)
+        noise = self._draw(n)
+        held_out = self._draw(n) if self.config.gate == "held_out" else None
+        run = self._run_in_place if n == 1 else self._run_stacked
+        final, stats = run(obs, s0, noise, held_out, deterministic)
+        return self._finish(base, final, stats, n)
+
+    def _draw(self, n: int) -> torch.Tensor:
+        assert self._bank is not None
+        cfg = self.config
+        banks = [self.world_model.draw_noise(cfg.particles, cfg.horizon, g) for g in self._bank.generators]
+        return banks[0] if n == 1 else torch.cat(banks, dim=self._noise_dim)
+
+    def _to_env(self, a: torch.Tensor) -> torch.Tensor:
+        # == SB3's low + 0.5 (a + 1)(high - low), fused into one op: this sits inside every imagined step.
+        return torch.addcmul(self._mid, self._half, a) if self.adapter.squashed else a.clamp(self._low, self._high)
+
+    def _run_in_place(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
+                      deterministic: bool) -> tuple[torch.Tensor, _Step]:
+        """One env: adapt the policy's own parameters, then save them and put the pretrained ones back."""
+        assert self._bank is not None
+        params, flags = self.adapter.params, [p.requires_grad for p in self.adapter.params]
+        try:
+            with torch.no_grad():
+                torch._foreach_copy_(params, [b[0] for b in self._bank.params])
+            for p in params:
+                p.requires_grad_(True)
+            views = [p.unsqueeze(0) for p in params]
+            stats = self._adapt(lambda x: self._to_env(self.adapter.forward(x)), params, views, s0, noise, held_out, 1,
+                                stacked=False, objective_fn=self._objective_fn(s0, noise))
+            with torch.inference_mode():
+                final = self.adapter.forward(obs) if deterministic else self.adapter.sample(obs)
+            with torch.no_grad():
+                torch._foreach_copy_([b[0] for b in self._bank.params], [p.detach() for p in params])
+        finally:
+            for p, flag in zip(params, flags, strict=True):
+                p.requires_grad_(flag)
+            self.restore_module()
+        return final, stats
+
+    def _run_stacked(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
+                     deterministic: bool) -> tuple[torch.Tensor, _Step]:
+        """N envs: per-env stacked copies through ``vmap(functional_call)``; the module stays pretrained."""
+        assert self._bank is not None
+        n, bank = obs.shape[0], self._bank.params
+
+        def policy(x: torch.Tensor) -> torch.Tensor:
+            return self._to_env(self.adapter.batched_forward(bank, x.view(n, -1, x.shape[-1])).reshape(x.shape[0], -1))
+
+        stats = self._adapt(policy, bank, bank, s0, noise, held_out, n, stacked=True)
+        with torch.no_grad():
+            if deterministic:
+                final = self.adapter.batched_forward(bank, obs.unsqueeze(1)).squeeze(1)
+            else:
+                final = torch.cat([self.adapter.sample(obs[i : i + 1], [b[i] for b in bank]) for i in range(n)])
+        return final, stats
+
+    def _objective_fn(self, s0: torch.Tensor, noise: torch.Tensor) -> A.ObjectiveFn | None:
+        """The traced objective for these shapes (``config.trace``), built on first use; ``None``: eager."""
+        if not self.config.trace:
+            return None
+        key = (*s0.shape, *noise.shape)
+        if key not in self._traced:
+            traced, reason = A.trace_objective(self.adapter.module, self._to_env, self.world_model, s0, noise,
+                                               self.config, 1)
+            if traced is None:
+                warnings.warn(f"config.trace: running the objective eagerly, the trace was refused ({reason})",
+                              stacklevel=5)
+            self._traced[key] = traced
+        return self._traced[key]
+
+    def _adapt(self, policy: A.PolicyFn, params: list[torch.Tensor], views: list[torch.Tensor], s0: torch.Tensor,
+               noise: torch.Tensor, held_out: torch.Tensor | None, n: int, stacked: bool,
+               objective_fn: A.ObjectiveFn | None = None) -> _Step:
+        """``adapt`` plus the optional gate; returns stats extended with parameter changes and gate decisions."""
+        cfg = self.config
+        start = [v.detach().clone() for v in views]
+        stats = A.adapt(policy, params, self.world_model, s0, noise, cfg, n, stacked, objective_fn)
+        accepted = torch.ones(n, dtype=torch.bool, device=s0.device)
+        if cfg.gate == "held_out" and held_out is not None:
+            accepted = A.held_out_gate(policy, views, start, self.world_model, s0, held_out, cfg, n)
+        elif cfg.gate == "disagreement":
+            accepted = A.disagreement_gate(policy, views, start, self.world_model, s0, noise, cfg, n)
+        with torch.no_grad():
+            if not bool(stats.ok.all()):
+                A.select_rows_(views, ~stats.ok, start)  # a non-finite step leaves no trace in the parameters
+            change = A.per_env_norm([v - s for v, s in zip(views, start, strict=True)], n)
+            drift = A.per_env_norm([v - s.unsqueeze(0) for v, s in zip(views, self._snapshot, strict=True)], n)
+        return _Step(stats, accepted, change, drift)
+
+    def _finish(self, base: torch.Tensor, final: torch.Tensor, step: _Step | None,
+                n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Fallbacks (non-finite anything -> the base action, that env's parameters -> pretrained), numpy
+        actions mapped to the Box exactly as SB3 does, and the per-env info rows."""
+        finite_action = torch.isfinite(final).all(1)
+        finite_adapt = step.stats.ok if step is not None else torch.ones_like(finite_action)
+        ok = finite_action & finite_adapt
+        if not bool(ok.all()):
+            final = torch.where(ok[:, None], final, base)
+            if self._bank is not None:
+                self._bank.reset_rows(np.flatnonzero(~ok.cpu().numpy()), self._snapshot)
+        reasons = [None if f else "non-finite objective or gradient" for f in finite_adapt.tolist()]
+        reasons = [r or (None if f else "non-finite action") for r, f in zip(reasons, finite_action.tolist(), strict=True)]
+        actions = to_env_numpy(final.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
+        base_np = to_env_numpy(base.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
+        return actions, _info_rows(actions, base_np, reasons, step, n)
+
+    def _log(self) -> None:
+        self._calls += 1
+        if self.logger is None:
+            return
+        for row in self.last_info:
+            for key, value in row.items():
+                if isinstance(value, (bool, int, float)) and value is not None and np.isfinite(value):
+                    self.logger.record_mean(f"adapt/{key}", float(value))
+        if self.log_interval is not None and self._calls % self.log_interval == 0:
+            self.logger.dump(step=self._calls)
+
+
+def _info_rows(
+    actions: np.ndarray, base: np.ndarray, reasons: list[str | None], step: _Step | None, n: int
+) -> list[dict[str, Any]]:
+    """``last_info``: one dict per env. J values are the imagined return of METHOD.md section 3; ``param_change``
+    is this call's update, ``param_drift`` the distance from the pretrained parameters; distances are L2."""
+    change = np.linalg.norm(actions.astype(np.float64) - base, axis=1)
+    keys = ("j_before", "j_after", "grad_norm", "param_change", "param_drift")
+    if step is None:
+        values = np.full((n, len(keys)), np.nan)
+        values[:, 3:] = 0.0
+        accepted = np.ones(n, dtype=bool)
+    else:
+        cols = [step.stats.j_before, step.stats.j_after, step.stats.grad_norm, step.param_change, step.param_drift]
+        values = torch.stack([c.detach().double().cpu() for c in cols], 1).numpy()
+        accepted = step.accepted.cpu().numpy()
+    return [
+        {**dict(zip(keys, map(float, values[i]), strict=True)), "action_change": float(change[i]),
+         "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
+        for i in range(n)
+    ]
