@@ -209,7 +209,8 @@ class ITPOPolicyWrapper:
         noise = self._draw(n)
         held_out = self._draw(n) if self.config.gate == "held_out" else None
         run = self._run_in_place if n == 1 else self._run_stacked
-        final, stats = run(obs, s0, noise, held_out, deterministic)
+        with _imagined_inputs_unchecked(self.world_model):
+            final, stats = run(obs, s0, noise, held_out, deterministic)
         return self._finish(base, final, stats, n)
 
     def _draw(self, n: int) -> torch.Tensor:
@@ -344,3 +345,22 @@ def _info_rows(
          "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
         for i in range(n)
     ]
+
+
+@contextmanager
+def _imagined_inputs_unchecked(world_model: Any) -> Iterator[None]:
+    """Switch off a world model's own input validation (``validate_inputs``) during adaptation.
+
+    The real observation was validated once at the entry gate; imagined states are the model's own
+    outputs, and a non-finite one must reach the fallback (base action, recorded), not raise. It also
+    removes a host sync per call from the inner loop.
+    """
+    flag = getattr(world_model, "validate_inputs", None)
+    if flag is None:
+        yield
+        return
+    world_model.validate_inputs = False
+    try:
+        yield
+    finally:
+        world_model.validate_inputs = flag
