@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_adapt_toys import MLPWM, LinearQuadraticWM
+from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 from torch import nn
 
 from itpo_wrap import adapt as A

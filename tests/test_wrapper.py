@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_adapt_toys import MLPWM, LinearQuadraticWM
+from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor

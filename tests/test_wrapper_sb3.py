@@ -12,7 +12,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
-from test_adapt_toys import MLPWM
+from tests.test_adapt_toys import MLPWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor

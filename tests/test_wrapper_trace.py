@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from test_adapt_toys import MLPWM
+from tests.test_adapt_toys import MLPWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor

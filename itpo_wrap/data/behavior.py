@@ -144,10 +144,13 @@ def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str, comma
     buffer = load_from_pkl(run_dir / "replay_buffer.pkl")
     episodes = replay_buffer_episodes(buffer, upto=sel.medium_step)
     save_episodes(out_dir / "medium_replay.npz", episodes)
+    total_steps = int(max(r["step"] for r in rows))
+    if "--total-steps" not in command:
+        command = f"{command} --total-steps {total_steps}"
     card = {
         "env_id": env_id,
         "algorithm": "stable-baselines3 SAC (MlpPolicy 256x256, learning_starts=10000, otherwise defaults)",
-        "total_steps": int(max(r["step"] for r in rows)),
+        "total_steps": total_steps,
         "train_wall_s": float(max(r["wall_s"] for r in rows)),
         "selection": dataclasses.asdict(sel),
         "medium_rule": f"closest to {MEDIUM_TARGET} x expert return among earlier checkpoints in "
