@@ -8,6 +8,7 @@ reads them back through :func:`itpo_wrap.data.load_dataset`, and prints what it 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def run_demo(out_dir: Path, transitions: int = 5_000, env: str = "hopper") -> in
     :param env: which recipe to run.
     :return: a process exit code.
     """
-    console = Console()
+    # A pipe (CI, `make demo | tee`) reports 80 columns; the table needs more to stay readable.
+    console = Console() if sys.stdout.isatty() else Console(width=140)
     store = (out_dir / "datasets").resolve()
     os.environ["MINARI_DATASETS_PATH"] = str(store)  # keep the demo out of the user's ~/.minari
     from itpo_wrap.data import dataset_normalized_score, load_dataset
@@ -39,9 +41,9 @@ def run_demo(out_dir: Path, transitions: int = 5_000, env: str = "hopper") -> in
     for level in LEVELS:
         data = load_dataset(summary[level]["dataset_id"])
         rets = data.episode_returns()
-        score = float(dataset_normalized_score(data, rets).mean())
+        score = float(dataset_normalized_score(data, rets).mean()) + 0.0  # no "-0.0"
         table.add_row(data.dataset_id, f"{len(data):,}", f"{data.num_episodes:,}", f"{int(data.terminations.sum())}",
-                      f"{int(data.truncations.sum())}", f"{rets.mean():.1f}", f"{score:.1f}")
+                      f"{int(data.truncations.sum())}", f"{rets.mean():.1f}", f"{score if abs(score) >= 0.05 else 0.0:.1f}")
     console.print(table)
     console.print(f"done in {time.perf_counter() - t0:.1f}s. The full datasets: `itpo collect --env all --levels all` "
                   "(docs/datasets.md).")
