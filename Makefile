@@ -28,10 +28,10 @@ bench: setup
 	$(PY) -m pytest benchmarks -q -m "not slow" --benchmark-only --benchmark-json=benchmarks/results/latency.json
 
 lint: setup
-	$(VENV)/bin/ruff check itpo_wrap policies tests benchmarks examples
+	$(VENV)/bin/ruff check $(wildcard itpo_wrap policies tests benchmarks examples)
 
 format: setup
-	$(VENV)/bin/ruff format itpo_wrap policies tests benchmarks examples
+	$(VENV)/bin/ruff format $(wildcard itpo_wrap policies tests benchmarks examples)
 
 type: setup
 	$(VENV)/bin/mypy itpo_wrap

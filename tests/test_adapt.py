@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 import torch
-from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 from torch import nn
 
 from itpo_wrap import adapt as A
 from itpo_wrap.config import AdaptConfig
+from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
 
 def _linear_policy(obs_dim: int, act_dim: int, seed: int = 0) -> nn.Linear:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor
 from itpo_wrap.wrapper import ITPOPolicyWrapper
+from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
 CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05)
 

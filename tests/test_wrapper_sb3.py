@@ -12,11 +12,11 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
-from tests.test_adapt_toys import MLPWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor
 from itpo_wrap.wrapper import ITPOPolicyWrapper
+from tests.test_adapt_toys import MLPWM
 
 SMALL = AdaptConfig(horizon=2, particles=2, steps=2, step_size=1e-3)
 

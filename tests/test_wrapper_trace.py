@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tests.test_adapt_toys import MLPWM
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor
 from itpo_wrap.wrapper import ITPOPolicyWrapper
+from tests.test_adapt_toys import MLPWM
 
 CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05)
 TRACED = AdaptConfig(**{**CFG.to_dict(), "trace": True})
