@@ -65,7 +65,20 @@ class _ObsNorm(nn.Module):
         return (obs - self.obs_mean) / self.obs_std
 
 
-class TanhActor(nn.Module):
+class _Rebuildable(nn.Module):
+    """Stores the constructor arguments a checkpoint needs to rebuild the module before ``load_state_dict``."""
+
+    obs_dim: int
+    act_dim: int
+    hidden: tuple[int, ...]
+    layernorm: bool
+
+    def arch(self) -> dict[str, Any]:
+        """Constructor arguments (without statistics) to rebuild this module before ``load_state_dict``."""
+        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "layernorm": self.layernorm}
+
+
+class TanhActor(_Rebuildable):
     """Deterministic actor ``a = tanh(MLP(normalize(obs)))`` in ``[-1, 1]`` (TD3+BC, ReBRAC).
 
     :param obs_dim: observation width.
@@ -92,12 +105,8 @@ class TanhActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(self.norm(obs)))
 
-    def arch(self) -> dict[str, Any]:
-        """Constructor arguments (without statistics) to rebuild this module before ``load_state_dict``."""
-        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "layernorm": self.layernorm}
 
-
-class TwinQ(nn.Module):
+class TwinQ(_Rebuildable):
     """Twin critics ``Q_i(s, a) = MLP_i([normalize(s), a])``; ``forward`` returns ``(q1, q2)``, each ``(B, 1)``.
 
     :param obs_dim: observation width.
@@ -131,7 +140,3 @@ class TwinQ(nn.Module):
         """``min(Q1, Q2)`` as ``(B,)``."""
         q1, q2 = self(obs, act)
         return torch.min(q1, q2).squeeze(-1)
-
-    def arch(self) -> dict[str, Any]:
-        """Constructor arguments (without statistics) to rebuild this module before ``load_state_dict``."""
-        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "layernorm": self.layernorm}

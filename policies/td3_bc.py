@@ -37,15 +37,13 @@ from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.networks import TanhActor, TwinQ
 from itpo_wrap.offline import (
     Batch,
-    TrainLoop,
     TransitionTensors,
     keep_output_layer_fp32,
     parse_args,
     set_requires_grad,
     soft_update,
 )
-from itpo_wrap.offline.loop import collect_state, restore_state
-from itpo_wrap.offline.run import default_run_dir, eval_row, finalize_run, load_offline_dataset, require_env
+from itpo_wrap.offline.run import load_offline_dataset, require_env, train_actor_critic
 from itpo_wrap.utils import set_seed
 
 ALGORITHM = "td3_bc"
@@ -153,37 +151,9 @@ def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
             "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr)}
     generator = torch.Generator().manual_seed(args.seed)
 
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGORITHM, args.dataset, args.seed)
-    loop = TrainLoop(run_dir, total_updates=args.total_updates, checkpoint_every=args.checkpoint_every,
-                     eval_every=args.eval_every, log_every=args.log_every, desc=f"{ALGORITHM} {run_dir.name}",
-                     progress=args.progress)
-    config = dataclasses.asdict(args)
-    state = loop.resume(config, may_differ=MAY_DIFFER)
-    last_eval, latest, done = None, {}, loop.start
-    if state is not None:
-        restore_state(state, **nets, actor_opt=opts["actor"], critic_opt=opts["critic"], generator=generator)
-        last_eval = state.get("last_eval")
-
-    for u in loop:
-        latest.update(update(u, data.sample(args.batch_size, generator), nets, opts, args, generator))
-        done = u
-        if loop.due_log(u):
-            loop.log(u, latest)
-        if loop.due_eval(u):
-            with loop.pause():
-                last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, u)
-            loop.log_eval(u, last_eval)
-        if loop.due_checkpoint(u):
-            loop.save(u, {**collect_state(**nets, actor_opt=opts["actor"], critic_opt=opts["critic"],
-                                          generator=generator), "config": config, "last_eval": last_eval})
-
-    if args.eval_every > 0 and (last_eval is None or last_eval["update"] != done):
-        last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, done)
-    return finalize_run(run_dir, actor, critic, algorithm=ALGORITHM, script="policies/td3_bc.py", args=args,
-                        dataset=dataset, action_low=data.action_low, action_high=data.action_high,
-                        updates=done, wall_s=loop.elapsed(), final_eval=last_eval,
-                        zoo_dir=args.zoo_dir)
-
+    return train_actor_critic(args, dataset, data, nets, opts, generator,
+                              lambda u, batch: update(u, batch, nets, opts, args, generator),
+                              algorithm=ALGORITHM, script="policies/td3_bc.py", may_differ=MAY_DIFFER)
 
 if __name__ == "__main__":
     main(parse_args(Args, description=__doc__))

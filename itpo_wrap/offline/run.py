@@ -113,3 +113,67 @@ def finalize_run(
                        dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
                        info={"algorithm": algorithm, "updates": updates, **info})
     return path
+
+
+def train_actor_critic(
+    args: Any,
+    dataset: OfflineDataset,
+    data: Any,
+    nets: dict[str, Any],
+    opts: dict[str, Any],
+    generator: Any,
+    step: Any,
+    *,
+    algorithm: str,
+    script: str,
+    may_differ: Any,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """The resumable update loop both offline trainers share: sample, update, log, evaluate, checkpoint,
+    then a final evaluation and :func:`finalize_run`.
+
+    :param args: the trainer's ``Args`` (fields ``run_dir``, ``dataset``, ``seed``, ``total_updates``,
+        ``checkpoint_every``, ``eval_every``, ``log_every``, ``progress``, ``batch_size``,
+        ``eval_episodes``, ``eval_seed``, ``zoo_dir``).
+    :param data: the dataset as ``TransitionTensors``.
+    :param nets: ``actor``, ``critic``, ``actor_target``, ``critic_target``.
+    :param opts: ``actor`` and ``critic`` optimizers.
+    :param generator: the torch generator minibatches are drawn from (checkpointed for bit-exact resume).
+    :param step: ``step(update_index, batch) -> metrics``, one algorithm update.
+    :param algorithm: name used for the run folder and the checkpoint.
+    :param script: the trainer's path, recorded in the checkpoint and model card.
+    :param may_differ: ``Args`` fields a resumed run may change (passed to ``TrainLoop.resume``).
+    :param extra_config: settings resolved at run time, stored in the config and checkpoint.
+    """
+    from itpo_wrap.offline.loop import TrainLoop, collect_state, restore_state
+
+    extra = extra_config or {}
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algorithm, args.dataset, args.seed)
+    loop = TrainLoop(run_dir, total_updates=args.total_updates, checkpoint_every=args.checkpoint_every,
+                     eval_every=args.eval_every, log_every=args.log_every, desc=f"{algorithm} {run_dir.name}",
+                     progress=args.progress)
+    config = {**dataclasses.asdict(args), **extra}
+    state = loop.resume(config, may_differ=may_differ)
+    last_eval, latest, done = None, {}, loop.start
+    if state is not None:
+        restore_state(state, **nets, actor_opt=opts["actor"], critic_opt=opts["critic"], generator=generator)
+        last_eval = state.get("last_eval")
+    actor = nets["actor"]
+    for u in loop:
+        latest.update(step(u, data.sample(args.batch_size, generator)))
+        done = u
+        if loop.due_log(u):
+            loop.log(u, latest)
+        if loop.due_eval(u):
+            with loop.pause():
+                last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, u)
+            loop.log_eval(u, last_eval)
+        if loop.due_checkpoint(u):
+            loop.save(u, {**collect_state(**nets, actor_opt=opts["actor"], critic_opt=opts["critic"],
+                                          generator=generator), "config": config, "last_eval": last_eval})
+    if args.eval_every > 0 and (last_eval is None or last_eval["update"] != done):
+        last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, done)
+    return finalize_run(run_dir, actor, nets["critic"], algorithm=algorithm, script=script, args=args,
+                        dataset=dataset, action_low=data.action_low, action_high=data.action_high,
+                        updates=done, wall_s=loop.elapsed(), final_eval=last_eval, zoo_dir=args.zoo_dir,
+                        extra_config=extra_config)
