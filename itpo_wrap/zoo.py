@@ -14,13 +14,16 @@ in. One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-replay
       rebrac.pt         itpo_wrap.offline checkpoints (actor + twin critic + normalizer + config)
       td3_bc.pt
       sac_expert.zip    optional SB3 SAC/TD3 base (kind "sb3")
-      world_model.pt    optional WorldModel bundle
+      wm_diffusion.pt   optional WorldModel bundles, one per dynamics kind, stored without a critic:
+      wm_meanflow.pt    loading one attaches the chosen base policy's own critic (METHOD.md section 3)
 
 ``entry.json`` (format ``itpo-zoo-entry`` version 1)::
 
     {"format": "itpo-zoo-entry", "format_version": 1, "name": "hopper-medium-replay",
      "dataset_id": "itpo/hopper/medium-replay-v0", "env_id": "Hopper-v5",
-     "default_policy": "rebrac", "world_model": "world_model.pt" or null,
+     "default_policy": "rebrac", "world_model": "wm_diffusion.pt" or null (the default kind's file),
+     "world_models": {"diffusion": {"file": "wm_diffusion.pt", "command": ..., "wall_s": ..., "eval": {...}},
+                      "meanflow": {...}},
      "policies": {"rebrac": {"file": "rebrac.pt", "kind": "offline" | "sb3", "algorithm": "rebrac",
                              "updates": 100000, "wall_s": 812.0, "command": "python policies/...",
                              "eval": {"episodes": 10, "seed": 1000, "return_mean": ..., "return_std": ...,
@@ -96,18 +99,66 @@ class ZooEntry:
     critic: nn.Module
     meta: dict[str, Any]
     world_model_file: str | None = None
+    world_model_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+
+    def normalized_score(self, returns: Any) -> Any:
+        """D4RL-style ``100 * (R - R_min) / (R_max - R_min)`` with the entry's dataset references.
+
+        :param returns: episode return(s).
+        """
+        if self.ref_min_score is None or self.ref_max_score is None:
+            raise ValueError(f"zoo entry {self.name!r} records no reference scores; add them with "
+                             "zoo.add_policy(..., ref_scores=(ref_min_score, ref_max_score)) from its dataset")
+        from itpo_wrap.data.minari import normalized_score
+
+        return normalized_score(returns, self.ref_min_score, self.ref_max_score)
+
+    @property
+    def world_model_kinds(self) -> builtins.list[str]:
+        """Dynamics kinds with a bundle in this entry (``"diffusion"``, ``"meanflow"``)."""
+        return sorted(self.world_model_files)
 
     @functools.cached_property
     def world_model(self) -> Any:
-        """The entry's ``WorldModel`` bundle, loaded on first access; ``None`` when the entry has none
-        (or this version of the library has no ``itpo_wrap.world_model.model``)."""
-        if not self.world_model_file:
+        """The entry's default ``WorldModel`` bundle (diffusion when present) with this entry's critic
+        attached, loaded on first access; ``None`` when the entry has none."""
+        if not self.world_model_file and not self.world_model_files:
             return None
         if importlib.util.find_spec("itpo_wrap.world_model.model") is None:
             return None
+        kind = "diffusion" if "diffusion" in self.world_model_files else next(iter(self.world_model_files), None)
+        return self.load_world_model(kind)
+
+    def load_world_model(self, kind: str | None = None, device: str = "cpu") -> Any:
+        """A fresh ``WorldModel`` of dynamics ``kind`` with the loaded policy's own twin critic as its
+        terminal value (the bundles are stored without one, so every base policy of the entry pairs
+        with its own critic).
+
+        :param kind: ``"diffusion"`` or ``"meanflow"`` (see :attr:`world_model_kinds`); ``None``: the
+            legacy single ``world_model`` file.
+        :param device: where to load it.
+        """
+        from itpo_wrap.world_model.heads import CriticHead
         from itpo_wrap.world_model.model import WorldModel
 
-        return WorldModel.load(self.directory / self.world_model_file, env_id=self.env_id)
+        if kind is None:
+            file = self.world_model_file
+        elif kind in self.world_model_files:
+            file = self.world_model_files[kind]
+        else:
+            raise KeyError(f"zoo entry {self.name!r} has no {kind!r} world model; it has "
+                           f"{self.world_model_kinds or 'none'} (train one with itpo train-world-model)")
+        if not file:
+            raise KeyError(f"zoo entry {self.name!r} has no world model")
+        wm = WorldModel.load(self.directory / file, map_location=device, env_id=self.env_id)
+        if "model" in self.meta:  # an SB3 base (load_sb3_base keeps the model in meta)
+            head = CriticHead.from_sb3(self.meta["model"])
+        else:
+            head = CriticHead.from_twin_q(self.critic)
+        wm.set_critic(head)
+        return wm
 
     def make_env(self, **kwargs: Any) -> Any:
         """``gymnasium.make(env_id, **kwargs)``."""
@@ -165,7 +216,9 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
     return ZooEntry(name=name, directory=base / name, dataset_id=entry["dataset_id"], env_id=entry["env_id"],
                     policy_name=policy_name, algorithm=str(meta.get("algorithm") or spec.get("algorithm", "")),
                     policy=the_policy, actor=actor, critic=critic, meta=meta,
-                    world_model_file=entry.get("world_model"))
+                    world_model_file=entry.get("world_model"),
+                    world_model_files={k: v["file"] for k, v in entry.get("world_models", {}).items()},
+                    ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"))
 
 
 def add_policy(
@@ -180,6 +233,7 @@ def add_policy(
     default: bool = False,
     copy: bool = True,
     root: str | Path | None = None,
+    ref_scores: tuple[float, float] | None = None,
 ) -> Path:
     """Copy a trained policy into the zoo, update ``entry.json`` and regenerate ``MODEL_CARD.md``.
 
@@ -194,6 +248,8 @@ def add_policy(
     :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` stores its path
         relative to the entry instead (one SB3 expert shared by several entries).
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    :param ref_scores: the dataset's ``(ref_min_score, ref_max_score)``, stored in the entry so scores can
+        be normalized without the dataset (a fresh machine has the zoo but not the datasets).
     :return: the entry folder.
     """
     if kind not in KINDS:
@@ -218,8 +274,48 @@ def add_policy(
     else:
         stored = Path(os.path.relpath(src.resolve(), folder.resolve())).as_posix()
     entry["policies"][policy_name] = {"file": stored, "kind": kind, **(info or {})}
+    if ref_scores is not None:
+        entry["ref_min_score"], entry["ref_max_score"] = float(ref_scores[0]), float(ref_scores[1])
     if default or not entry.get("default_policy"):
         entry["default_policy"] = policy_name
+    tmp = path.with_name("entry.json.tmp")
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    (folder / "MODEL_CARD.md").write_text(model_card(entry))
+    return folder
+
+
+def add_world_model(
+    name: str, kind: str, file: str | Path, *, info: dict[str, Any] | None = None, root: str | Path | None = None,
+) -> Path:
+    """Copy a ``WorldModel`` bundle into an existing zoo entry as ``wm_<kind>.pt`` and record it.
+
+    The bundle should be stored without a critic: :meth:`ZooEntry.load_world_model` attaches the
+    chosen policy's own. One with a critic is accepted (that critic is replaced at load time).
+
+    :param name: the entry.
+    :param kind: the dynamics kind, ``"diffusion"`` or ``"meanflow"`` (or ``"mlp"``).
+    :param file: the bundle written by ``itpo train-world-model``.
+    :param info: card facts: ``command``, ``wall_s``, ``size_mb``, ``eval`` (dict), ``notes``.
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    :return: the entry folder.
+    """
+    if kind not in ("diffusion", "meanflow", "mlp"):
+        raise ValueError(f"kind={kind!r}; choose 'diffusion', 'meanflow' or 'mlp'")
+    src = Path(file)
+    if not src.is_file():
+        raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
+    base = Path(root) if root is not None else zoo_path()
+    entry = read_entry(name, base)
+    folder = base / name
+    dest = folder / f"wm_{kind}.pt"
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    entry.setdefault("world_models", {})[kind] = {"file": dest.name, "size_mb": round(dest.stat().st_size / 1e6, 2),
+                                                  **(info or {})}
+    if not entry.get("world_model") or kind == "diffusion":
+        entry["world_model"] = dest.name
+    path = folder / "entry.json"
     tmp = path.with_name("entry.json.tmp")
     tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
@@ -250,4 +346,19 @@ def model_card(entry: dict[str, Any]) -> str:
         lines += [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
         if p.get("notes"):
             lines += [str(p["notes"]), ""]
+    wms = entry.get("world_models", {})
+    if wms:
+        lines += ["## World models", "",
+                  "Stored without a critic; `entry.load_world_model(kind)` attaches the loaded policy's own twin "
+                  "critic.", "",
+                  "| kind | file | size | training wall time | one-step RMSE (state std, held-out) |",
+                  "|---|---|---|---|---|"]
+        for kind, w in wms.items():
+            ev = w.get("eval", {})
+            rmse = f"{ev['one_step_rmse_state_std']:.3f}" if "one_step_rmse_state_std" in ev else "-"
+            wall = f"{w['wall_s'] / 60:.1f} min" if "wall_s" in w else "-"
+            lines.append(f"| {kind} | `{w['file']}` | {w.get('size_mb', '-')} MB | {wall} | {rmse} |")
+        lines += [""]
+        for kind, w in wms.items():
+            lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
     return "\n".join(lines)

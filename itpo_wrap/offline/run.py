@@ -111,8 +111,14 @@ def finalize_run(
             raise ValueError("a zoo entry needs the dataset's env_id; this dataset has none")
         zoo.add_policy(run_name(dataset.dataset_id or args.dataset), algorithm, path, kind="offline",
                        dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
-                       info={"algorithm": algorithm, "updates": updates, **info})
+                       info={"algorithm": algorithm, "updates": updates, **info},
+                       ref_scores=_ref_scores(dataset))
     return path
+
+
+def _ref_scores(dataset: OfflineDataset) -> tuple[float, float] | None:
+    lo, hi = getattr(dataset, "ref_min_score", None), getattr(dataset, "ref_max_score", None)
+    return None if lo is None or hi is None else (float(lo), float(hi))
 
 
 def train_actor_critic(

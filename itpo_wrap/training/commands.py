@@ -59,6 +59,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --run-dir")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--zoo-dir", default=None,
+                   help="also add the bundle (without a critic) to the zoo entry of --dataset in this folder, "
+                        "with its held-out evaluation, e.g. policies/zoo")
+    p.add_argument("--boundary-ratio", type=float, default=None,
+                   help="MeanFlow: share of samples at (r, t) = (0, 1), the one-step sampler's point")
+    p.add_argument("--flow-ratio", type=float, default=None, help="MeanFlow: share of samples with r = t")
+    p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight")
     p.set_defaults(func=train_command)
 
     e = subparsers.add_parser("eval-world-model", help="score a bundle on held-out episodes (vs its MLP baseline)",
@@ -131,8 +138,11 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
     diffusion = DiffusionConfig(
         num_train_timesteps=args.train_timesteps, beta_schedule=args.schedule, sampler=args.sampler, net=net,
         num_inference_steps=args.sampling_steps or d.diffusion.num_inference_steps)
+    overrides = {k: v for k, v in (("boundary_ratio", getattr(args, "boundary_ratio", None)),
+                                   ("flow_ratio", getattr(args, "flow_ratio", None)),
+                                   ("adaptive_p", getattr(args, "adaptive_p", None))) if v is not None}
     meanflow = MeanFlowConfig(num_inference_steps=args.sampling_steps or d.meanflow.num_inference_steps,
-                              tilt_eta=args.tilt_eta, tilt_sigma=args.tilt_sigma, net=net)
+                              tilt_eta=args.tilt_eta, tilt_sigma=args.tilt_sigma, net=net, **overrides)
     return WorldModelTrainConfig(
         dynamics=args.dynamics, diffusion=diffusion, meanflow=meanflow, dynamics_steps=args.steps,
         reward_steps=args.reward_steps, termination_steps=args.termination_steps, critic_steps=args.critic_steps,
@@ -155,8 +165,30 @@ def train_command(args: argparse.Namespace) -> int:
     wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
                            tilt_policy=tilt, resume=not args.no_resume, progress=not args.no_progress)
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
-    _print_eval(evaluate_world_model(wm, dataset))
+    result = evaluate_world_model(wm, dataset)
+    _print_eval(result)
+    if args.zoo_dir:
+        _add_to_zoo(args, wm, result, dataset)
     return 0
+
+
+def _add_to_zoo(args: argparse.Namespace, wm: Any, result: dict[str, Any], dataset: Any) -> None:
+    """Record the bundle in the dataset's zoo entry (which must exist: a base policy comes first)."""
+    import shlex
+    import sys
+
+    from itpo_wrap import zoo
+
+    name = zoo.entry_name(dataset.dataset_id or args.dataset)
+    keep = ("one_step_rmse", "one_step_rmse_state_std", "open_loop_rmse_state_std")
+    ev = {k: result["dynamics"][k] for k in keep}
+    if "baseline" in result:
+        ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
+    ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
+    argv = [a for a in sys.argv[1:]]
+    info = {"command": "itpo " + shlex.join(argv), "wall_s": round(float(wm.info["train_wall_s"]), 1), "eval": ev}
+    folder = zoo.add_world_model(name, args.dynamics, args.out, info=info, root=args.zoo_dir)
+    print(f"added to zoo entry {folder}")
 
 
 def eval_command(args: argparse.Namespace) -> int:

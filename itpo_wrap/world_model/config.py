@@ -109,6 +109,10 @@ class MeanFlowConfig:
     :param time_mean: mean of the logit-normal (t, r) sampler.
     :param time_std: std of the logit-normal (t, r) sampler.
     :param flow_ratio: share of samples with ``r = t`` (plain flow matching): 0.75.
+    :param boundary_ratio: share of samples at exactly ``(r, t) = (0, 1)``, the one point the
+        one-step sampler ever evaluates; the logit-normal sampler almost never draws it, so
+        without these rows the sampler's only input is learned by extrapolation. They go
+        through the full MeanFlow (JVP) target, like the other ``r < t`` rows.
     :param adaptive_p: power p of the adaptive weight ``1 / (||delta||^2 + c)^p``; 0 disables it.
     :param adaptive_c: the constant c of the adaptive weight.
     :param prediction: ``"x"``: the net predicts the clean sample ``F`` and
@@ -126,6 +130,7 @@ class MeanFlowConfig:
     time_mean: float = -0.4
     time_std: float = 1.0
     flow_ratio: float = 0.75
+    boundary_ratio: float = 0.0
     adaptive_p: float = 1.0
     adaptive_c: float = 1e-3
     prediction: str = "x"
@@ -143,6 +148,9 @@ class MeanFlowConfig:
             raise ValueError(f"MeanFlowConfig.t_floor={self.t_floor} must be in (0, 1)")
         if not 0.0 <= self.flow_ratio <= 1.0:
             raise ValueError(f"MeanFlowConfig.flow_ratio={self.flow_ratio} must be in [0, 1]")
+        if not 0.0 <= self.boundary_ratio <= 1.0 - self.flow_ratio:
+            raise ValueError(f"MeanFlowConfig.boundary_ratio={self.boundary_ratio} must be in [0, 1 - flow_ratio] "
+                             f"= [0, {1.0 - self.flow_ratio:g}]: boundary rows are drawn from the r < t share")
         if self.adaptive_p < 0 or self.tilt_eta < 0:
             raise ValueError(
                 f"MeanFlowConfig.adaptive_p={self.adaptive_p} and tilt_eta={self.tilt_eta} must be >= 0"

@@ -83,7 +83,8 @@ class MeanFlowDynamics(Dynamics):
     def sample_times(self, batch: int, device: torch.device, dtype: torch.dtype,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(t, r, n_flow)``: logit-normal times sorted so ``t >= r``; the first ``n_flow`` rows
-        (``flow_ratio`` of the batch) have ``r = t``.
+        (``flow_ratio`` of the batch) have ``r = t``; the last ``boundary_ratio`` of the batch is
+        set to ``(r, t) = (0, 1)``, the one-step sampler's point.
 
         A fixed split instead of a per-row coin (the batch is already a uniform random draw) lets
         the loss skip the JVP on the ``r = t`` rows, where ``t - r = 0`` makes the target just ``v``.
@@ -94,6 +95,10 @@ class MeanFlowDynamics(Dynamics):
         t, r = vals.max(dim=0).values, vals.min(dim=0).values
         n_flow = int(round(cfg.flow_ratio * batch))
         r = torch.cat([t[:n_flow], r[n_flow:]])
+        n_boundary = int(round(cfg.boundary_ratio * batch))
+        if n_boundary > 0:
+            t = torch.cat([t[: batch - n_boundary], t.new_ones(n_boundary)])
+            r = torch.cat([r[: batch - n_boundary], r.new_zeros(n_boundary)])
         return t, r, n_flow
 
     def loss(

@@ -1,0 +1,173 @@
+"""The score experiment (issue 6): a zoo entry's base policy against the same policy wrapped with ITPO
+(diffusion and MeanFlow world models) and against MPPI on the same world model and critic, **paired**
+on the same env seeds.
+
+Every finished episode is appended as one CSV row (``--out``), keyed by (entry, policy, method, world
+model, settings, seed); rerunning the same command skips the rows already there, so a killed run
+resumes where it stopped. ``benchmarks/summarize.py`` turns the rows into ``docs/results.md`` and plots.
+
+Seeds: evaluation uses ``--seeds`` (default 1000..1009, the zoo cards' seeds); tuning (``--split tune``)
+uses 0..4 unless given, disjoint from evaluation as in the paper.
+
+    # evaluation, 10 paired episodes, one torch thread
+    .venv/bin/python benchmarks/run.py --entry hopper-medium-replay --method base
+    .venv/bin/python benchmarks/run.py --entry hopper-medium-replay --method itpo --kind meanflow --step-size 1e-3
+    .venv/bin/python benchmarks/run.py --entry hopper-medium-replay --method mppi --kind meanflow
+    # step-size grid on the tuning seeds
+    .venv/bin/python benchmarks/run.py --entry hopper-medium-replay --method itpo --kind meanflow \\
+        --split tune --step-size 3e-4 1e-3 3e-3 1e-2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
+from itpo_wrap.adapters import to_env_numpy
+from itpo_wrap.mppi import MPPIConfig, MPPIPlanner
+from itpo_wrap.rollout import run_episode
+
+FIELDS = ["entry", "policy", "method", "kind", "split", "seed", "episode_return", "score", "length", "ms_per_step",
+          "terminated", "fallbacks", "step_size", "steps", "particles", "horizon", "gate", "settings", "commit",
+          "threads", "finished_at"]
+DEFAULT_OUT = "benchmarks/results/episodes.csv"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def settings_key(method: str, kind: str, settings: dict[str, Any]) -> str:
+    """A stable string of everything that defines a configuration (the resume key, with entry and seed)."""
+    return json.dumps({"method": method, "kind": kind, **settings}, sort_keys=True)
+
+
+def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as f:
+        return {(r["entry"], r["policy"], r["split"], r["settings"], r["seed"]) for r in csv.DictReader(f)}
+
+
+def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig | None,
+               mppi: MPPIConfig | None) -> tuple[Any, Any]:
+    """``(predict, info_fn)`` for one configuration."""
+    if method == "base":
+        return base_predict(entry), None
+    wm = entry.load_world_model(kind)
+    if method == "itpo":
+        w = ITPOPolicyWrapper(entry.policy, wm, adapt)
+        return w.predict, lambda: w.last_info
+    if method == "mppi":
+        return MPPIPlanner(entry.actor, wm, mppi).predict, None
+    raise ValueError(f"method={method!r}; choose base, itpo or mppi")
+
+
+def base_predict(entry: zoo.ZooEntry) -> Any:
+    """The base policy's own ``predict``: the SB3 model's, or the actor's deterministic action mapped to
+    the Box as SB3 does."""
+    if "model" in entry.meta:
+        return entry.meta["model"].predict
+    env = entry.make_env()
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+
+    def predict(obs: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        with torch.no_grad():
+            a = entry.actor(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+        return to_env_numpy(a, low, high, squashed=True), state
+
+    return predict
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
+    p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
+    p.add_argument("--method", choices=["base", "itpo", "mppi"], required=True)
+    p.add_argument("--kind", choices=["diffusion", "meanflow"], default="meanflow", help="world model")
+    p.add_argument("--split", choices=["eval", "tune"], default="eval")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: 1000..1009 (eval), 0..4 (tune)")
+    p.add_argument("--step-size", type=float, nargs="*", default=[1e-3], help="ITPO step sizes (a grid)")
+    p.add_argument("--steps", type=int, default=5, help="E")
+    p.add_argument("--particles", type=int, default=8, help="M")
+    p.add_argument("--horizon", type=int, default=5, help="H")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--gate", choices=["off", "held_out"], default="off")
+    p.add_argument("--mppi", default="{}", help="MPPIConfig overrides as JSON, e.g. '{\"samples\": 128}'")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests only)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    entry = zoo.load(args.entry, policy=args.policy)
+    seeds = args.seeds if args.seeds is not None else (list(range(1000, 1010)) if args.split == "eval" else
+                                                       list(range(5)))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_keys(out)
+    commit = _commit()
+    kind = "" if args.method == "base" else args.kind
+    grid: list[tuple[dict[str, Any], AdaptConfig | None, MPPIConfig | None]] = []
+    if args.method == "itpo":
+        for alpha in args.step_size:
+            cfg = AdaptConfig(horizon=args.horizon, particles=args.particles, steps=args.steps, step_size=alpha,
+                              optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False)
+            keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
+            grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg, None))
+    elif args.method == "mppi":
+        mcfg = MPPIConfig(**json.loads(args.mppi))
+        grid.append((mcfg.to_dict(), None, mcfg))
+    else:
+        grid.append(({}, None, None))
+
+    for settings, adapt, mppi in grid:
+        key = settings_key(args.method, kind, settings)
+        todo = [s for s in seeds if (entry.name, entry.policy_name, args.split, key, str(s)) not in done]
+        if not todo:
+            print(f"{entry.name} {args.method} {kind} {settings}: all {len(seeds)} seeds done")
+            continue
+        env = entry.make_env()
+        bar = tqdm(todo, desc=f"{entry.name} {args.method} {kind} {settings.get('step_size', '')}".strip())
+        for seed in bar:
+            # a fresh agent per episode: episodes are independent and a crash mid-run loses nothing
+            predict, info_fn = make_agent(entry, args.method, kind, adapt, mppi)
+            ep = run_episode(predict, env, seed, info_fn=info_fn, max_steps=args.max_steps)
+            row = {"entry": entry.name, "policy": entry.policy_name, "method": args.method, "kind": kind,
+                   "split": args.split, "seed": seed, "episode_return": f"{ep.episode_return:.3f}",
+                   "score": f"{float(entry.normalized_score(ep.episode_return)):.3f}", "length": ep.length,
+                   "ms_per_step": f"{ep.ms_per_step:.3f}", "terminated": int(ep.terminated),
+                   "fallbacks": ep.fallbacks, "step_size": settings.get("step_size", ""),
+                   "steps": settings.get("steps", ""), "particles": settings.get("particles", ""),
+                   "horizon": settings.get("horizon", ""), "gate": settings.get("gate", ""), "settings": key,
+                   "commit": commit, "threads": args.threads,
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            new = not out.is_file()
+            with open(out, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            bar.set_postfix(score=row["score"], ms=row["ms_per_step"])
+        env.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Zoo entries with world models: stored critic-less, loaded with the chosen policy's own critic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from itpo_wrap import zoo
+from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.world_model.config import MeanFlowConfig, NetConfig
+from itpo_wrap.world_model.heads import RewardHead, TerminationHead
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.model import WorldModel
+from tests.test_zoo import _info, _policy
+
+
+def _bundle(path: Path) -> Path:
+    torch.manual_seed(0)
+    dyn = MeanFlowDynamics(3, 1, MeanFlowConfig(net=NetConfig(hidden_dim=16, num_blocks=1)))
+    norm = [StateNormalizer(np.zeros(d), np.ones(d)) for d in (3, 1, 3)]
+    wm = WorldModel(dyn, RewardHead(3, 1, (8,)), TerminationHead(3, (8,), True), None, *norm,
+                    action_low=np.array([-2.0]), action_high=np.array([2.0]), env_id="Pendulum-v1")
+    wm.save(path)
+    return path
+
+
+def _entry(root: Path, tmp: Path) -> None:
+    for name, seed, default in (("td3_bc", 0, False), ("rebrac", 1, True)):
+        zoo.add_policy("pendulum-medium", name, _policy(tmp / f"{name}.pt", name, seed=seed), kind="offline",
+                       dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", info=_info(40.0, name),
+                       default=default, root=root, ref_scores=(-1500.0, -150.0))
+
+
+def test_world_model_gets_the_loaded_policys_critic(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    info = {"command": "itpo train-world-model --dataset x", "wall_s": 600.0,
+            "eval": {"one_step_rmse_state_std": 0.123}}
+    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), info=info, root=root)
+    stored = json.loads((root / "pendulum-medium" / "entry.json").read_text())
+    assert stored["world_models"]["meanflow"]["file"] == "wm_meanflow.pt" and stored["world_model"] == "wm_meanflow.pt"
+    card = (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
+    assert "0.123" in card and "itpo train-world-model --dataset x" in card and "10.0 min" in card
+
+    obs, act = torch.randn(5, 3), torch.rand(5, 1) * 4 - 2
+    for policy in ("rebrac", "td3_bc"):
+        entry = zoo.load("pendulum-medium", policy=policy, root=root)
+        assert entry.world_model_kinds == ["meanflow"]
+        wm = entry.load_world_model("meanflow")
+        q1, q2 = entry.critic(obs, act)
+        torch.testing.assert_close(wm.value(obs, act), torch.min(q1, q2).squeeze(-1))
+        assert entry.world_model is not None  # the default kind, cached
+    with pytest.raises(KeyError, match="no 'diffusion' world model; it has \\['meanflow'\\]"):
+        entry.load_world_model("diffusion")
+
+
+def test_normalized_score_needs_reference_scores(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    entry = zoo.load("pendulum-medium", root=root)
+    assert float(entry.normalized_score(-150.0)) == pytest.approx(100.0)
+    assert float(entry.normalized_score(-825.0)) == pytest.approx(50.0)
+    zoo.add_policy("pendulum-expert", "td3_bc", _policy(tmp_path / "x.pt", "td3_bc"), kind="offline",
+                   dataset_id="itpo/pendulum/expert-v0", env_id="Pendulum-v1", root=root)
+    with pytest.raises(ValueError, match="records no reference scores"):
+        zoo.load("pendulum-expert", root=root).normalized_score(0.0)
+
+
+def test_add_world_model_errors(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    with pytest.raises(ValueError, match="kind='ensemble'"):
+        zoo.add_world_model("pendulum-medium", "ensemble", tmp_path / "wm.pt", root=root)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        zoo.add_world_model("pendulum-medium", "meanflow", tmp_path / "missing.pt", root=root)
+    with pytest.raises(KeyError, match="known entries"):
+        zoo.add_world_model("nope", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
