@@ -65,7 +65,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 summary = fit_component(comp, cfg, Path(tmp), log, cfg.seed, progress=False)
                 log.close()
-                rows = list(csv.DictReader(open(Path(tmp) / "metrics.csv")))
+                rows = list(csv.DictReader((Path(tmp) / "metrics.csv").read_text().splitlines()))
             for row in rows:
                 if row["metric"] == "dynamics/val_rmse_state_std":
                     writer.writerow([args.dataset, name, row["step"], f"{float(row['value']):.4f}",
