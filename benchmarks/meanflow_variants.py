@@ -17,6 +17,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,14 +26,19 @@ from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import MetricsLog, fit_component
 from itpo_wrap.training.parts import DataTensors, dynamics_component
-from itpo_wrap.world_model.config import MeanFlowConfig
+from itpo_wrap.world_model.config import MeanFlowConfig, NetConfig
 from itpo_wrap.world_model.meanflow import MeanFlowDynamics
 
-VARIANTS: dict[str, dict[str, float]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "boundary25": {"flow_ratio": 0.5, "boundary_ratio": 0.25},
     "boundary25_p05": {"flow_ratio": 0.5, "boundary_ratio": 0.25, "adaptive_p": 0.5},
     "boundary50_p05": {"flow_ratio": 0.25, "boundary_ratio": 0.5, "adaptive_p": 0.5},
+    "u_prediction": {"prediction": "u"},
+    "p0": {"adaptive_p": 0.0},
+    "t_floor02": {"t_floor": 0.2},
+    "lowfreq": {"net": {"max_frequency": 4.0}},
+    "lowfreq_boundary25": {"net": {"max_frequency": 4.0}, "flow_ratio": 0.5, "boundary_ratio": 0.25},
 }
 
 
@@ -57,7 +63,10 @@ def main() -> None:
         writer.writerow(["dataset", "variant", "steps", "rmse_state_std", "updates_per_s", "settings"])
         for name in args.variants:
             torch.manual_seed(cfg.seed)
-            mf_cfg = dataclasses.replace(MeanFlowConfig(), **VARIANTS[name])
+            over = dict(VARIANTS[name])
+            if "net" in over:
+                over["net"] = dataclasses.replace(NetConfig(), **over["net"])
+            mf_cfg = dataclasses.replace(MeanFlowConfig(), **over)
             model = MeanFlowDynamics(data.obs_dim, data.act_dim, mf_cfg)
             comp = dynamics_component("dynamics", model, train, val, cfg.batch_size, args.steps)
             with tempfile.TemporaryDirectory() as tmp:

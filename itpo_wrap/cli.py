@@ -70,7 +70,8 @@ def cmd_datasets_table(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), transitions=args.transitions)
+    return run_demo(entry_name=args.entry, kind=args.kind, episodes=args.episodes, seed=args.seed,
+                    out_dir=Path(args.out), step_size=args.step_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,9 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_datasets_table)
 
-    p = sub.add_parser("demo", help="run the smallest end-to-end job on the shipped artefacts")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--transitions", type=int, default=5_000)
+    p = sub.add_parser("demo", help="base vs wrapped policy of a zoo entry with SB3 evaluate_policy (no training)")
+    p.add_argument("--entry", default="hopper-medium-replay", help="zoo entry with a world model")
+    p.add_argument("--kind", default="meanflow", choices=["meanflow", "diffusion"], help="world model")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--step-size", type=float, default=None, help="default: the entry's tuned one, else 1e-3")
+    p.add_argument("--out", default="runs/demo", help="where the plot goes")
     p.set_defaults(func=cmd_demo)
 
     for name in _OPTIONAL_COMMANDS:

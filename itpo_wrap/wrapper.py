@@ -267,8 +267,12 @@ class ITPOPolicyWrapper:
         """The traced objective for these shapes (``config.trace``), built on first use; ``None``: eager."""
         if not self.config.trace:
             return None
-        key = (*s0.shape, *noise.shape)
+        # A trace holds the tensors it saw: a replaced critic, reloaded weights or a new sampler grid must
+        # give a new trace, so the key carries the identity of every tensor both modules hold.
+        key = (*s0.shape, *noise.shape, *self._tensor_ids())
         if key not in self._traced:
+            if len(self._traced) >= 8:  # shapes or weights keep changing: do not hoard traces
+                self._traced.clear()
             traced, reason = A.trace_objective(self.adapter.module, self._to_env, self.world_model, s0, noise,
                                                self.config, 1)
             if traced is None:
@@ -276,6 +280,10 @@ class ITPOPolicyWrapper:
                               stacklevel=5)
             self._traced[key] = traced
         return self._traced[key]
+
+    def _tensor_ids(self) -> tuple[int, ...]:
+        mods = [m for m in (self.adapter.module, self.world_model) if isinstance(m, torch.nn.Module)]
+        return tuple(id(t) for m in mods for t in (*m.parameters(), *m.buffers()))
 
     def _adapt(self, policy: A.PolicyFn, params: list[torch.Tensor], views: list[torch.Tensor], s0: torch.Tensor,
                noise: torch.Tensor, held_out: torch.Tensor | None, n: int, stacked: bool,

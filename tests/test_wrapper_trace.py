@@ -14,7 +14,7 @@ from itpo_wrap.networks import TanhActor
 from itpo_wrap.wrapper import ITPOPolicyWrapper
 from tests.test_adapt_toys import MLPWM
 
-CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05)
+CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05, trace=False)
 TRACED = AdaptConfig(**{**CFG.to_dict(), "trace": True})
 
 
@@ -49,3 +49,45 @@ def test_untraceable_world_model_runs_eagerly_with_a_warning() -> None:
         traced = _run(TRACED, ValidatingWM(), steps=2)
     eager = _run(CFG, ValidatingWM(), steps=2)
     assert all(np.array_equal(a, b) for a, b in zip(traced, eager, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "meanflow"])
+def test_real_world_model_traces_and_matches_eager(kind: str) -> None:
+    from tests.test_world_model_bundle import ACT, OBS, make_wm
+
+    def run(trace: bool) -> tuple[list[np.ndarray], ITPOPolicyWrapper]:
+        torch.manual_seed(0)
+        cfg = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05, trace=trace)
+        w = ITPOPolicyWrapper(TanhActor(OBS, ACT, (16, 16)), make_wm(kind), cfg)
+        rng = np.random.default_rng(0)
+        return [w.predict(rng.normal(size=OBS), deterministic=True)[0] for _ in range(3)], w
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the bundle must be traceable: no refusal warning
+        traced, w = run(True)
+    assert len(w._traced) == 1 and next(iter(w._traced.values())) is not None
+    eager, _ = run(False)
+    for a, b in zip(traced, eager, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_replacing_the_critic_gives_a_new_trace() -> None:
+    from itpo_wrap.world_model.heads import CriticHead
+    from tests.test_world_model_bundle import ACT, OBS, make_wm
+
+    def run(trace: bool) -> tuple[list[float], ITPOPolicyWrapper]:
+        torch.manual_seed(0)
+        wm = make_wm("meanflow")
+        actor = TanhActor(OBS, ACT, (16, 16))
+        w = ITPOPolicyWrapper(actor, wm, AdaptConfig(horizon=2, particles=2, steps=1, trace=trace))
+        w.predict(np.zeros(OBS))
+        js = [w.last_info[0]["j_before"]]
+        torch.manual_seed(1)
+        wm.set_critic(CriticHead(OBS, ACT, (8,)))  # a different terminal value, mid-episode
+        w.predict(np.zeros(OBS))
+        return js + [w.last_info[0]["j_before"]], w
+
+    traced, w = run(True)
+    eager, _ = run(False)
+    assert len(w._traced) == 2
+    np.testing.assert_allclose(traced, eager, rtol=1e-5)
