@@ -27,14 +27,11 @@ wrapped = ITPOPolicyWrapper(actor, entry.load_world_model(args.kind), AdaptConfi
 
 env = entry.make_env()
 obs, _ = env.reset(seed=0)
-total, start, t0, steps = 0.0, True, time.perf_counter(), 0
-for steps in range(1, args.max_steps + 1):
-    action, _ = wrapped.predict(obs, episode_start=np.array([start]), deterministic=True)
-    start = False
+total, steps, done, t0 = 0.0, 0, False, time.perf_counter()
+while not done and steps < args.max_steps:
+    action, _ = wrapped.predict(obs, episode_start=np.array([steps == 0]), deterministic=True)
     obs, reward, terminated, truncated, _ = env.step(action)
-    total += float(reward)
-    if terminated or truncated:
-        break
+    total, steps, done = total + float(reward), steps + 1, terminated or truncated
 info = wrapped.last_info[0]
 print(f"return {total:.1f} over {steps} steps (normalized {float(entry.normalized_score(total)):.1f}), "
       f"{1e3 * (time.perf_counter() - t0) / steps:.1f} ms per step")
