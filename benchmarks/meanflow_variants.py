@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "t_floor02": {"t_floor": 0.2},
     "lowfreq": {"net": {"max_frequency": 4.0}},
     "lowfreq_boundary25": {"net": {"max_frequency": 4.0}, "flow_ratio": 0.5, "boundary_ratio": 0.25},
+    "lowfreq_lr3e-4": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}},
+    "lowfreq_p0": {"net": {"max_frequency": 4.0}, "adaptive_p": 0.0},
 }
 
 
@@ -64,6 +66,7 @@ def main() -> None:
         for name in args.variants:
             torch.manual_seed(cfg.seed)
             over = dict(VARIANTS[name])
+            run_cfg = dataclasses.replace(cfg, **over.pop("train", {}))
             if "net" in over:
                 over["net"] = dataclasses.replace(NetConfig(), **over["net"])
             mf_cfg = dataclasses.replace(MeanFlowConfig(), **over)
@@ -72,7 +75,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 log = MetricsLog(Path(tmp))
                 t0 = time.perf_counter()
-                summary = fit_component(comp, cfg, Path(tmp), log, cfg.seed, progress=False)
+                summary = fit_component(comp, run_cfg, Path(tmp), log, cfg.seed, progress=False)
                 log.close()
                 rows = list(csv.DictReader((Path(tmp) / "metrics.csv").read_text().splitlines()))
             for row in rows:

@@ -67,6 +67,14 @@ def cmd_datasets_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_tables(args: argparse.Namespace) -> int:
+    from itpo_wrap.zoo_tables import write_tables
+
+    for path in write_tables(Path(args.out_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
@@ -103,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--behavior-root", default="policies/behavior")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_datasets_table)
+
+    p = sub.add_parser("zoo-tables", help="render docs/base_policies.md and docs/world_models.md from the zoo")
+    p.add_argument("--out-dir", default="docs")
+    p.set_defaults(func=cmd_zoo_tables)
 
     p = sub.add_parser("demo", help="base vs wrapped policy of a zoo entry with SB3 evaluate_policy (no training)")
     p.add_argument("--entry", default="hopper-medium-replay", help="zoo entry with a world model")

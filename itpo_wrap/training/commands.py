@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--boundary-ratio", type=float, default=None,
                    help="MeanFlow: share of samples at (r, t) = (0, 1), the one-step sampler's point")
     p.add_argument("--flow-ratio", type=float, default=None, help="MeanFlow: share of samples with r = t")
+    p.add_argument("--max-frequency", type=float, default=None,
+                   help="highest time-embedding frequency (cycles per unit time); MeanFlow's JVP differentiates "
+                        "through it, 4 trains more stably than the default 32 (benchmarks/results/meanflow_variants_*)")
     p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight")
     p.set_defaults(func=train_command)
 
@@ -135,6 +138,8 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
     """Build the training config from parsed ``train-world-model`` arguments."""
     d = WorldModelTrainConfig()
     net = dataclasses.replace(NetConfig(), hidden_dim=args.hidden, num_blocks=args.blocks)
+    if getattr(args, "max_frequency", None) is not None:
+        net = dataclasses.replace(net, max_frequency=args.max_frequency)
     diffusion = DiffusionConfig(
         num_train_timesteps=args.train_timesteps, beta_schedule=args.schedule, sampler=args.sampler, net=net,
         num_inference_steps=args.sampling_steps or d.diffusion.num_inference_steps)

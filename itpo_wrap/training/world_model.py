@@ -54,14 +54,26 @@ def _check_dataset(data: OfflineDataset) -> None:
         raise ValueError(f"dataset has {len(data)} transitions; a world model needs at least a few thousand")
 
 
+def _same_setting(saved: Any, now: Any, default: Any) -> bool:
+    """Equal, where a key missing from the saved dict counts as its default."""
+    if isinstance(now, dict) and isinstance(saved, dict):
+        d = default if isinstance(default, dict) else {}
+        return all(_same_setting(saved[k], now[k], d.get(k)) if k in saved else now[k] == d.get(k) for k in now)
+    return bool(saved == now)
+
+
 def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
     current = json.loads(json.dumps(cfg.to_dict()))
+    defaults = json.loads(json.dumps(WorldModelTrainConfig(dynamics=cfg.dynamics).to_dict()))
     if cfg_path.exists() and resume:
         saved = json.loads(cfg_path.read_text())
-        diff = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]
-                and k not in ("workers", "num_threads", "device", "log_every")}
+        # What cannot change the result is not compared: the settings of the other dynamics kinds, and
+        # fields a newer version added with their default value (a run from before them is the same run).
+        ignore = {"workers", "num_threads", "device", "log_every"} | ({"diffusion", "meanflow"} - {cfg.dynamics})
+        diff = {k: (saved.get(k), current[k]) for k in current
+                if k not in ignore and not _same_setting(saved.get(k), current[k], defaults.get(k))}
         if diff:
             raise ValueError(f"run dir {run_dir} holds a run with another config (saved vs now: {diff}); "
                              "resume with the same settings, pass resume=False (--no-resume) or use another --out")
@@ -159,7 +171,10 @@ def train_world_model(
     info: dict[str, Any] = {
         "dataset_id": dataset.dataset_id, "num_transitions": len(dataset), "train_config": cfg.to_dict(),
         "holdout_episode_ids": [int(x) for x in np.unique(hold.episode_ids)], "summaries": summaries,
-        "train_wall_s": time.perf_counter() - start, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        # across resumes: each part's checkpoint carries its own cumulative wall time; groups ran in parallel
+        "train_wall_s": max(time.perf_counter() - start,
+                            max(sum(summaries[c.name]["wall_s"] for c in comps) for comps in groups)),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "itpo_version": itpo_wrap.__version__, "critic_source": critic_source,
     }
     wm = WorldModel(dynamics, reward, termination, critic, norms["obs"], norms["act"], norms["delta"], low, high,
