@@ -26,6 +26,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m pytest benchmarks -q -m "not slow" --benchmark-only --benchmark-json=benchmarks/results/latency.json
+	$(PY) benchmarks/latency_table.py
 
 lint: setup
 	$(VENV)/bin/ruff check $(wildcard itpo_wrap policies tests benchmarks examples)

@@ -79,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
     return run_demo(entry_name=args.entry, kind=args.kind, episodes=args.episodes, seed=args.seed,
-                    out_dir=Path(args.out), step_size=args.step_size)
+                    out_dir=Path(args.out), step_size=args.step_size, max_steps=args.max_steps)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="meanflow", choices=["meanflow", "diffusion"], help="world model")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--step-size", type=float, default=None, help="default: the entry's tuned one, else 1e-3")
+    p.add_argument("--step-size", type=float, default=None, help="default: the entry's tuned one, else 1e-4")
+    p.add_argument("--max-steps", type=int, default=None, help="cap episodes (smoke runs)")
     p.add_argument("--out", default="runs/demo", help="where the plot goes")
     p.set_defaults(func=cmd_demo)
 

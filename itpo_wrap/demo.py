@@ -35,7 +35,7 @@ class _Timed:
 
 
 def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", episodes: int = 3, seed: int = 1000,
-             out_dir: Path = Path("runs/demo"), step_size: float | None = None) -> int:
+             out_dir: Path = Path("runs/demo"), step_size: float | None = None, max_steps: int | None = None) -> int:
     """Evaluate base and wrapped policy of a zoo entry with ``evaluate_policy`` and print a table.
 
     :param entry_name: a zoo entry with a world model.
@@ -43,7 +43,8 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", e
     :param episodes: episodes per policy (same seeds for both).
     :param seed: seed of the vectorised env (``DummyVecEnv.seed``).
     :param out_dir: where the plot goes.
-    :param step_size: ITPO step size; default the entry's tuned one when recorded, else 1e-3.
+    :param step_size: ITPO step size; default the entry's tuned one when recorded, else 1e-4.
+    :param max_steps: cap episodes at this many steps (smoke tests); the env's own limit otherwise.
     :return: a process exit code.
     """
     import torch
@@ -60,9 +61,9 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", e
     if kind not in entry.world_model_kinds:
         raise ValueError(f"zoo entry {entry_name!r} has no {kind!r} world model (it has {entry.world_model_kinds}); "
                          f"pick --kind from those or an entry from {zoo.list()}")
-    alpha = step_size if step_size is not None else float(entry.meta.get("tuned_step_size", {}).get(kind, 1e-3))
+    alpha = step_size if step_size is not None else float(entry.tuned_step_sizes.get(kind, 1e-4))
     wm = entry.load_world_model(kind)
-    env = DummyVecEnv([entry.make_env])
+    env = DummyVecEnv([lambda: entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {}))])
     low, high = env.action_space.low, env.action_space.high
 
     def base_predict(obs: np.ndarray, state: Any = None, episode_start: Any = None,

@@ -102,6 +102,7 @@ class ZooEntry:
     world_model_files: dict[str, str] = dataclasses.field(default_factory=dict)
     ref_min_score: float | None = None
     ref_max_score: float | None = None
+    tuned_step_sizes: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def normalized_score(self, returns: Any) -> Any:
         """D4RL-style ``100 * (R - R_min) / (R_max - R_min)`` with the entry's dataset references.
@@ -218,7 +219,9 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
                     policy=the_policy, actor=actor, critic=critic, meta=meta,
                     world_model_file=entry.get("world_model"),
                     world_model_files={k: v["file"] for k, v in entry.get("world_models", {}).items()},
-                    ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"))
+                    ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"),
+                    tuned_step_sizes={k: float(w["tuned_step_size"]) for k, w in entry.get("world_models", {}).items()
+                                      if "tuned_step_size" in w})
 
 
 def add_policy(
@@ -323,6 +326,28 @@ def add_world_model(
     return folder
 
 
+def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "",
+                        root: str | Path | None = None) -> None:
+    """Record the ITPO step size tuned for an entry's ``kind`` world model (what ``itpo demo`` uses).
+
+    :param name: the entry.
+    :param kind: a world model the entry has.
+    :param step_size: the chosen ``AdaptConfig.step_size``.
+    :param note: how it was chosen (grid, seeds, where the rows are).
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    """
+    base = Path(root) if root is not None else zoo_path()
+    entry = read_entry(name, base)
+    if kind not in entry.get("world_models", {}):
+        raise KeyError(f"zoo entry {name!r} has no {kind!r} world model; it has {sorted(entry.get('world_models', {}))}")
+    if not step_size > 0:
+        raise ValueError(f"step_size={step_size} must be > 0")
+    entry["world_models"][kind].update(tuned_step_size=float(step_size), tuned_note=note)
+    path = base / name / "entry.json"
+    path.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    (base / name / "MODEL_CARD.md").write_text(model_card(entry))
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """Render ``MODEL_CARD.md`` from an entry dict (so card and JSON never disagree)."""
     lines = [f"# {entry['name']}", "",
@@ -361,4 +386,6 @@ def model_card(entry: dict[str, Any]) -> str:
         lines += [""]
         for kind, w in wms.items():
             lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
+            if "tuned_step_size" in w:
+                lines += [f"Tuned ITPO step size: {w['tuned_step_size']:g}. {w.get('tuned_note', '')}".strip(), ""]
     return "\n".join(lines)

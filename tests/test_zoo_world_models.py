@@ -79,3 +79,16 @@ def test_add_world_model_errors(tmp_path: Path) -> None:
         zoo.add_world_model("pendulum-medium", "meanflow", tmp_path / "missing.pt", root=root)
     with pytest.raises(KeyError, match="known entries"):
         zoo.add_world_model("nope", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+
+
+def test_tuned_step_size_is_recorded_and_loaded(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+    zoo.set_tuned_step_size("pendulum-medium", "meanflow", 1e-4, note="grid {1e-4, 1e-3} on seeds 0-2", root=root)
+    assert zoo.load("pendulum-medium", root=root).tuned_step_sizes == {"meanflow": 1e-4}
+    assert "Tuned ITPO step size: 0.0001" in (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
+    with pytest.raises(KeyError, match="no 'diffusion' world model"):
+        zoo.set_tuned_step_size("pendulum-medium", "diffusion", 1e-4, root=root)
+    with pytest.raises(ValueError, match="step_size=0"):
+        zoo.set_tuned_step_size("pendulum-medium", "meanflow", 0, root=root)
