@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lowfreq_boundary25": {"net": {"max_frequency": 4.0}, "flow_ratio": 0.5, "boundary_ratio": 0.25},
     "lowfreq_lr3e-4": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}},
     "lowfreq_p0": {"net": {"max_frequency": 4.0}, "adaptive_p": 0.0},
+    "lowfreq_lr3e-4_boundary25": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}, "flow_ratio": 0.5,
+                                  "boundary_ratio": 0.25},
 }
 
 

@@ -67,11 +67,16 @@ def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) ->
     cfg_path = run_dir / "config.json"
     current = json.loads(json.dumps(cfg.to_dict()))
     defaults = json.loads(json.dumps(WorldModelTrainConfig(dynamics=cfg.dynamics).to_dict()))
+    # the sampler's step count is chosen at sampling time and does not change what is trained
+    for section in ("diffusion", "meanflow"):
+        defaults[section]["num_inference_steps"] = current[section]["num_inference_steps"]
     if cfg_path.exists() and resume:
         saved = json.loads(cfg_path.read_text())
         # What cannot change the result is not compared: the settings of the other dynamics kinds, and
         # fields a newer version added with their default value (a run from before them is the same run).
         ignore = {"workers", "num_threads", "device", "log_every"} | ({"diffusion", "meanflow"} - {cfg.dynamics})
+        for section in ("diffusion", "meanflow"):
+            saved.get(section, {}).pop("num_inference_steps", None)
         diff = {k: (saved.get(k), current[k]) for k in current
                 if k not in ignore and not _same_setting(saved.get(k), current[k], defaults.get(k))}
         if diff:
