@@ -143,6 +143,19 @@ def test_resume_refuses_another_config(tmp_path) -> None:
     train_world_model(data, toy_config("mlp", 30, reward_steps=10), tmp_path / "wm.pt", progress=False, resume=False)
 
 
+def test_resume_accepts_another_sampler_step_count_and_ignores_the_other_kind(tmp_path) -> None:
+    data = toy_dataset(n_episodes=4, length=10)
+    out = tmp_path / "wm.pt"
+    train_world_model(data, toy_config("meanflow", 20, reward_steps=10), out, progress=False)
+    again = toy_config("meanflow", 20, reward_steps=10, meanflow=MeanFlowConfig(net=NET, num_inference_steps=2),
+                       diffusion=DiffusionConfig(num_train_timesteps=70, net=NET))  # unused by a MeanFlow run
+    wm = train_world_model(data, again, out, progress=False)
+    assert wm.dynamics.cfg.num_inference_steps == 2 and len(wm.dynamics._widths) == 2
+    with pytest.raises(ValueError, match="flow_ratio"):
+        train_world_model(data, toy_config("meanflow", 20, reward_steps=10,
+                                           meanflow=MeanFlowConfig(net=NET, flow_ratio=0.5)), out, progress=False)
+
+
 def test_training_rejects_bad_data_and_tilt_mismatch(tmp_path) -> None:
     data = toy_dataset(n_episodes=4, length=10)
     bad = OfflineDataset(**{**{f: getattr(data, f) for f in ("actions", "rewards", "next_observations", "next_actions",
