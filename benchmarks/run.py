@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
     p.add_argument("--method", choices=["base", "itpo", "mppi"], required=True)
-    p.add_argument("--kind", choices=["diffusion", "meanflow"], default="meanflow", help="world model")
+    p.add_argument("--kind", choices=["diffusion", "meanflow", "mlp"], default="meanflow",
+                   help="world model; mlp: the diffusion bundle's deterministic MLP baseline as dynamics (ablation)")
     p.add_argument("--split", choices=["eval", "tune"], default="eval")
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: 1000..1009 (eval), 0..4 (tune)")
     p.add_argument("--step-size", type=float, nargs="*", default=[1e-3], help="ITPO step sizes (a grid)")

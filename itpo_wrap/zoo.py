@@ -137,13 +137,21 @@ class ZooEntry:
         terminal value (the bundles are stored without one, so every base policy of the entry pairs
         with its own critic).
 
-        :param kind: ``"diffusion"`` or ``"meanflow"`` (see :attr:`world_model_kinds`); ``None``: the
-            legacy single ``world_model`` file.
+        :param kind: ``"diffusion"`` or ``"meanflow"`` (see :attr:`world_model_kinds`); ``"mlp"``: the
+            diffusion bundle with its deterministic same-budget MLP baseline as the dynamics (an ablation);
+            ``None``: the legacy single ``world_model`` file.
         :param device: where to load it.
         """
         from itpo_wrap.world_model.heads import CriticHead
         from itpo_wrap.world_model.model import WorldModel
 
+        if kind == "mlp" and "mlp" not in self.world_model_files and "diffusion" in self.world_model_files:
+            # the deterministic ablation: the diffusion bundle's same-budget MLP baseline as the dynamics
+            wm = self.load_world_model("diffusion", device)
+            if wm.baseline is None:
+                raise KeyError(f"zoo entry {self.name!r}: its diffusion bundle was saved without the MLP baseline")
+            wm.dynamics = wm.baseline
+            return wm
         if kind is None:
             file = self.world_model_file
         elif kind in self.world_model_files:

@@ -92,3 +92,23 @@ def test_tuned_step_size_is_recorded_and_loaded(tmp_path: Path) -> None:
         zoo.set_tuned_step_size("pendulum-medium", "diffusion", 1e-4, root=root)
     with pytest.raises(ValueError, match="step_size=0"):
         zoo.set_tuned_step_size("pendulum-medium", "meanflow", 0, root=root)
+
+
+def test_mlp_ablation_uses_the_diffusion_bundles_baseline(tmp_path: Path) -> None:
+    from itpo_wrap.world_model.config import DiffusionConfig
+    from itpo_wrap.world_model.diffusion import DiffusionDynamics
+    from itpo_wrap.world_model.dynamics import MLPDynamics
+
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    net = NetConfig(hidden_dim=16, num_blocks=1)
+    norm = [StateNormalizer(np.zeros(d), np.ones(d)) for d in (3, 1, 3)]
+    wm = WorldModel(DiffusionDynamics(3, 1, DiffusionConfig(num_train_timesteps=10, num_inference_steps=2, net=net)),
+                    RewardHead(3, 1, (8,)), TerminationHead(3, (8,), True), None, *norm, action_low=np.array([-2.0]),
+                    action_high=np.array([2.0]), env_id="Pendulum-v1", baseline=MLPDynamics(3, 1))
+    wm.save(tmp_path / "d.pt")
+    zoo.add_world_model("pendulum-medium", "diffusion", tmp_path / "d.pt", root=root)
+    mlp = zoo.load("pendulum-medium", root=root).load_world_model("mlp")
+    assert mlp.dynamics is mlp.baseline and mlp.dynamics.kind == "mlp"
+    s, a = torch.randn(4, 3), torch.rand(4, 1)
+    torch.testing.assert_close(mlp.next(s, a, mlp.draw_noise(4, 1)[0]), mlp.baseline_next(s, a))
