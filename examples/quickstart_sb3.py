@@ -13,6 +13,7 @@ import torch
 from gymnasium.wrappers import TimeLimit
 from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
 from itpo_wrap.utils import policies_root
@@ -25,7 +26,7 @@ args = p.parse_args()
 torch.set_num_threads(1)
 
 entry = zoo.load("hopper-medium-replay")
-env = TimeLimit(entry.make_env().unwrapped, max_episode_steps=args.max_steps)
+env = Monitor(TimeLimit(entry.make_env().unwrapped, max_episode_steps=args.max_steps))
 model = SAC.load(policies_root() / "behavior" / "hopper" / "expert.zip", device="cpu")
 
 world_model = entry.load_world_model("meanflow")  # comes with the zoo policy's critic ...

@@ -49,6 +49,7 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", e
     """
     import torch
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
     from tqdm import tqdm
 
@@ -63,7 +64,7 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", e
                          f"pick --kind from those or an entry from {zoo.list()}")
     alpha = step_size if step_size is not None else float(entry.tuned_step_sizes.get(kind, 1e-4))
     wm = entry.load_world_model(kind)
-    env = DummyVecEnv([lambda: entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {}))])
+    env = DummyVecEnv([lambda: Monitor(entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {})))])
     low, high = env.action_space.low, env.action_space.high
 
     def base_predict(obs: np.ndarray, state: Any = None, episode_start: Any = None,
