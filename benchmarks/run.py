@@ -64,11 +64,16 @@ def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
 
 
 def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig | None,
-               mppi: MPPIConfig | None) -> tuple[Any, Any]:
-    """``(predict, info_fn)`` for one configuration."""
+               mppi: MPPIConfig | None, sampling: tuple[int, str] | None = None) -> tuple[Any, Any]:
+    """``(predict, info_fn)`` for one configuration; ``sampling`` = (steps, sampler) overrides a diffusion
+    model's sampler (the same trained model, fewer denoising steps)."""
     if method == "base":
         return base_predict(entry), None
     wm = entry.load_world_model(kind)
+    if sampling is not None:
+        if kind != "diffusion":
+            raise ValueError(f"--sampling-steps applies to the diffusion model, not {kind!r}")
+        wm.dynamics.set_timesteps(sampling[0], sampling[1])
     if method == "itpo":
         w = ITPOPolicyWrapper(entry.policy, wm, adapt)
         return w.predict, lambda: w.last_info
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--gate", choices=["off", "held_out"], default="off")
     p.add_argument("--mppi", default="{}", help="MPPIConfig overrides as JSON, e.g. '{\"samples\": 128}'")
+    p.add_argument("--sampling-steps", type=int, default=None, help="diffusion: denoising steps (default: the bundle's)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="diffusion sampler with --sampling-steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests only)")
@@ -138,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         grid.append(({}, None, None))
 
+    sampling = (args.sampling_steps, args.sampler) if args.sampling_steps else None
     for settings, adapt, mppi in grid:
+        if sampling is not None:
+            settings = {**settings, "sampling_steps": sampling[0], "sampler": sampling[1]}
         key = settings_key(args.method, kind, settings)
         todo = [s for s in seeds if (entry.name, entry.policy_name, args.split, key, str(s)) not in done]
         if not todo:
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         bar = tqdm(todo, desc=f"{entry.name} {args.method} {kind} {settings.get('step_size', '')}".strip())
         for seed in bar:
             # a fresh agent per episode: episodes are independent and a crash mid-run loses nothing
-            predict, info_fn = make_agent(entry, args.method, kind, adapt, mppi)
+            predict, info_fn = make_agent(entry, args.method, kind, adapt, mppi, sampling)
             ep = run_episode(predict, env, seed, info_fn=info_fn, max_steps=args.max_steps)
             row = {"entry": entry.name, "policy": entry.policy_name, "method": args.method, "kind": kind,
                    "split": args.split, "seed": seed, "episode_return": f"{ep.episode_return:.3f}",

@@ -37,7 +37,11 @@ def label(row: Row) -> str:
             extra.append(s["optimizer"])
         if s.get("gate", "off") != "off":
             extra.append(f"gate={s['gate']}")
+        if "sampling_steps" in s:
+            kind = f"{kind}-{s['sampler']}{s['sampling_steps']}"
         return f"itpo-{kind} " + " ".join(extra)
+    if "sampling_steps" in s:
+        kind = f"{kind}-{s['sampler']}{s['sampling_steps']}"
     return f"mppi-{kind} N={s['samples']}+{s['policy_samples']} it={s['iterations']}"
 
 
