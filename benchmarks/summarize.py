@@ -64,7 +64,11 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
     groups = group(rows, "eval")
     base = {(e, p): g for (e, p, s), g in groups.items() if json.loads(s)["method"] == "base"}
     out = []
-    for (entry, policy, settings), by_seed in sorted(groups.items()):
+    def order(item: tuple[tuple[str, str, str], dict[int, Row]]) -> tuple[str, str, bool, str]:
+        (entry, policy, settings), _ = item
+        return entry, policy, json.loads(settings)["method"] != "base", settings
+
+    for (entry, policy, settings), by_seed in sorted(groups.items(), key=order):
         first = next(iter(by_seed.values()))
         scores = np.array([float(r["score"]) for r in by_seed.values()])
         rec: dict[str, Any] = {
@@ -88,7 +92,8 @@ def tuning_table(rows: list[Row]) -> list[str]:
     if not groups:
         return ["No tuning runs yet."]
     lines = ["| entry | configuration | tuning seeds | score (mean ± std) | ms / step |", "|---|---|---|---|---|"]
-    for (entry, _policy, _settings), by_seed in sorted(groups.items()):
+    for (entry, _policy, _settings), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], label(
+            next(iter(kv[1].values()))) != "base", kv[0][2])):
         first = next(iter(by_seed.values()))
         scores = np.array([float(r["score"]) for r in by_seed.values()])
         ms = np.mean([float(r["ms_per_step"]) for r in by_seed.values()])
