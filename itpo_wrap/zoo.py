@@ -352,7 +352,9 @@ def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "
         raise ValueError(f"step_size={step_size} must be > 0")
     entry["world_models"][kind].update(tuned_step_size=float(step_size), tuned_note=note)
     path = base / name / "entry.json"
-    path.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name("entry.json.tmp")  # atomic: a reader (a running evaluation) never sees half a file
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
     (base / name / "MODEL_CARD.md").write_text(model_card(entry))
 
 
