@@ -64,31 +64,35 @@ def world_models_markdown(root: Path | None = None) -> str:
              "the dataset's actions. `mlp` is the deterministic MLP dynamics trained with the same budget in the "
              "diffusion run (what diffusion buys). Bundles are stored without a critic; the zoo attaches the "
              "chosen base policy's own.", "",
-             "| entry | kind | updates | one-step RMSE | H=5 | H=10 | mlp one-step | reward RMSE | termination acc. "
-             "| wall time | size |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| entry | kind | updates | sampling steps | one-step RMSE | H=5 | H=10 | mlp one-step | reward RMSE "
+             "| termination acc. | wall time | size |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     commands = []
     for e in _entries(root):
         for kind, w in e.get("world_models", {}).items():
             ev = w.get("eval", {})
             curve = ev.get("open_loop_rmse_state_std", [])
-            steps = _steps(w.get("command", ""))
+            steps = _arg(w.get("command", ""), "--steps", "50000")
+            sampling = _arg(w.get("command", ""), "--sampling-steps", "10" if kind == "diffusion" else "1")
 
             def f(x: Any) -> str:
                 return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
 
-            lines.append(f"| {e['name']} | {kind} | {steps} | {f(ev.get('one_step_rmse_state_std'))} "
+            lines.append(f"| {e['name']} | {kind} | {steps} | {sampling} | {f(ev.get('one_step_rmse_state_std'))} "
                          f"| {f(curve[4] if len(curve) > 4 else None)} | {f(curve[9] if len(curve) > 9 else None)} "
                          f"| {f(ev.get('mlp_baseline_one_step_rmse_state_std'))} | {f(ev.get('reward_rmse'))} "
                          f"| {f(ev.get('termination_accuracy'))} | {w.get('wall_s', 0) / 60:.1f} min "
                          f"| {w.get('size_mb', '-')} MB |")
             commands.append(f"- {e['name']} {kind}: `{w.get('command', '')}`")
     lines += ["", "Commands (rerun the same command to resume; add `--no-resume` to start over):", "", *commands]
+    notes = root / "WORLD_MODEL_NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
-def _steps(command: str) -> str:
+def _arg(command: str, flag: str, default: str) -> str:
     parts = command.split()
-    return parts[parts.index("--steps") + 1] if "--steps" in parts[:-1] else "50000"
+    return parts[parts.index(flag) + 1] if flag in parts[:-1] else default
 
 
 def write_tables(out_dir: Path, root: Path | None = None) -> list[Path]:
