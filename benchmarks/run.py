@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--horizon", type=int, default=5, help="H")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--gate", choices=["off", "held_out"], default="off")
+    p.add_argument("--persistence", choices=["persistent", "reset_each_step"], default="persistent")
     p.add_argument("--mppi", default="{}", help="MPPIConfig overrides as JSON, e.g. '{\"samples\": 128}'")
     p.add_argument("--sampling-steps", type=int, default=None, help="diffusion: denoising steps (default: the bundle's)")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="diffusion sampler with --sampling-steps")
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.method == "itpo":
         for alpha in args.step_size:
             cfg = AdaptConfig(horizon=args.horizon, particles=args.particles, steps=args.steps, step_size=alpha,
-                              optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False)
+                              optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False,
+                              persistence=args.persistence)
             keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
             grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg, None))
     elif args.method == "mppi":

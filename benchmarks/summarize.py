@@ -37,6 +37,8 @@ def label(row: Row) -> str:
             extra.append(s["optimizer"])
         if s.get("gate", "off") != "off":
             extra.append(f"gate={s['gate']}")
+        if s.get("persistence", "persistent") != "persistent":
+            extra.append(s["persistence"])
         if "sampling_steps" in s:
             kind = f"{kind}-{s['sampler']}{s['sampling_steps']}"
         return f"itpo-{kind} " + " ".join(extra)
