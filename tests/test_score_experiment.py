@@ -1,0 +1,50 @@
+"""benchmarks/run.py and summarize.py end to end on the shipped zoo, with 3-step episodes."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from itpo_wrap import zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(
+    "hopper-medium-replay" not in zoo.list()
+    or "meanflow" not in zoo.load("hopper-medium-replay").world_model_kinds,
+    reason="needs the zoo's hopper-medium-replay MeanFlow world model")
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
+    out = tmp_path / "episodes.csv"
+    common = ["--entry", "hopper-medium-replay", "--seeds", "7", "8", "--max-steps", "3", "--out", str(out)]
+    _run("benchmarks/run.py", "--method", "base", *common)
+    _run("benchmarks/run.py", "--method", "itpo", "--kind", "meanflow", "--step-size", "1e-4", "3e-4", *common)
+    _run("benchmarks/run.py", "--method", "mppi", "--kind", "meanflow", "--mppi", '{"samples": 16, "iterations": 1}',
+         *common)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 + 4 + 2
+    assert {r["seed"] for r in rows} == {"7", "8"} and all(r["length"] == "3" for r in rows)
+    assert all(float(r["ms_per_step"]) > 0 and r["commit"] is not None for r in rows)
+    # same seeds, same start: the first observation is the same, so the 3-step returns are close but paired
+    assert {r["seed"] for r in rows if r["method"] == "itpo"} == {r["seed"] for r in rows if r["method"] == "base"}
+    # rerunning a finished configuration adds nothing (resume by key)
+    assert "all 2 seeds done" in _run("benchmarks/run.py", "--method", "base", *common)
+    assert len(list(csv.DictReader(out.open()))) == len(rows)
+    md = tmp_path / "results.md"
+    _run("benchmarks/summarize.py", "--episodes", str(out), "--out", str(md), "--notes", str(tmp_path / "none.md"))
+    text = md.read_text()
+    assert "itpo-meanflow a=0.0001" in text and "itpo-meanflow a=0.0003" in text
+    assert "mppi-meanflow N=16+8 it=1" in text
+    assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 3  # three paired rows
+    assert (tmp_path / "gain_per_dataset.png").is_file() and (tmp_path / "pareto.png").is_file()
