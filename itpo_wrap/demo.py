@@ -34,12 +34,12 @@ class _Timed:
         return out
 
 
-def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "meanflow", episodes: int = 3, seed: int = 1000,
+def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", episodes: int = 2, seed: int = 1000,
              out_dir: Path = Path("runs/demo"), step_size: float | None = None, max_steps: int | None = None) -> int:
     """Evaluate base and wrapped policy of a zoo entry with ``evaluate_policy`` and print a table.
 
     :param entry_name: a zoo entry with a world model.
-    :param kind: which of its world models (``"meanflow"`` is the fast one).
+    :param kind: which of its world models (``"diffusion"`` carries the gain; ``"meanflow"`` is faster).
     :param episodes: episodes per policy (same seeds for both).
     :param seed: seed of the vectorised env (``DummyVecEnv.seed``).
     :param out_dir: where the plot goes.

@@ -57,7 +57,7 @@ def test_demo_on_the_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     from itpo_wrap.cli import main
 
     # `make demo` runs the same command with the default episodes and no step cap
-    assert main(["demo", "--episodes", "1", "--max-steps", "20", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--kind", "meanflow", "--episodes", "1", "--max-steps", "20", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "base" in out and "ITPO (meanflow)" in out and "ms / step" in out
     assert (tmp_path / "demo.png").is_file()
