@@ -124,7 +124,7 @@ def plots(recs: list[dict[str, Any]], docs: Path) -> list[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    gains = [r for r in recs if "gain" in r]
+    gains = [r for r in recs if "gain" in r and r["pairs"] >= 5]  # a 2-4 pair interval would dwarf the rest
     files = []
     if gains:
         entries = sorted({r["entry"] for r in gains})
@@ -145,9 +145,9 @@ def plots(recs: list[dict[str, Any]], docs: Path) -> list[str]:
         ax.set_xticks(range(len(entries)), entries, rotation=15)
         ax.set_ylabel("paired gain over base (normalized score)")
         ax.set_title("Inference-time adaptation: gain per dataset (95% CI)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        fig.savefig(docs / "gain_per_dataset.png", dpi=120)
+        fig.savefig(docs / "gain_per_dataset.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append("gain_per_dataset.png")
     fig, ax = plt.subplots(figsize=(6.5, 4))
