@@ -157,7 +157,7 @@ def plots(recs: list[dict[str, Any]], docs: Path) -> list[str]:
         for x, y, c in pts:
             ax.annotate(c.split(" ")[0], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("ms per env step (1 torch thread)")
+    ax.set_xlabel("ms per env step (wall, 1 torch thread, cores shared: see latency.md)")
     ax.set_ylabel("normalized score")
     ax.set_title("Score against latency")
     ax.legend(fontsize=7)
