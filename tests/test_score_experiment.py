@@ -42,7 +42,8 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     assert "all 2 seeds done" in _run("benchmarks/run.py", "--method", "base", *common)
     assert len(list(csv.DictReader(out.open()))) == len(rows)
     md = tmp_path / "results.md"
-    _run("benchmarks/summarize.py", "--episodes", str(out), "--out", str(md), "--notes", str(tmp_path / "none.md"))
+    _run("benchmarks/summarize.py", "--episodes", str(out), "--out", str(md), "--notes", str(tmp_path / "none.md"),
+         "--min-pairs", "2")
     text = md.read_text()
     assert "itpo-meanflow a=0.0001" in text and "itpo-meanflow a=0.0003" in text
     assert "mppi-meanflow N=16+8 it=1" in text
