@@ -51,6 +51,9 @@ def base_policies_markdown(root: Path | None = None) -> str:
     if missing:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`)."]
+    notes = root / "BASE_POLICY_NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 
