@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
-from itpo_wrap.adapters import to_env_numpy
 from itpo_wrap.mppi import MPPIConfig, MPPIPlanner
 from itpo_wrap.rollout import run_episode
 
@@ -68,7 +66,7 @@ def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig |
     """``(predict, info_fn)`` for one configuration; ``sampling`` = (steps, sampler) overrides a diffusion
     model's sampler (the same trained model, fewer denoising steps)."""
     if method == "base":
-        return base_predict(entry), None
+        return entry.base_predict(), None
     wm = entry.load_world_model(kind)
     if sampling is not None:
         if kind != "diffusion":
@@ -80,24 +78,6 @@ def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig |
     if method == "mppi":
         return MPPIPlanner(entry.actor, wm, mppi).predict, None
     raise ValueError(f"method={method!r}; choose base, itpo or mppi")
-
-
-def base_predict(entry: zoo.ZooEntry) -> Any:
-    """The base policy's own ``predict``: the SB3 model's, or the actor's deterministic action mapped to
-    the Box as SB3 does."""
-    if "model" in entry.meta:
-        return entry.meta["model"].predict
-    env = entry.make_env()
-    low, high = env.action_space.low, env.action_space.high
-    env.close()
-
-    def predict(obs: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        with torch.no_grad():
-            a = entry.actor(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
-        return to_env_numpy(a, low, high, squashed=True), state
-
-    return predict
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,7 +54,6 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", 
     from tqdm import tqdm
 
     from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
-    from itpo_wrap.adapters import to_env_numpy
 
     torch.set_num_threads(1)  # one thread: the latency a laptop core sees (two threads on two busy cores crawl)
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -65,13 +64,7 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", 
     alpha = step_size if step_size is not None else float(entry.tuned_step_sizes.get(kind, 1e-4))
     wm = entry.load_world_model(kind)
     env = DummyVecEnv([lambda: Monitor(entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {})))])
-    low, high = env.action_space.low, env.action_space.high
-
-    def base_predict(obs: np.ndarray, state: Any = None, episode_start: Any = None,
-                     deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        with torch.no_grad():
-            a = entry.actor(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
-        return to_env_numpy(a, low, high, squashed=True), state
+    base_predict = entry.base_predict()
 
     cfg = AdaptConfig(step_size=alpha, device="cpu", track_j_after=False)
     wrapped = ITPOPolicyWrapper(entry.policy, wm, cfg)

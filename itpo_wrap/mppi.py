@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from itpo_wrap.adapt import Rollout, surrogate_return
 from itpo_wrap.adapters import to_env_numpy
 from itpo_wrap.world_model.protocol import WorldModelLike
 
@@ -102,20 +103,24 @@ class MPPIPlanner:
 
     @torch.no_grad()
     def _returns(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Surrogate return of METHOD.md section 3 for ``(B, H, act)`` sequences in ``[-1, 1]``."""
+        """Surrogate return of METHOD.md section 3 for ``(B, H, act)`` sequences in ``[-1, 1]``: the same
+        :func:`~itpo_wrap.adapt.surrogate_return` (discount, termination masks) ITPO ascends."""
         cfg, wm = self.config, self.world_model
         b = actions.shape[0]
         s = s0.expand(b, -1)
         noise = wm.draw_noise(b, cfg.horizon, self._gen)
-        total = torch.zeros(b, device=s0.device)
-        alive = torch.ones(b, dtype=torch.bool, device=s0.device)
+        states, env_actions, rewards = [s], [], []
+        alive = [torch.ones(b, dtype=torch.bool, device=s0.device)]
         for j in range(cfg.horizon):
             a = self._to_env(actions[:, j])
-            total = total + torch.where(alive, cfg.discount**j * wm.reward(s, a), 0.0)
+            rewards.append(wm.reward(s, a))
             s = wm.next(s, a, noise[j])
-            alive = alive & ~wm.terminated(s).bool()
-        value = wm.value(s, self._to_env(self.actor(s)))
-        return total + torch.where(alive, cfg.discount**cfg.horizon * value, 0.0)
+            alive.append(alive[-1] & ~wm.terminated(s).bool())
+            states.append(s)
+            env_actions.append(a)
+        env_actions.append(self._to_env(self.actor(s)))
+        rollout = Rollout(states, env_actions, torch.stack(rewards), torch.stack(alive), wm.value(s, env_actions[-1]))
+        return surrogate_return(rollout, cfg.discount)
 
     @torch.no_grad()
     def _policy_sequences(self, s0: torch.Tensor, n: int) -> torch.Tensor:

@@ -169,6 +169,28 @@ class ZooEntry:
         wm.set_critic(head)
         return wm
 
+    def base_predict(self) -> Any:
+        """The base policy's own SB3-style ``predict``: the SB3 model's, or the actor's deterministic action
+        mapped to the Box as SB3 does (what the wrapper at ``steps=0`` also returns)."""
+        if "model" in self.meta:
+            return self.meta["model"].predict
+        import numpy as np
+        import torch
+
+        from itpo_wrap.adapters import to_env_numpy
+
+        env = self.make_env()
+        low, high = env.action_space.low, env.action_space.high
+        env.close()
+
+        def predict(observation: Any, state: Any = None, episode_start: Any = None,
+                    deterministic: bool = True) -> tuple[Any, Any]:
+            with torch.no_grad():
+                a = self.actor(torch.as_tensor(np.asarray(observation, dtype=np.float32))).numpy()
+            return to_env_numpy(a, low, high, squashed=True), state
+
+        return predict
+
     def make_env(self, **kwargs: Any) -> Any:
         """``gymnasium.make(env_id, **kwargs)``."""
         import gymnasium as gym

@@ -190,8 +190,7 @@ def _add_to_zoo(args: argparse.Namespace, wm: Any, result: dict[str, Any], datas
     if "baseline" in result:
         ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
     ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
-    argv = [a for a in sys.argv[1:]]
-    info = {"command": "itpo " + shlex.join(argv), "wall_s": round(float(wm.info["train_wall_s"]), 1), "eval": ev}
+    info = {"command": "itpo " + shlex.join(sys.argv[1:]), "wall_s": round(float(wm.info["train_wall_s"]), 1), "eval": ev}
     folder = zoo.add_world_model(name, args.dynamics, args.out, info=info, root=args.zoo_dir)
     print(f"added to zoo entry {folder}")
 
