@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="diffusion sampler with --sampling-steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests only)")
+    p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests, short tuning runs); part of the row key")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     for settings, adapt, mppi in grid:
         if sampling is not None:
             settings = {**settings, "sampling_steps": sampling[0], "sampler": sampling[1]}
+        if args.max_steps is not None:  # truncated episodes are another experiment: never mix their rows
+            settings = {**settings, "max_steps": args.max_steps}
         key = settings_key(args.method, kind, settings)
         todo = [s for s in seeds if (entry.name, entry.policy_name, args.split, key, str(s)) not in done]
         if not todo:

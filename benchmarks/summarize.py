@@ -27,6 +27,11 @@ Row = dict[str, str]
 def label(row: Row) -> str:
     """Short human name of a configuration."""
     s = json.loads(row["settings"])
+    cap = s.pop("max_steps", None)
+    return _label(s) + (f" T<={cap}" if cap is not None else "")
+
+
+def _label(s: dict[str, Any]) -> str:
     method = s.pop("method")
     kind = s.pop("kind")
     if method == "base":
@@ -64,7 +69,9 @@ def group(rows: list[Row], split: str) -> dict[tuple[str, str, str], dict[int, R
 def summary(rows: list[Row]) -> list[dict[str, Any]]:
     """One record per evaluated configuration: score stats, latency and the paired gain over base."""
     groups = group(rows, "eval")
-    base = {(e, p): g for (e, p, s), g in groups.items() if json.loads(s)["method"] == "base"}
+    # a configuration pairs with the base run of the same episode cap (None: full episodes)
+    base = {(e, p, json.loads(s).get("max_steps")): g for (e, p, s), g in groups.items()
+            if json.loads(s)["method"] == "base"}
     out = []
     def order(item: tuple[tuple[str, str, str], dict[int, Row]]) -> tuple[str, str, bool, str]:
         (entry, policy, settings), _ = item
@@ -78,7 +85,7 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
             "kind": first["kind"], "n": len(scores), "score_mean": scores.mean(), "score_std": scores.std(),
             "ms_per_step": float(np.mean([float(r["ms_per_step"]) for r in by_seed.values()])),
             "fallbacks": sum(int(r["fallbacks"]) for r in by_seed.values())}
-        ref = base.get((entry, policy))
+        ref = base.get((entry, policy, json.loads(settings).get("max_steps")))
         if ref is not None and rec["method"] != "base":
             seeds = sorted(set(by_seed) & set(ref))
             if len(seeds) >= 2:

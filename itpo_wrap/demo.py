@@ -43,7 +43,8 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", 
     :param episodes: episodes per policy (same seeds for both).
     :param seed: seed of the vectorised env (``DummyVecEnv.seed``).
     :param out_dir: where the plot goes.
-    :param step_size: ITPO step size; default the entry's tuned one when recorded, else 1e-4.
+    :param step_size: ITPO step size; default the entry's tuned one when recorded, else 1e-4 (the other
+        tuned settings, e.g. persistence, apply either way).
     :param max_steps: cap episodes at this many steps (smoke tests); the env's own limit otherwise.
     :return: a process exit code.
     """
@@ -53,7 +54,7 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", 
     from stable_baselines3.common.vec_env import DummyVecEnv
     from tqdm import tqdm
 
-    from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
+    from itpo_wrap import ITPOPolicyWrapper, zoo
 
     torch.set_num_threads(1)  # one thread: the latency a laptop core sees (two threads on two busy cores crawl)
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -61,22 +62,24 @@ def run_demo(entry_name: str = "hopper-medium-replay", kind: str = "diffusion", 
     if kind not in entry.world_model_kinds:
         raise ValueError(f"zoo entry {entry_name!r} has no {kind!r} world model (it has {entry.world_model_kinds}); "
                          f"pick --kind from those or an entry from {zoo.list()}")
-    alpha = step_size if step_size is not None else float(entry.tuned_step_sizes.get(kind, 1e-4))
     wm = entry.load_world_model(kind)
     env = DummyVecEnv([lambda: Monitor(entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {})))])
     base_predict = entry.base_predict()
 
-    cfg = AdaptConfig(step_size=alpha, device="cpu", track_j_after=False)
+    # the entry's tuned settings (step size and, on HalfCheetah, reset_each_step persistence)
+    cfg = entry.adapt_config(kind, device="cpu", track_j_after=False,
+                             **({"step_size": step_size} if step_size is not None else {}))
+    alpha = cfg.step_size
     wrapped = ITPOPolicyWrapper(entry.policy, wm, cfg)
     console.print(f"[bold]itpo-wrap demo[/]: zoo entry [cyan]{entry.name}[/] ({entry.algorithm} base on "
                   f"{entry.dataset_id}), {kind} world model, H={cfg.horizon} M={cfg.particles} E={cfg.steps} "
-                  f"step size {alpha:g}; {episodes} episodes each with SB3 evaluate_policy, same seeds, 1 torch thread")
+                  f"step size {alpha:g}, {cfg.persistence}; {episodes} episodes each with SB3 evaluate_policy, same seeds, 1 torch thread")
     results = {}
     for name, predict in (("base", base_predict), (f"ITPO ({kind})", wrapped.predict)):
         env.seed(seed)
         with tqdm(desc=name, unit="step", leave=False) as bar:
             timed = _Timed(predict, bar)
-            returns, lengths = evaluate_policy(timed, env, n_eval_episodes=episodes, deterministic=True,
+            returns, lengths = evaluate_policy(timed, env,  # type: ignore[arg-type]  # duck-typed predict n_eval_episodes=episodes, deterministic=True,
                                                return_episode_rewards=True)
         results[name] = (np.asarray(returns, dtype=float), np.asarray(lengths), 1e3 * timed.seconds / timed.calls)
     env.close()

@@ -183,8 +183,8 @@ class MPPIPlanner:
         if len(self._means) != n:
             self._means = [None] * n
         if episode_start is not None:
-            for i in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)[:n]):
-                self._means[i] = None
+            for j in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)[:n]):
+                self._means[int(j)] = None
         t = torch.as_tensor(batch, device=self._mid.device)
         actions = []
         for i in range(n):

@@ -102,7 +102,25 @@ class ZooEntry:
     world_model_files: dict[str, str] = dataclasses.field(default_factory=dict)
     ref_min_score: float | None = None
     ref_max_score: float | None = None
-    tuned_step_sizes: dict[str, float] = dataclasses.field(default_factory=dict)
+    tuned_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def tuned_step_sizes(self) -> dict[str, float]:
+        """``{kind: step_size}`` for the world models whose ITPO settings were tuned."""
+        return {k: float(v["step_size"]) for k, v in self.tuned_settings.items() if "step_size" in v}
+
+    def adapt_config(self, kind: str, **overrides: Any) -> Any:
+        """The ``AdaptConfig`` tuned for this entry's ``kind`` world model, with ``overrides`` on top.
+
+        Untuned kinds get the ``AdaptConfig`` defaults with a step size of 1e-4 (the tuned value on most
+        entries; the class default of 1e-3 is the paper's reading and too large for our bundles).
+
+        :param kind: ``"diffusion"``, ``"meanflow"`` or ``"mlp"``.
+        :param overrides: ``AdaptConfig`` fields that win over the tuned ones (``device="cpu"``, say).
+        """
+        from itpo_wrap.config import AdaptConfig
+
+        return AdaptConfig(**{"step_size": 1e-4, **self.tuned_settings.get(kind, {}), **overrides})
 
     def normalized_score(self, returns: Any) -> Any:
         """D4RL-style ``100 * (R - R_min) / (R_max - R_min)`` with the entry's dataset references.
@@ -165,7 +183,7 @@ class ZooEntry:
         if "model" in self.meta:  # an SB3 base (load_sb3_base keeps the model in meta)
             head = CriticHead.from_sb3(self.meta["model"])
         else:
-            head = CriticHead.from_twin_q(self.critic)
+            head = CriticHead.from_twin_q(self.critic)  # type: ignore[arg-type]  # offline checkpoints hold a TwinQ
         wm.set_critic(head)
         return wm
 
@@ -250,8 +268,23 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
                     world_model_file=entry.get("world_model"),
                     world_model_files={k: v["file"] for k, v in entry.get("world_models", {}).items()},
                     ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"),
-                    tuned_step_sizes={k: float(w["tuned_step_size"]) for k, w in entry.get("world_models", {}).items()
-                                      if "tuned_step_size" in w})
+                    tuned_settings={k: _tuned(w) for k, w in entry.get("world_models", {}).items() if _tuned(w)})
+
+
+def _tuned(wm: dict[str, Any]) -> dict[str, Any]:
+    """A world model record's tuned ``AdaptConfig`` fields (older entries stored only ``tuned_step_size``)."""
+    if "tuned" in wm:
+        return dict(wm["tuned"])
+    return {"step_size": float(wm["tuned_step_size"])} if "tuned_step_size" in wm else {}
+
+
+def _write_entry(base: Path, name: str, entry: dict[str, Any]) -> None:
+    """Write ``entry.json`` atomically (a running evaluation never reads half a file) and regenerate the card."""
+    path = base / name / "entry.json"
+    tmp = path.with_name("entry.json.tmp")
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    (base / name / "MODEL_CARD.md").write_text(model_card(entry))
 
 
 def add_policy(
@@ -311,10 +344,7 @@ def add_policy(
         entry["ref_min_score"], entry["ref_max_score"] = float(ref_scores[0]), float(ref_scores[1])
     if default or not entry.get("default_policy"):
         entry["default_policy"] = policy_name
-    tmp = path.with_name("entry.json.tmp")
-    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    (folder / "MODEL_CARD.md").write_text(model_card(entry))
+    _write_entry(folder.parent, name, entry)
     return folder
 
 
@@ -348,36 +378,51 @@ def add_world_model(
                                                   **(info or {})}
     if not entry.get("world_model") or kind == "diffusion":
         entry["world_model"] = dest.name
-    path = folder / "entry.json"
-    tmp = path.with_name("entry.json.tmp")
-    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    (folder / "MODEL_CARD.md").write_text(model_card(entry))
+    _write_entry(folder.parent, name, entry)
     return folder
 
 
-def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "",
-                        root: str | Path | None = None) -> None:
-    """Record the ITPO step size tuned for an entry's ``kind`` world model (what ``itpo demo`` uses).
+def set_tuned_settings(name: str, kind: str, settings: dict[str, Any], *, note: str = "",
+                       root: str | Path | None = None) -> None:
+    """Record the ITPO settings tuned for an entry's ``kind`` world model (what ``itpo demo`` and
+    :meth:`ZooEntry.adapt_config` use).
 
     :param name: the entry.
     :param kind: a world model the entry has.
-    :param step_size: the chosen ``AdaptConfig.step_size``.
-    :param note: how it was chosen (grid, seeds, where the rows are).
+    :param settings: ``AdaptConfig`` fields, e.g. ``{"step_size": 1e-4, "persistence": "reset_each_step"}``;
+        validated by building an ``AdaptConfig`` from them.
+    :param note: how they were chosen (grid, seeds, where the rows are).
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
+    from itpo_wrap.config import AdaptConfig
+
     base = Path(root) if root is not None else zoo_path()
     entry = read_entry(name, base)
     if kind not in entry.get("world_models", {}):
         raise KeyError(f"zoo entry {name!r} has no {kind!r} world model; it has {sorted(entry.get('world_models', {}))}")
-    if not step_size > 0:
-        raise ValueError(f"step_size={step_size} must be > 0")
-    entry["world_models"][kind].update(tuned_step_size=float(step_size), tuned_note=note)
-    path = base / name / "entry.json"
-    tmp = path.with_name("entry.json.tmp")  # atomic: a reader (a running evaluation) never sees half a file
-    tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    (base / name / "MODEL_CARD.md").write_text(model_card(entry))
+    if "step_size" not in settings:
+        raise ValueError(f"settings={settings!r} must include 'step_size' (the setting that always needs tuning)")
+    fields = {f.name for f in dataclasses.fields(AdaptConfig)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(f"settings {unknown} are not AdaptConfig fields; choose from {sorted(fields)}")
+    clean = AdaptConfig(**settings).to_dict()  # validates every value with AdaptConfig's own messages
+    tuned = {k: clean[k] for k in settings}
+    entry["world_models"][kind].update(tuned=tuned, tuned_step_size=float(tuned["step_size"]), tuned_note=note)
+    _write_entry(base, name, entry)
+
+
+def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "",
+                        root: str | Path | None = None) -> None:
+    """Record only a tuned step size: ``set_tuned_settings(name, kind, {"step_size": step_size})``.
+
+    :param name: the entry.
+    :param kind: a world model the entry has.
+    :param step_size: the chosen ``AdaptConfig.step_size``.
+    :param note: how it was chosen.
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    """
+    set_tuned_settings(name, kind, {"step_size": step_size}, note=note, root=root)
 
 
 def model_card(entry: dict[str, Any]) -> str:
@@ -418,6 +463,7 @@ def model_card(entry: dict[str, Any]) -> str:
         lines += [""]
         for kind, w in wms.items():
             lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
-            if "tuned_step_size" in w:
-                lines += [f"Tuned ITPO step size: {w['tuned_step_size']:g}. {w.get('tuned_note', '')}".strip(), ""]
+            if _tuned(w):
+                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in _tuned(w).items())
+                lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
     return "\n".join(lines)

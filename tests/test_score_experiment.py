@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +51,32 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     assert "mppi-meanflow N=16+8 it=1" in text
     assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 3  # three paired rows
     assert (tmp_path / "gain_per_dataset.png").is_file() and (tmp_path / "pareto.png").is_file()
+
+
+def test_tune_eval_records_the_best_configuration(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
+    out = tmp_path / "episodes.csv"
+    _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-4",
+         "1e-2", "--persistence", "persistent", "reset_each_step", "--tune-seeds", "3", "4", "--tune-max-steps", "4",
+         "--eval-seeds", "5", "--eval-max-steps", "2", "--out", str(out), "--zoo-dir", str(root))
+    rows = list(csv.DictReader(out.open()))
+    tune = [r for r in rows if r["split"] == "tune"]
+    assert len(tune) == 2 * (1 + 2 * 2)  # two seeds x (base + 2 step sizes x 2 persistence modes)
+    assert all(json.loads(r["settings"])["max_steps"] == 4 for r in tune)
+    # the recorded winner is the grid point with the best mean tuning score (ties: smaller step, persistent)
+    means: dict[str, list[float]] = {}
+    for r in tune:
+        if r["method"] == "itpo":
+            means.setdefault(r["settings"], []).append(float(r["score"]))
+    best = max(means.items(), key=lambda kv: (sum(kv[1]) / 2, -json.loads(kv[0])["step_size"],
+                                              json.loads(kv[0])["persistence"] == "persistent"))[0]
+    entry = zoo.load("hopper-medium-replay", root=root)
+    cfg = entry.adapt_config("meanflow")
+    assert (cfg.step_size, cfg.persistence) == (json.loads(best)["step_size"], json.loads(best)["persistence"])
+    assert "tune_eval.py" in json.loads((root / "hopper-medium-replay" / "entry.json").read_text())[
+        "world_models"]["meanflow"]["tuned_note"]
+    # then base and the winner on the evaluation seed, paired
+    ev = [r for r in rows if r["split"] == "eval"]
+    assert sorted(r["method"] for r in ev) == ["base", "itpo"] and {r["seed"] for r in ev} == {"5"}
+    assert json.loads(next(r for r in ev if r["method"] == "itpo")["settings"])["step_size"] == cfg.step_size

@@ -87,11 +87,33 @@ def test_tuned_step_size_is_recorded_and_loaded(tmp_path: Path) -> None:
     zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
     zoo.set_tuned_step_size("pendulum-medium", "meanflow", 1e-4, note="grid {1e-4, 1e-3} on seeds 0-2", root=root)
     assert zoo.load("pendulum-medium", root=root).tuned_step_sizes == {"meanflow": 1e-4}
-    assert "Tuned ITPO step size: 0.0001" in (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
+    assert "Tuned ITPO settings: step_size=0.0001" in (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
     with pytest.raises(KeyError, match="no 'diffusion' world model"):
         zoo.set_tuned_step_size("pendulum-medium", "diffusion", 1e-4, root=root)
     with pytest.raises(ValueError, match="step_size=0"):
         zoo.set_tuned_step_size("pendulum-medium", "meanflow", 0, root=root)
+
+
+def test_tuned_settings_reach_adapt_config(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    _entry(root, tmp_path)
+    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+    entry = zoo.load("pendulum-medium", root=root)
+    assert entry.adapt_config("meanflow").step_size == 1e-4  # untuned: the zoo's default, not the paper's 1e-3
+    zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 3e-5, "persistence": "reset_each_step"},
+                           note="grid", root=root)
+    entry = zoo.load("pendulum-medium", root=root)
+    cfg = entry.adapt_config("meanflow", device="cpu")
+    assert (cfg.step_size, cfg.persistence, cfg.device) == (3e-5, "reset_each_step", "cpu")
+    assert entry.adapt_config("meanflow", step_size=1e-3).step_size == 1e-3  # overrides win
+    assert entry.tuned_step_sizes == {"meanflow": 3e-5}
+    with pytest.raises(ValueError, match="not AdaptConfig fields"):
+        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "stepsize": 1}, root=root)
+    with pytest.raises(ValueError, match="persistence"):
+        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "persistence": "sometimes"},
+                               root=root)
+    with pytest.raises(ValueError, match="must include 'step_size'"):
+        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"persistence": "persistent"}, root=root)
 
 
 def test_mlp_ablation_uses_the_diffusion_bundles_baseline(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""Tune ITPO on the tuning seeds, record the winner in the zoo, then evaluate it paired with the base.
+
+One command per (zoo entry, world model kind) runs the whole protocol of issue 6 (the paper's too: tune on
+seeds disjoint from evaluation, then report the chosen configuration on the evaluation seeds):
+
+1. the base policy and every grid configuration on the tuning seeds (``benchmarks/run.py --split tune``),
+   optionally on episodes truncated to ``--tune-max-steps`` to save compute (the rows are keyed by the cap,
+   and the base runs under the same cap, so the comparison stays paired);
+2. the configuration with the highest mean tuning score wins (ties: the smaller step, then the defaults); it is
+   recorded with :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so
+   ``itpo demo`` and ``ZooEntry.adapt_config`` use it;
+3. the base and the winner on the evaluation seeds (1000..1009), full episodes.
+
+Every stage appends to ``benchmarks/results/episodes.csv`` and skips rows already there, so a killed run
+resumes by rerunning the same command.
+
+    .venv/bin/python benchmarks/tune_eval.py --entry hopper-medium --kind diffusion \\
+        --step-size 3e-5 1e-4 --persistence persistent reset_each_step --tune-seeds 0 1 2 --tune-max-steps 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (benchmarks/run.py, a script beside this one)
+
+from itpo_wrap import zoo  # noqa: E402
+
+
+def tuning_scores(out: Path, entry: str, policy: str, seeds: list[int], cap: int | None) -> dict[str, list[float]]:
+    """``settings key -> scores`` of the tuning rows of ``entry`` on exactly ``seeds`` under episode cap ``cap``."""
+    rows: dict[str, dict[int, float]] = {}
+    with open(out, newline="") as f:
+        for r in csv.DictReader(f):
+            s = json.loads(r["settings"])
+            if (r["entry"], r["policy"], r["split"]) == (entry, policy, "tune") and s.get("max_steps") == cap:
+                rows.setdefault(r["settings"], {})[int(r["seed"])] = float(r["score"])
+    return {k: [v[s] for s in seeds] for k, v in rows.items() if all(s in v for s in seeds)}
+
+
+def choose(scores: dict[str, list[float]], kind: str) -> tuple[dict[str, Any], float]:
+    """The ITPO configuration of ``kind`` with the highest mean score; ties go to the smaller step size,
+    then to the paper's defaults (persistent, no gate)."""
+    cands = [(json.loads(k), float(np.mean(v))) for k, v in scores.items()]
+    cands = [(s, m) for s, m in cands if s["method"] == "itpo" and s["kind"] == kind]
+    if not cands:
+        raise RuntimeError(f"no finished tuning rows for kind {kind!r}; run the grid first")
+    best, mean = max(cands, key=lambda c: (c[1], -c[0]["step_size"], c[0]["persistence"] == "persistent",
+                                           c[0]["gate"] == "off"))
+    return best, mean
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entry", required=True)
+    p.add_argument("--kind", choices=["diffusion", "meanflow"], default="diffusion")
+    p.add_argument("--step-size", type=float, nargs="+", default=[3e-5, 1e-4])
+    p.add_argument("--persistence", nargs="+", choices=["persistent", "reset_each_step"], default=["persistent"])
+    p.add_argument("--gate", nargs="+", choices=["off", "held_out"], default=["off"])
+    p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--tune-max-steps", type=int, default=None, help="truncate tuning episodes (cheaper tuning)")
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(1000, 1010)))
+    p.add_argument("--eval-max-steps", type=int, default=None, help="truncate evaluation episodes (smoke tests)")
+    p.add_argument("--skip-eval", action="store_true", help="tune and record only")
+    p.add_argument("--out", default=run.DEFAULT_OUT)
+    p.add_argument("--zoo-dir", default=None, help="zoo root (default: the package's policies/zoo)")
+    args = p.parse_args(argv)
+    if args.zoo_dir:
+        os.environ["ITPO_ZOO_PATH"] = str(Path(args.zoo_dir).resolve())  # run.py's zoo.load reads it
+
+    entry = zoo.load(args.entry)
+    common = ["--entry", args.entry, "--out", args.out]
+    cap = ["--max-steps", str(args.tune_max_steps)] if args.tune_max_steps else []
+    tune = [*common, "--split", "tune", "--seeds", *map(str, args.tune_seeds), *cap]
+    run.main(["--method", "base", *tune])
+    for persistence, gate in itertools.product(args.persistence, args.gate):
+        run.main(["--method", "itpo", "--kind", args.kind, "--persistence", persistence, "--gate", gate,
+                  "--step-size", *map(str, args.step_size), *tune])
+
+    scores = tuning_scores(Path(args.out), args.entry, entry.policy_name, args.tune_seeds, args.tune_max_steps)
+    base_key = run.settings_key("base", "", {"max_steps": args.tune_max_steps} if args.tune_max_steps else {})
+    base_mean = float(np.mean(scores[base_key]))
+    grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
+    best, best_mean = choose(scores, args.kind)
+    tuned = {k: best[k] for k in ("step_size", "persistence", "gate")}
+    shown = "; ".join(f"{json.loads(k)['step_size']:g} {json.loads(k)['persistence']} gate {json.loads(k)['gate']}: "
+                      f"{m:.1f}" for k, m in sorted(grid.items()))
+    capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
+    note = (f"Chosen by benchmarks/tune_eval.py on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
+            f"{shown}.")
+    print(f"{args.entry} {args.kind}: chose {tuned} ({best_mean:.1f} vs base {base_mean:.1f})")
+    zoo.set_tuned_settings(args.entry, args.kind, tuned, note=note)
+    if args.skip_eval:
+        return
+    ev = [*common, "--split", "eval", "--seeds", *map(str, args.eval_seeds),
+          *(["--max-steps", str(args.eval_max_steps)] if args.eval_max_steps else [])]
+    run.main(["--method", "base", *ev])
+    run.main(["--method", "itpo", "--kind", args.kind, "--persistence", tuned["persistence"], "--gate", tuned["gate"],
+              "--step-size", str(tuned["step_size"]), *ev])
+
+
+if __name__ == "__main__":
+    main()
