@@ -26,10 +26,13 @@ from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import MetricsLog, fit_component
 from itpo_wrap.training.parts import DataTensors, dynamics_component
-from itpo_wrap.world_model.config import MeanFlowConfig, NetConfig
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.config import MeanFlowConfig, MLPDynamicsConfig, NetConfig
+from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics, ddim_teacher
+from itpo_wrap.world_model.model import WorldModel
 
 VARIANTS: dict[str, dict[str, Any]] = {
+    "mlp_reference": {"mlp": True},
     "default": {},
     "boundary25": {"flow_ratio": 0.5, "boundary_ratio": 0.25},
     "boundary25_p05": {"flow_ratio": 0.5, "boundary_ratio": 0.25, "adaptive_p": 0.5},
@@ -41,6 +44,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lowfreq_boundary25": {"net": {"max_frequency": 4.0}, "flow_ratio": 0.5, "boundary_ratio": 0.25},
     "lowfreq_lr3e-4": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}},
     "lowfreq_p0": {"net": {"max_frequency": 4.0}, "adaptive_p": 0.0},
+    "lowfreq_lr3e-4_ema999": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4, "ema_decay": 0.999}},
+    "lowfreq_ema999": {"net": {"max_frequency": 4.0}, "train": {"ema_decay": 0.999}},
+    "lowfreq_lr3e-4_teacher25": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}, "teacher_ratio": 0.25},
+    "lowfreq_lr3e-4_teacher50": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}, "teacher_ratio": 0.5},
+    "lowfreq_teacher25": {"net": {"max_frequency": 4.0}, "teacher_ratio": 0.25},
+    "teacher25": {"teacher_ratio": 0.25},
+    "lowfreq_teacher100": {"net": {"max_frequency": 4.0}, "teacher_ratio": 1.0},
+    "gate_lowfreq": {"net": {"max_frequency": 4.0, "x_gate": True}},
+    "gate_lowfreq_lr3e-4": {"net": {"max_frequency": 4.0, "x_gate": True}, "train": {"lr": 3e-4}},
+    "gate_lowfreq_teacher25": {"net": {"max_frequency": 4.0, "x_gate": True}, "teacher_ratio": 0.25},
+    "gate_lowfreq_teacher100": {"net": {"max_frequency": 4.0, "x_gate": True}, "teacher_ratio": 1.0},
+    "gate_lowfreq_teacher100_p0": {"net": {"max_frequency": 4.0, "x_gate": True}, "teacher_ratio": 1.0,
+                                   "adaptive_p": 0.0},
+    "lowfreq_teacher100_p0": {"net": {"max_frequency": 4.0}, "teacher_ratio": 1.0, "adaptive_p": 0.0},
     "lowfreq_lr3e-4_boundary25": {"net": {"max_frequency": 4.0}, "train": {"lr": 3e-4}, "flow_ratio": 0.5,
                                   "boundary_ratio": 0.25},
 }
@@ -52,6 +69,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
     p.add_argument("--out", default="benchmarks/results/meanflow_variants.csv")
+    p.add_argument("--teacher", default=None,
+                   help="diffusion bundle of the same dataset for the teacher_ratio variants (its 10-step DDIM sampler)")
     args = p.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.dataset)
@@ -61,6 +80,15 @@ def main() -> None:
              "delta": StateNormalizer.fit(train_part.next_observations - train_part.observations)}
     device = torch.device("cpu")
     train, val = DataTensors(train_part, norms, device), DataTensors(val_part, norms, device)
+    teacher = None
+    if args.teacher:
+        wm = WorldModel.load(args.teacher)
+        for key, norm in norms.items():  # the teacher must speak the student's normalized units
+            if not all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in
+                       zip(norm.state_dict().values(), wm.normalizers[key].state_dict().values(), strict=True)):
+                raise ValueError(f"{args.teacher}: its {key} normalizer differs from this split's; train the teacher "
+                                 "on the same dataset, holdout and seed")
+        teacher = ddim_teacher(wm.dynamics)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
@@ -71,9 +99,15 @@ def main() -> None:
             run_cfg = dataclasses.replace(cfg, **over.pop("train", {}))
             if "net" in over:
                 over["net"] = dataclasses.replace(NetConfig(), **over["net"])
-            mf_cfg = dataclasses.replace(MeanFlowConfig(), **over)
-            model = MeanFlowDynamics(data.obs_dim, data.act_dim, mf_cfg)
-            comp = dynamics_component("dynamics", model, train, val, cfg.batch_size, args.steps)
+            if over.pop("mlp", False):  # reference: the deterministic same-net regression at the same budget
+                mf_cfg = MeanFlowConfig()
+                model: Dynamics = MLPDynamics(data.obs_dim, data.act_dim, MLPDynamicsConfig(**over))
+            else:
+                mf_cfg = dataclasses.replace(MeanFlowConfig(), **over)
+                model = MeanFlowDynamics(data.obs_dim, data.act_dim, mf_cfg)
+            if mf_cfg.teacher_ratio > 0 and teacher is None:
+                raise SystemExit(f"variant {name} needs --teacher <diffusion bundle of {args.dataset}>")
+            comp = dynamics_component("dynamics", model, train, val, cfg.batch_size, args.steps, teacher=teacher)
             with tempfile.TemporaryDirectory() as tmp:
                 log = MetricsLog(Path(tmp))
                 t0 = time.perf_counter()

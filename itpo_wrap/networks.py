@@ -25,6 +25,7 @@ def mlp(
     hidden: Sequence[int] = (256, 256),
     activation: str = "relu",
     layernorm: bool = False,
+    layernorm_after_activation: bool = False,
 ) -> nn.Sequential:
     """``Linear -> [LayerNorm] -> act`` for each hidden width, then a final ``Linear``.
 
@@ -32,7 +33,10 @@ def mlp(
     :param out_dim: output width.
     :param hidden: hidden widths.
     :param activation: one of ``relu``, ``silu``, ``mish``, ``tanh``.
-    :param layernorm: insert LayerNorm after each hidden Linear (ReBRAC's critic uses it).
+    :param layernorm: insert LayerNorm in each hidden layer (ReBRAC's critic uses it).
+    :param layernorm_after_activation: ``Linear -> act -> LayerNorm`` instead, the order of the ReBRAC
+        reference implementation (CORL's ``rebrac.py``); the two orders have different state-dict keys, so
+        a checkpoint never loads into the other silently.
     """
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is unknown; choose one of {sorted(_ACTIVATIONS)}")
@@ -40,9 +44,11 @@ def mlp(
     last = in_dim
     for width in hidden:
         layers.append(nn.Linear(last, width))
-        if layernorm:
+        if layernorm and not layernorm_after_activation:
             layers.append(nn.LayerNorm(width))
         layers.append(_ACTIVATIONS[activation]())
+        if layernorm and layernorm_after_activation:
+            layers.append(nn.LayerNorm(width))
         last = width
     layers.append(nn.Linear(last, out_dim))
     return nn.Sequential(*layers)
@@ -72,10 +78,14 @@ class _Rebuildable(nn.Module):
     act_dim: int
     hidden: tuple[int, ...]
     layernorm: bool
+    layernorm_after_activation: bool = False
 
     def arch(self) -> dict[str, Any]:
         """Constructor arguments (without statistics) to rebuild this module before ``load_state_dict``."""
-        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "layernorm": self.layernorm}
+        out = {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden), "layernorm": self.layernorm}
+        if self.layernorm_after_activation:  # only when set: checkpoints written before the option stay identical
+            out["layernorm_after_activation"] = True
+        return out
 
 
 class TanhActor(_Rebuildable):
@@ -86,6 +96,8 @@ class TanhActor(_Rebuildable):
     :param hidden: hidden widths (ReBRAC: 3 x 256).
     :param obs_mean: observation mean for the built-in normalizer (identity when ``None``).
     :param obs_std: observation std for the built-in normalizer.
+    :param layernorm: LayerNorm in each hidden layer.
+    :param layernorm_after_activation: put it after the activation (see :func:`mlp`).
     """
 
     def __init__(
@@ -96,11 +108,13 @@ class TanhActor(_Rebuildable):
         obs_mean: np.ndarray | None = None,
         obs_std: np.ndarray | None = None,
         layernorm: bool = False,
+        layernorm_after_activation: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.hidden, self.layernorm = obs_dim, act_dim, tuple(hidden), layernorm
+        self.layernorm_after_activation = layernorm_after_activation
         self.norm = _ObsNorm(obs_dim, obs_mean, obs_std)
-        self.net = mlp(obs_dim, act_dim, hidden, layernorm=layernorm)
+        self.net = mlp(obs_dim, act_dim, hidden, layernorm=layernorm, layernorm_after_activation=layernorm_after_activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(self.norm(obs)))
@@ -112,9 +126,10 @@ class TwinQ(_Rebuildable):
     :param obs_dim: observation width.
     :param act_dim: action width.
     :param hidden: hidden widths (ReBRAC: 3 x 256 with LayerNorm).
-    :param layernorm: LayerNorm after each hidden layer.
+    :param layernorm: LayerNorm in each hidden layer.
     :param obs_mean: observation mean for the built-in normalizer (identity when ``None``).
     :param obs_std: observation std for the built-in normalizer.
+    :param layernorm_after_activation: put it after the activation, as the ReBRAC reference does (see :func:`mlp`).
     """
 
     def __init__(
@@ -125,12 +140,15 @@ class TwinQ(_Rebuildable):
         layernorm: bool = False,
         obs_mean: np.ndarray | None = None,
         obs_std: np.ndarray | None = None,
+        layernorm_after_activation: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.hidden, self.layernorm = obs_dim, act_dim, tuple(hidden), layernorm
+        self.layernorm_after_activation = layernorm_after_activation
         self.norm = _ObsNorm(obs_dim, obs_mean, obs_std)
-        self.q1 = mlp(obs_dim + act_dim, 1, hidden, layernorm=layernorm)
-        self.q2 = mlp(obs_dim + act_dim, 1, hidden, layernorm=layernorm)
+        post = layernorm_after_activation
+        self.q1 = mlp(obs_dim + act_dim, 1, hidden, layernorm=layernorm, layernorm_after_activation=post)
+        self.q2 = mlp(obs_dim + act_dim, 1, hidden, layernorm=layernorm, layernorm_after_activation=post)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([self.norm(obs), act], dim=-1)

@@ -85,6 +85,9 @@ class Args:
     critic_n_hidden: int = 3
     critic_layernorm: bool = True
     actor_layernorm: bool = False
+    # CORL's ReBRAC: Dense -> ReLU -> LayerNorm. False: LayerNorm before the activation (this trainer's order
+    # before 2026-11-22; the zoo had no ReBRAC checkpoint then)
+    layernorm_after_activation: bool = True
     actor_bc_coef: float | None = None  # beta_1; None: BETAS[dataset] (an unknown dataset must set it)
     critic_bc_coef: float | None = None  # beta_2; None: BETAS[dataset]
     gamma: float = 0.99
@@ -196,9 +199,11 @@ def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
     data = TransitionTensors(dataset)
     norm = StateNormalizer.fit(dataset.observations) if args.normalize_states else StateNormalizer.identity(dataset.obs_dim)
     actor = TanhActor(dataset.obs_dim, dataset.act_dim, [args.hidden] * args.actor_n_hidden,
-                      obs_mean=norm.mean, obs_std=norm.std, layernorm=args.actor_layernorm)
+                      obs_mean=norm.mean, obs_std=norm.std, layernorm=args.actor_layernorm,
+                      layernorm_after_activation=args.layernorm_after_activation)
     critic = TwinQ(dataset.obs_dim, dataset.act_dim, [args.hidden] * args.critic_n_hidden,
-                   layernorm=args.critic_layernorm, obs_mean=norm.mean, obs_std=norm.std)
+                   layernorm=args.critic_layernorm, obs_mean=norm.mean, obs_std=norm.std,
+                   layernorm_after_activation=args.layernorm_after_activation)
     edac_init(actor.net, 1e-3)
     edac_init(critic.q1, 3e-3)
     edac_init(critic.q2, 3e-3)

@@ -53,6 +53,25 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert torch.allclose(meta["obs_normalizer"]["std"], torch.tensor([1.5, 0.5, 2.0]))
 
 
+def test_layernorm_after_activation_order_and_round_trip(tmp_path: Path) -> None:
+    """The ReBRAC reference's Dense -> ReLU -> LayerNorm order: built as asked, saved and reloaded with it,
+    and its weights refuse to load into the other order (different state-dict keys)."""
+    torch.manual_seed(0)
+    post = TwinQ(3, 1, [32, 32], layernorm=True, layernorm_after_activation=True)
+    pre = TwinQ(3, 1, [32, 32], layernorm=True)
+    assert [type(m).__name__ for m in post.q1][:3] == ["Linear", "ReLU", "LayerNorm"]
+    assert [type(m).__name__ for m in pre.q1][:3] == ["Linear", "LayerNorm", "ReLU"]
+    assert "layernorm_after_activation" not in pre.arch()  # older checkpoints' arch is unchanged
+    with pytest.raises(RuntimeError, match="state_dict"):
+        pre.load_state_dict(post.state_dict())
+    actor = TanhActor(3, 1, [32, 32], layernorm=True, layernorm_after_activation=True)
+    actor2, critic2, _ = load_offline_policy(_save(tmp_path / "p.pt", actor, post))
+    obs, act = torch.randn(8, 3), torch.rand(8, 1) * 2 - 1
+    assert critic2.layernorm_after_activation and actor2.layernorm_after_activation
+    assert torch.equal(actor(obs), actor2(obs))
+    assert all(torch.equal(x, y) for x, y in zip(post(obs, act), critic2(obs, act), strict=True))
+
+
 def test_checkpoint_errors_name_the_fix(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="td3_bc.py"):
         load_offline_policy(tmp_path / "missing.pt")

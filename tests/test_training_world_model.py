@@ -76,6 +76,44 @@ def test_recovers_known_linear_dynamics(tmp_path, kind: str, steps: int, tol: fl
     assert WorldModel.load(tmp_path / "wm.pt").info["dataset_id"] == ""
 
 
+def _one_step_rmse(wm: WorldModel, data: OfflineDataset) -> float:
+    gen = torch.Generator().manual_seed(0)
+    s = torch.as_tensor(data.observations[:200])
+    a = torch.rand(200, ACT, generator=gen) * 2 - 1
+    true = s @ torch.tensor(A_MAT.T, dtype=torch.float32) + a @ torch.tensor(B_MAT.T, dtype=torch.float32)
+    with torch.no_grad():
+        pred = wm.next(s, a, wm.draw_noise(200, 1, gen)[0])
+    return float(((pred - true) / wm.obs_std).pow(2).mean().sqrt())
+
+
+def test_meanflow_teacher_rows_distil_a_diffusion_sampler(tmp_path) -> None:
+    """MeanFlow with ``teacher_ratio`` learns its one-step point from a diffusion bundle's DDIM map; the
+    teacher must come from the same split (normalizers) and is only accepted with teacher_ratio > 0."""
+    from itpo_wrap.world_model.meanflow import ddim_teacher
+
+    data = toy_dataset()
+    teacher = train_world_model(data, toy_config("diffusion", 800), tmp_path / "teacher.pt", progress=False)
+    run = ddim_teacher(teacher.dynamics, steps=5)
+    s_n, a_n, z = torch.randn(6, OBS), torch.randn(6, ACT), torch.randn(6, OBS)
+    assert torch.equal(run(s_n, a_n, z), run(s_n, a_n, z))  # a fixed map of z
+    assert not torch.allclose(run(s_n, a_n, z), run(s_n, a_n, -z))  # that depends on z
+    cfg = toy_config("meanflow", 300, meanflow=MeanFlowConfig(net=NET, teacher_ratio=0.5))
+    student = train_world_model(data, cfg, tmp_path / "mf.pt", teacher=teacher, progress=False)
+    assert _one_step_rmse(student, data) < 0.15
+    rows = list(csv.DictReader((tmp_path / "mf.pt.run" / "metrics.csv").read_text().splitlines()))
+    assert "dynamics/teacher_mse" in {r["metric"] for r in rows}
+    with pytest.raises(ValueError, match="teacher_ratio"):
+        train_world_model(data, cfg, tmp_path / "x.pt", progress=False)  # teacher rows without a teacher
+    with pytest.raises(ValueError, match="teacher"):
+        train_world_model(data, toy_config("meanflow", 10), tmp_path / "y.pt", teacher=teacher, progress=False)
+    other = train_world_model(toy_dataset(seed=1), toy_config("diffusion", 5, reward_steps=5), tmp_path / "o.pt",
+                              progress=False)
+    with pytest.raises(ValueError, match="normalizer .* differs"):
+        train_world_model(data, cfg, tmp_path / "z.pt", teacher=other, progress=False)
+    with pytest.raises(ValueError, match="must be a diffusion model"):
+        ddim_teacher(student.dynamics)
+
+
 def test_bundle_with_baseline_heads_and_evaluation(tmp_path) -> None:
     data = toy_dataset(terminate=True)
     assert data.terminations.any()
@@ -96,9 +134,11 @@ def test_bundle_with_baseline_heads_and_evaluation(tmp_path) -> None:
             "critic/td_mse"} <= names
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path) -> None:
-    """Crash at step 25, resume from the step-20 checkpoint: the result equals a clean run."""
-    cfg = toy_config("mlp", log_every=5, eval_every=100, checkpoint_every=10)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, ema_decay: float) -> None:
+    """Crash at step 25, resume from the step-20 checkpoint: the result equals a clean run (with the
+    weight average, its state is checkpointed too)."""
+    cfg = toy_config("mlp", log_every=5, eval_every=100, checkpoint_every=10, ema_decay=ema_decay)
     x = torch.randn(64, 4)
 
     def make(crash_at: int | None) -> Component:
@@ -133,6 +173,43 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path) -> None:
     run(resumed, tmp_path / "crash")
     for p, q in zip(clean.module.parameters(), resumed.module.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_ema_final_weights_are_the_warm_started_average(tmp_path) -> None:
+    """With ``ema_decay`` the part ends with the average of its live weights after every update, at decay
+    ``min(d, (1 + n) / (10 + n))``; evaluation during training sees the average, training the live ones."""
+    cfg = toy_config("mlp", log_every=5, eval_every=10, checkpoint_every=100, ema_decay=0.8)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 1)
+    x = torch.randn(64, 4)
+    init = [p.detach().clone() for p in net.parameters()]
+    live: list[list[torch.Tensor]] = []
+    seen_in_eval: list[torch.Tensor] = []
+
+    def loss(gen: torch.Generator):
+        out = net(x[torch.randint(0, 64, (8,), generator=gen)]).pow(2).mean()
+        return out, {"mse": out.detach()}
+
+    def evaluate() -> dict[str, float]:
+        seen_in_eval.append(net.weight.detach().clone())
+        return {"w": float(net.weight.sum())}
+
+    comp = Component("part", net, loss, 20, evaluate=evaluate,
+                     after_step=lambda: live.append([p.detach().clone() for p in net.parameters()]))
+    log = MetricsLog(tmp_path)
+    fit_component(comp, cfg, tmp_path, log, seed=1, progress=False)
+    log.close()
+    avg = [t.clone() for t in init]
+    for n, weights in enumerate(live):
+        d = min(0.8, (1.0 + n) / (10.0 + n))
+        avg = [a + (1 - d) * (w - a) for a, w in zip(avg, weights, strict=True)]
+        if n == 9:  # the first evaluation ran after update 10
+            torch.testing.assert_close(seen_in_eval[0], avg[0])
+    for p, a in zip(net.parameters(), avg, strict=True):
+        torch.testing.assert_close(p, a)
+    assert not torch.equal(net.weight, live[-1][0])  # the average, not the last live weights
+    with pytest.raises(ValueError, match="ema_decay"):
+        toy_config("mlp", ema_decay=1.0)
 
 
 def test_resume_refuses_another_config(tmp_path) -> None:

@@ -3,6 +3,8 @@ answers, MeanFlow loss pieces, tilt weights, config validation."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -69,9 +71,11 @@ def test_gradcheck_diffusion_sampler(sampler: str) -> None:
     assert torch.autograd.gradcheck(lambda s_, a_: model.sample(s_, a_, noise), (s, a))
 
 
+@pytest.mark.parametrize("x_gate", [False, True], ids=["additive", "gated"])
 @pytest.mark.parametrize("steps", [1, 2])
-def test_gradcheck_meanflow_sampler(steps: int) -> None:
-    model = MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=steps, net=TINY)).double()
+def test_gradcheck_meanflow_sampler(steps: int, x_gate: bool) -> None:
+    net = dataclasses.replace(TINY, x_gate=x_gate)
+    model = MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=steps, net=net)).double()
     _randomize(model)
     noise = model.draw_noise(2).double()
     s = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
@@ -179,3 +183,23 @@ def test_config_validation_names_the_value(factory, match: str) -> None:
 def test_config_accepts_net_as_dict() -> None:
     cfg = DiffusionConfig(net={"hidden_dim": 8, "num_blocks": 1})  # type: ignore[arg-type]
     assert cfg.net == NetConfig(hidden_dim=8, num_blocks=1)
+
+
+def test_x_gate_can_switch_the_noise_input_off() -> None:
+    """With the gate at -1 (time bias chunk) the output no longer depends on the sample input; without the
+    gate the same network has no way to do that."""
+    gated = MeanFlowDynamics(3, 2, MeanFlowConfig(net=dataclasses.replace(TINY, x_gate=True)))
+    _randomize(gated)
+    net = gated.net
+    assert net.x_gate and net.time_proj.out_features == TINY.hidden_dim * (TINY.num_blocks + 2)
+    with torch.no_grad():  # make the gate chunk exactly -1 for every time
+        gate_rows = slice(TINY.hidden_dim * (TINY.num_blocks + 1), None)
+        net.time_proj.weight[gate_rows] = 0.0
+        net.time_proj.bias[gate_rows] = -1.0
+    cond = net.cond_features(torch.randn(4, 5))
+    feats = net.time_features(torch.tensor([[1.0, 1.0]]))
+    out1 = net.forward_features(torch.randn(4, 3), cond, feats)
+    out2 = net.forward_features(torch.randn(4, 3), cond, feats)
+    torch.testing.assert_close(out1, out2)
+    plain = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY))
+    assert not plain.net.x_gate and plain.net.time_proj.out_features == TINY.hidden_dim * (TINY.num_blocks + 1)

@@ -44,13 +44,18 @@ def test_critic_from_sb3_refuses_models_without_q() -> None:
         CriticHead.from_sb3(model)
 
 
-def test_critic_from_twin_q_equals_q_min() -> None:
+@pytest.mark.parametrize("post", [False, True], ids=["ln-before-act", "ln-after-act"])
+def test_critic_from_twin_q_equals_q_min(post: bool) -> None:
     torch.manual_seed(0)
-    q = TwinQ(5, 2, hidden=(16, 16), layernorm=True, obs_mean=np.arange(5.0), obs_std=np.full(5, 2.0))
+    q = TwinQ(5, 2, hidden=(16, 16), layernorm=True, obs_mean=np.arange(5.0), obs_std=np.full(5, 2.0),
+              layernorm_after_activation=post)
     head = CriticHead.from_twin_q(q)
+    rebuilt = CriticHead(**head.arch())  # the bundle's rebuild path keeps the layer order
+    rebuilt.load_state_dict(head.state_dict())
     obs, act = torch.randn(4, 5), torch.rand(4, 2) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(head(obs, act), q.q_min(obs, act))
+        torch.testing.assert_close(rebuilt(obs, act), q.q_min(obs, act))
     scaled = CriticHead.from_twin_q(q, action_low=np.full(2, -2.0), action_high=np.full(2, 2.0))
     with torch.no_grad():
         torch.testing.assert_close(scaled(obs, act * 2), q.q_min(obs, act))

@@ -69,6 +69,14 @@ def register(subparsers: Any) -> None:
                    help="highest time-embedding frequency (cycles per unit time); MeanFlow's JVP differentiates "
                         "through it, 4 trains more stably than the default 32 (benchmarks/results/meanflow_variants_*)")
     p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight")
+    p.add_argument("--teacher", default=None,
+                   help="MeanFlow: diffusion bundle of the same dataset whose 10-step DDIM sampler gives the one-step "
+                        "targets of --teacher-ratio of each minibatch")
+    p.add_argument("--teacher-ratio", type=float, default=None,
+                   help="MeanFlow: share of rows trained at (r, t) = (0, 1) on the teacher's sample (default 0.25 "
+                        "with --teacher, else 0)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help="average each part's weights with this decay (0: off); the bundle keeps the average")
     p.set_defaults(func=train_command)
 
     e = subparsers.add_parser("eval-world-model", help="score a bundle on held-out episodes (vs its MLP baseline)",
@@ -146,13 +154,19 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
     overrides = {k: v for k, v in (("boundary_ratio", getattr(args, "boundary_ratio", None)),
                                    ("flow_ratio", getattr(args, "flow_ratio", None)),
                                    ("adaptive_p", getattr(args, "adaptive_p", None))) if v is not None}
+    ratio = getattr(args, "teacher_ratio", None)
+    if ratio is None and getattr(args, "teacher", None):
+        ratio = 0.25
+    if ratio is not None:
+        overrides["teacher_ratio"] = ratio
     meanflow = MeanFlowConfig(num_inference_steps=args.sampling_steps or d.meanflow.num_inference_steps,
                               tilt_eta=args.tilt_eta, tilt_sigma=args.tilt_sigma, net=net, **overrides)
     return WorldModelTrainConfig(
         dynamics=args.dynamics, diffusion=diffusion, meanflow=meanflow, dynamics_steps=args.steps,
         reward_steps=args.reward_steps, termination_steps=args.termination_steps, critic_steps=args.critic_steps,
         batch_size=args.batch_size, lr=args.lr, baseline=not args.no_baseline, holdout_fraction=args.holdout,
-        seed=args.seed, workers=args.workers, num_threads=args.threads, device=args.device)
+        seed=args.seed, workers=args.workers, num_threads=args.threads, device=args.device,
+        ema_decay=getattr(args, "ema_decay", d.ema_decay))
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -160,6 +174,7 @@ def train_command(args: argparse.Namespace) -> int:
     from itpo_wrap.training.evaluate import evaluate_world_model
     from itpo_wrap.training.world_model import train_world_model
     from itpo_wrap.world_model.heads import CriticHead
+    from itpo_wrap.world_model.model import WorldModel
 
     cfg = config_from_args(args)
     dataset = _load_dataset(args.dataset)
@@ -167,8 +182,10 @@ def train_command(args: argparse.Namespace) -> int:
     critic = CriticHead.from_sb3(_load_sb3(args.critic)) if args.critic else None
     policy = load_policy(args.fqe_policy, low, high) if args.fqe_policy else None
     tilt = load_policy(args.tilt_policy, low, high) if args.tilt_policy else None
+    teacher = WorldModel.load(args.teacher) if getattr(args, "teacher", None) else None
     wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
-                           tilt_policy=tilt, resume=not args.no_resume, progress=not args.no_progress)
+                           tilt_policy=tilt, teacher=teacher, resume=not args.no_resume,
+                           progress=not args.no_progress)
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
     result = evaluate_world_model(wm, dataset)
     _print_eval(result)

@@ -113,6 +113,9 @@ def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, see
         opt, lambda s: _lr_factor(s, comp.steps, min(cfg.warmup_steps, comp.steps // 10), cfg.final_lr_fraction))
     ckpt_path = run_dir / f"{comp.name}.ckpt.pt"
     step, wall_before = 0, 0.0
+    params: list[torch.Tensor] = [p for p in comp.module.parameters() if p.requires_grad]
+    ema_decay = float(getattr(cfg, "ema_decay", 0.0))
+    ema = [p.detach().clone() for p in params] if ema_decay > 0 else None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         comp.module.load_state_dict(state["module"])
@@ -122,13 +125,30 @@ def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, see
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         step, wall_before = int(state["step"]), float(state["wall_s"])
+        if ema is not None:
+            if "ema" not in state:
+                raise ValueError(f"{ckpt_path} was written without ema_decay; resume with the run's own config "
+                                 "or start a fresh run (--no-resume)")
+            for e, saved in zip(ema, state["ema"], strict=True):
+                e.copy_(saved)
 
     def save(at: int, wall: float) -> None:
         tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
         torch.save({"step": at, "wall_s": wall, "module": comp.module.state_dict(),
                     "extra": {k: m.state_dict() for k, m in comp.extra.items()}, "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state()}, tmp)
+                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                    **({"ema": [e.clone() for e in ema]} if ema is not None else {})}, tmp)
         os.replace(tmp, ckpt_path)
+
+    def swap_ema() -> None:
+        """Exchange live and averaged weights (twice restores them): evaluation sees the average."""
+        if ema is None:
+            return
+        with torch.no_grad():
+            for p, e in zip(params, ema, strict=True):
+                tmp = p.detach().clone()
+                p.copy_(e)
+                e.copy_(tmp)
 
     comp.module.train()
     bar = tqdm(total=comp.steps, initial=step, desc=comp.name, position=position, leave=True,
@@ -143,6 +163,11 @@ def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, see
             metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(comp.module.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
+        if ema is not None:
+            # warm-started decay (1 + n) / (10 + n): early averages are not dominated by the random init
+            decay = min(ema_decay, (1.0 + step) / (10.0 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1.0 - decay)
         if comp.after_step is not None:
             comp.after_step()
         step += 1
@@ -156,13 +181,19 @@ def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, see
             log.write(comp.name, step, wall, row)
         if comp.evaluate is not None and (step % cfg.eval_every == 0 or step == comp.steps):
             comp.module.eval()
+            swap_ema()
             with torch.no_grad():
                 last_eval = comp.evaluate()
+            swap_ema()
             comp.module.train()
             log.write(comp.name, step, wall, {f"val_{k}": v for k, v in last_eval.items()})
         if step % cfg.checkpoint_every == 0 or step == comp.steps:
             save(step, wall)
     bar.close()
+    if ema is not None:  # the part leaves training with its averaged weights
+        with torch.no_grad():
+            for p, e in zip(params, ema, strict=True):
+                p.copy_(e)
     comp.module.eval()
     elapsed = time.perf_counter() - start
     return {"steps": float(step), "wall_s": wall_before + elapsed,

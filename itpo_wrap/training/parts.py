@@ -14,7 +14,7 @@ from itpo_wrap.training.loop import Component
 from itpo_wrap.world_model.config import HeadsConfig
 from itpo_wrap.world_model.dynamics import Dynamics
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead, fqe_loss
-from itpo_wrap.world_model.meanflow import tilt_weights
+from itpo_wrap.world_model.meanflow import Teacher, tilt_weights
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 _VAL_ROWS = 4096
@@ -50,18 +50,21 @@ class DataTensors:
 
 
 def dynamics_component(name: str, model: Dynamics, train: DataTensors, val: DataTensors, batch: int,
-                       steps: int, tilt: tuple[Policy, float, float] | None = None) -> Component:
+                       steps: int, tilt: tuple[Policy, float, float] | None = None,
+                       teacher: Teacher | None = None) -> Component:
     """Dynamics (or baseline) on ``(s_n, a_n) -> d_n``; validation is the one-step RMSE in units
     of the per-dimension state std, of one sample per row.
 
     :param tilt: ``(policy, sigma, eta)`` for MeanFlow's policy-tilted weights.
+    :param teacher: MeanFlow's one-step target (``MeanFlowConfig.teacher_ratio``), e.g. :func:`ddim_teacher`.
     """
+    extra = {} if teacher is None else {"teacher": teacher}
     vi = val.val_index()
 
     def loss(gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         i = train.index(batch, gen)
         w = None if tilt is None else tilt_weights(train.s[i], train.a[i], tilt[0], tilt[1], tilt[2])
-        out, metrics = model.loss(train.s_n[i], train.a_n[i], train.d_n[i], weights=w, generator=gen)
+        out, metrics = model.loss(train.s_n[i], train.a_n[i], train.d_n[i], weights=w, generator=gen, **extra)
         if w is not None:
             metrics["tilt_ess"] = (w.sum() ** 2 / w.pow(2).sum() / w.numel()).detach()
         return out, metrics

@@ -30,7 +30,7 @@ from itpo_wrap.world_model.config import MLPDynamicsConfig
 from itpo_wrap.world_model.diffusion import DiffusionDynamics
 from itpo_wrap.world_model.dynamics import MLPDynamics
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics, Teacher, ddim_teacher
 from itpo_wrap.world_model.model import WorldModel
 
 
@@ -88,10 +88,24 @@ def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) ->
     cfg_path.write_text(json.dumps(current, indent=2))
 
 
+def _teacher_for(teacher: WorldModel, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
+    """The teacher's DDIM map, after checking it was trained in the student's normalized units."""
+    for key, norm in norms.items():
+        theirs = teacher.normalizers[key].state_dict()
+        for name, value in norm.state_dict().items():
+            if not torch.allclose(torch.as_tensor(value, dtype=torch.float32),
+                                  torch.as_tensor(theirs[name], dtype=torch.float32).cpu()):
+                raise ValueError(f"the teacher's {key} normalizer ({name}) differs from this run's: it was trained on "
+                                 "other data or another holdout/seed; train the teacher with the same --dataset, "
+                                 "--holdout and --seed")
+    return ddim_teacher(teacher.dynamics.to(device))
+
+
 def train_world_model(
     dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, out: str | os.PathLike[str] | None = None, *,
     run_dir: str | os.PathLike[str] | None = None, critic: CriticHead | None = None, policy: Policy | None = None,
-    tilt_policy: Policy | None = None, resume: bool = True, progress: bool = True,
+    tilt_policy: Policy | None = None, teacher: WorldModel | None = None, resume: bool = True,
+    progress: bool = True,
 ) -> WorldModel:
     """Train dynamics, the same-budget MLP baseline, reward and termination heads (and an FQE
     critic when ``policy`` is given without ``critic``) and assemble a ``WorldModel``.
@@ -107,6 +121,8 @@ def train_world_model(
     :param critic: a ready terminal critic to attach (e.g. ``CriticHead.from_sb3(model)``).
     :param policy: raw obs -> env action; with no ``critic``, a critic is fitted by FQE of it.
     :param tilt_policy: the policy MeanFlow's tilt weights lean toward (needs ``meanflow.tilt_eta > 0``).
+    :param teacher: a diffusion bundle of the same dataset (same holdout and seed) whose DDIM sampler gives
+        MeanFlow's one-step targets (needs ``meanflow.teacher_ratio > 0``).
     :param resume: continue from the checkpoints in ``run_dir``.
     :param progress: show progress bars.
     """
@@ -116,6 +132,10 @@ def train_world_model(
         raise ValueError("a tilt needs both tilt_policy and dynamics='meanflow' with meanflow.tilt_eta > 0 "
                          f"(got tilt_policy={'set' if tilt_policy else None}, dynamics={cfg.dynamics!r}, "
                          f"tilt_eta={cfg.meanflow.tilt_eta})")
+    if (teacher is not None) != (cfg.dynamics == "meanflow" and cfg.meanflow.teacher_ratio > 0):
+        raise ValueError("a teacher needs both teacher= (a diffusion bundle) and dynamics='meanflow' with "
+                         f"meanflow.teacher_ratio > 0 (got teacher={'set' if teacher is not None else None}, "
+                         f"dynamics={cfg.dynamics!r}, teacher_ratio={cfg.meanflow.teacher_ratio})")
     torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
     device = get_device(cfg.device)
@@ -142,8 +162,9 @@ def train_world_model(
     low, high = _bounds(dataset)
 
     tilt = None if tilt_policy is None else (tilt_policy, cfg.meanflow.tilt_sigma, cfg.meanflow.tilt_eta)
+    teach = None if teacher is None else _teacher_for(teacher, norms, device)
     groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
-                                                         cfg.dynamics_steps, tilt)], []]
+                                                         cfg.dynamics_steps, tilt, teach)], []]
     if baseline is not None:
         groups[1].append(dynamics_component("baseline", baseline, tr, va, cfg.batch_size, cfg.dynamics_steps))
     groups[1].append(reward_component(reward, tr, va, cfg.batch_size, cfg.reward_steps))

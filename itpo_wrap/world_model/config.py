@@ -32,6 +32,11 @@ class NetConfig:
     :param max_frequency: highest embedding frequency in cycles per unit time; lower keeps
         ``d u / d t`` (MeanFlow's JVP target, METHOD.md section 5) smooth.
     :param activation: ``silu`` (default), ``relu``, ``mish`` or ``tanh``.
+    :param x_gate: scale the sample's input projection by ``1 + g(times)`` (a FiLM gate from the time
+        embedding). Without it the noisy sample enters additively at every time, and at ``t = 1``, where
+        MeanFlow's one-step point must largely ignore the pure noise ``z_1``, the net cannot switch that
+        input off: the one-step error floors near 0.1 state std on Hopper however it is trained
+        (``benchmarks/meanflow_variants.py``).
     """
 
     hidden_dim: int = 256
@@ -39,6 +44,7 @@ class NetConfig:
     time_embed_dim: int = 32
     max_frequency: float = 32.0
     activation: str = "silu"
+    x_gate: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("NetConfig", hidden_dim=self.hidden_dim, num_blocks=self.num_blocks,
@@ -115,6 +121,13 @@ class MeanFlowConfig:
         through the full MeanFlow (JVP) target, like the other ``r < t`` rows.
     :param adaptive_p: power p of the adaptive weight ``1 / (||delta||^2 + c)^p``; 0 disables it.
     :param adaptive_c: the constant c of the adaptive weight.
+    :param teacher_ratio: share of each minibatch set aside (before the split above) at
+        ``(r, t) = (0, 1)`` whose target is the *solved* ODE instead of the JVP identity: by definition
+        ``u(z_1, 0, 1) = z_1 - x(z_1)`` with ``x(z_1)`` the end point of the flow from ``z_1``, and a
+        trained diffusion model's deterministic DDIM sampler provides that end point (a teacher). The
+        identity's bootstrapped target is what fails to train the one-step point on our data
+        (``docs/world_models.md``); 0 (default) is plain MeanFlow. Needs a teacher at training time
+        (``itpo train-world-model --teacher wm_diffusion.pt``).
     :param prediction: ``"x"``: the net predicts the clean sample ``F`` and
         ``u = (z_t - F) / max(t, t_floor)`` (the x-prediction of JiT / pixel MeanFlow). Then the
         one-step sample is ``F(z_1, 0, 1 | s, a)`` itself and near-deterministic transitions (MuJoCo)
@@ -133,6 +146,7 @@ class MeanFlowConfig:
     boundary_ratio: float = 0.0
     adaptive_p: float = 1.0
     adaptive_c: float = 1e-3
+    teacher_ratio: float = 0.0
     prediction: str = "x"
     t_floor: float = 0.05
     tilt_eta: float = 0.0
@@ -151,6 +165,8 @@ class MeanFlowConfig:
         if not 0.0 <= self.boundary_ratio <= 1.0 - self.flow_ratio:
             raise ValueError(f"MeanFlowConfig.boundary_ratio={self.boundary_ratio} must be in [0, 1 - flow_ratio] "
                              f"= [0, {1.0 - self.flow_ratio:g}]: boundary rows are drawn from the r < t share")
+        if not 0.0 <= self.teacher_ratio <= 1.0:
+            raise ValueError(f"MeanFlowConfig.teacher_ratio={self.teacher_ratio} must be in [0, 1]")
         if self.adaptive_p < 0 or self.tilt_eta < 0:
             raise ValueError(
                 f"MeanFlowConfig.adaptive_p={self.adaptive_p} and tilt_eta={self.tilt_eta} must be >= 0"

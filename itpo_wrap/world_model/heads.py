@@ -134,10 +134,11 @@ class CriticHead(nn.Module):
     :param hidden: hidden widths of each critic.
     :param num_critics: how many Q networks (2 for twin Q).
     :param activation: hidden activation.
-    :param layernorm: LayerNorm after each hidden layer.
+    :param layernorm: LayerNorm in each hidden layer.
     :param scale_actions: map env actions to ``[-1, 1]`` with ``action_low/high`` first.
     :param action_low: Box lower bound (needed when ``scale_actions``).
     :param action_high: Box upper bound.
+    :param layernorm_after_activation: ``Linear -> act -> LayerNorm`` (the ReBRAC reference's order).
     """
 
     act_scale: torch.Tensor
@@ -145,8 +146,10 @@ class CriticHead(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), num_critics: int = 2,
                  activation: str = "relu", layernorm: bool = False, scale_actions: bool = False,
-                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None) -> None:
+                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
+                 layernorm_after_activation: bool = False) -> None:
         super().__init__()
+        self.layernorm_after_activation = bool(layernorm_after_activation)
         if num_critics < 1:
             raise ValueError(f"num_critics={num_critics} must be >= 1")
         self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(hidden)
@@ -160,7 +163,8 @@ class CriticHead(nn.Module):
         # a_scaled = 2 (a - low) / (high - low) - 1 = a * act_scale + act_shift
         self.register_buffer("act_scale", torch.as_tensor(2.0 / (high - low), dtype=torch.float32))
         self.register_buffer("act_shift", torch.as_tensor(-2.0 * low / (high - low) - 1.0, dtype=torch.float32))
-        self.qs = nn.ModuleList(mlp(obs_dim + act_dim, 1, self.hidden, activation, layernorm) for _ in range(num_critics))
+        self.qs = nn.ModuleList(mlp(obs_dim + act_dim, 1, self.hidden, activation, layernorm,
+                                    self.layernorm_after_activation) for _ in range(num_critics))
 
     def q_values(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``(num_critics, B)`` Q values."""
@@ -176,7 +180,8 @@ class CriticHead(nn.Module):
     def arch(self) -> dict[str, Any]:
         return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden),
                 "num_critics": self.num_critics, "activation": self.activation, "layernorm": self.layernorm,
-                "scale_actions": self.scale_actions}
+                "scale_actions": self.scale_actions,
+                **({"layernorm_after_activation": True} if self.layernorm_after_activation else {})}
 
     @classmethod
     def from_twin_q(cls, twin_q: TwinQ, action_low: np.ndarray | None = None,
@@ -190,7 +195,8 @@ class CriticHead(nn.Module):
         """
         arch = twin_q.arch()
         head = cls(arch["obs_dim"], arch["act_dim"], arch["hidden"], 2, "relu", arch["layernorm"],
-                   scale_actions=action_low is not None, action_low=action_low, action_high=action_high)
+                   scale_actions=action_low is not None, action_low=action_low, action_high=action_high,
+                   layernorm_after_activation=arch.get("layernorm_after_activation", False))
         head.obs_norm.mean.copy_(twin_q.norm.obs_mean)  # type: ignore[arg-type]
         head.obs_norm.std.copy_(twin_q.norm.obs_std)  # type: ignore[arg-type]
         head.qs[0].load_state_dict(twin_q.q1.state_dict())

@@ -9,6 +9,7 @@ sample: ``x = z_1 - u(z_1, 0, 1 | s, a)``. That single call is what makes the ad
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -17,6 +18,32 @@ import torch.nn.functional as F
 from itpo_wrap.world_model.config import MeanFlowConfig
 from itpo_wrap.world_model.dynamics import Dynamics, weighted_mean
 from itpo_wrap.world_model.networks import ConditionalResMLP
+
+Teacher = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def ddim_teacher(dynamics: Dynamics, steps: int = 10) -> Teacher:
+    """``teacher(s_n, a_n, z_1) -> x``: a diffusion model's deterministic DDIM sampler started from ``z_1``,
+    a fixed map from noise to a sample (the end point of its probability-flow ODE), for
+    ``MeanFlowConfig.teacher_ratio``. The teacher must share the student's normalizers (bundles trained on
+    the same dataset with the same split and seed do; ``train_world_model`` checks).
+
+    :param dynamics: a trained ``DiffusionDynamics`` (copied; the original keeps its sampler).
+    :param steps: DDIM steps (10: 0.036 state std on Hopper medium-replay against 0.032 for 10-step DDPM).
+    """
+    if getattr(dynamics, "kind", None) != "diffusion":
+        raise ValueError(f"the teacher must be a diffusion model, got {getattr(dynamics, 'kind', type(dynamics))!r}")
+    teacher = copy.deepcopy(dynamics).eval()
+    teacher.set_timesteps(steps, "ddim")  # type: ignore[operator]
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def run(s: torch.Tensor, a: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        noise = z1.new_zeros(z1.shape[0], teacher.num_noise, z1.shape[-1])
+        noise[:, 0] = z1  # DDIM is deterministic: only the start x_K matters
+        return teacher.sample(s, a, noise)
+
+    return run
 
 
 class MeanFlowDynamics(Dynamics):
@@ -103,13 +130,54 @@ class MeanFlowDynamics(Dynamics):
 
     def loss(
         self, s: torch.Tensor, a: torch.Tensor, delta: torch.Tensor, weights: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, teacher: Teacher | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The MeanFlow loss ``w || u_theta - sg(u_tgt) ||^2`` with
         ``u_tgt = v - (t - r) (v . d_z u + d_t u)`` from one ``torch.func.jvp`` (METHOD.md section 5).
 
         :param weights: optional ``(B,)`` per-sample weights (the policy tilt), mean 1.
+        :param teacher: ``teacher(s, a, z_1) -> x``, the end point of the flow from noise ``z_1`` (all in
+            normalized units); required when ``cfg.teacher_ratio > 0``. The last ``teacher_ratio`` of the
+            rows then train the one-step point ``(r, t) = (0, 1)`` on ``u_tgt = z_1 - teacher(s, a, z_1)``.
         """
+        b = s.shape[0]
+        n_teacher = int(round(self.cfg.teacher_ratio * b))
+        if n_teacher > 0:
+            if teacher is None:
+                raise ValueError(f"MeanFlowConfig.teacher_ratio={self.cfg.teacher_ratio} needs a teacher; pass "
+                                 "teacher= (itpo train-world-model --teacher <diffusion bundle>) or set it to 0")
+            z1 = torch.randn(delta[b - n_teacher:].shape, device=s.device, dtype=s.dtype, generator=generator)
+            with torch.no_grad():
+                x_teacher = teacher(s[b - n_teacher:], a[b - n_teacher:], z1)
+            cond_t = self.net.cond_features(torch.cat([s[b - n_teacher:], a[b - n_teacher:]], dim=-1))
+            ones = z1.new_ones(n_teacher)
+            u_t = self.u(z1, torch.zeros_like(ones), ones, cond_t)
+            err_t = (u_t - (z1 - x_teacher)).pow(2).sum(dim=-1)
+            if n_teacher == b:
+                loss = weighted_mean(self._weighted(err_t), weights)
+                return loss, {"loss": loss.detach(), "u_mse": err_t.detach().mean() / self.obs_dim,
+                              "teacher_mse": err_t.detach().mean() / self.obs_dim}
+            w_rest = None if weights is None else weights[: b - n_teacher]
+            w_t = None if weights is None else weights[b - n_teacher:]
+            rest, metrics = self._identity_loss(s[: b - n_teacher], a[: b - n_teacher], delta[: b - n_teacher],
+                                                w_rest, generator)
+            share = n_teacher / b
+            loss = (1.0 - share) * rest + share * weighted_mean(self._weighted(err_t), w_t)
+            metrics.update(loss=loss.detach(), teacher_mse=err_t.detach().mean() / self.obs_dim)
+            return loss, metrics
+        return self._identity_loss(s, a, delta, weights, generator)
+
+    def _weighted(self, err: torch.Tensor) -> torch.Tensor:
+        """Adaptive weight ``sg(1 / (||delta||^2 + c)^p) * err``: a robust, scale-free loss (p = 1)."""
+        if self.cfg.adaptive_p > 0:
+            return (err.detach() + self.cfg.adaptive_c).pow(-self.cfg.adaptive_p) * err
+        return err
+
+    def _identity_loss(
+        self, s: torch.Tensor, a: torch.Tensor, delta: torch.Tensor, weights: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The teacher-free MeanFlow loss over all rows (``loss`` without teacher rows)."""
         b = s.shape[0]
         eps = torch.randn(delta.shape, device=s.device, dtype=s.dtype, generator=generator)
         t, r, nf = self.sample_times(b, s.device, s.dtype, generator)
@@ -133,12 +201,7 @@ class MeanFlowDynamics(Dynamics):
             parts_tgt.append((v[nf:] - (t[nf:] - r[nf:]).unsqueeze(-1) * dudt).detach())
         u, u_tgt = torch.cat(parts_u), torch.cat(parts_tgt)
         err = (u - u_tgt).pow(2).sum(dim=-1)
-        if self.cfg.adaptive_p > 0:
-            # Adaptive weight sg(1 / (||delta||^2 + c)^p): a robust, scale-free loss (p = 1).
-            w = (err.detach() + self.cfg.adaptive_c).pow(-self.cfg.adaptive_p)
-            loss = weighted_mean(w * err, weights)
-        else:
-            loss = weighted_mean(err, weights)
+        loss = weighted_mean(self._weighted(err), weights)
         return loss, {"loss": loss.detach(), "u_mse": err.detach().mean() / self.obs_dim}
 
 

@@ -78,10 +78,13 @@ class ConditionalResMLP(nn.Module):
         self.blocks = nn.ModuleList(_Block(width, cfg.activation) for _ in range(cfg.num_blocks))
         out_linear = nn.Linear(width, x_dim)
         self.out = nn.Sequential(nn.LayerNorm(width), _ACT[cfg.activation](), out_linear)
+        # The x gate needs times and an x input; it is one more width-sized chunk of the time projection.
+        self.x_gate = bool(cfg.x_gate and num_times > 0 and x_input)
         if num_times > 0:
             self.embed = SinusoidalEmbedding(cfg.time_embed_dim, cfg.max_frequency)
-            # One projection gives the input bias and every block's bias in a single matmul.
-            self.time_proj = nn.Linear(num_times * cfg.time_embed_dim, width * (cfg.num_blocks + 1))
+            # One projection gives the input bias and every block's bias (and the x gate) in a single matmul.
+            chunks = cfg.num_blocks + 1 + int(self.x_gate)
+            self.time_proj = nn.Linear(num_times * cfg.time_embed_dim, width * chunks)
         # Start as the zero function so the untrained model predicts "no change" (delta = mean).
         nn.init.zeros_(out_linear.weight)
         nn.init.zeros_(out_linear.bias)
@@ -93,13 +96,20 @@ class ConditionalResMLP(nn.Module):
     def time_features(self, times: torch.Tensor) -> list[torch.Tensor]:
         """Per-block biases for ``times`` of shape ``(B or 1, num_times)``."""
         emb = torch.cat([self.embed(times[:, i]) for i in range(self.num_times)], dim=-1)
-        return list(self.time_proj(emb).chunk(len(self.blocks) + 1, dim=-1))
+        return list(self.time_proj(emb).chunk(len(self.blocks) + 1 + int(self.x_gate), dim=-1))
 
     def forward_features(
         self, x: torch.Tensor | None, cond_feat: torch.Tensor, time_feat: list[torch.Tensor] | None
     ) -> torch.Tensor:
         """Evaluate from precomputed condition and time features (the fast path of the samplers)."""
-        h = cond_feat if x is None or self.x_in is None else cond_feat + self.x_in(x)
+        if x is None or self.x_in is None:
+            h = cond_feat
+        elif self.x_gate and time_feat is not None:
+            # (1 + g) x_in(x): g starts near 0 (plain additive input) and can learn -1 (ignore the noise)
+            h = torch.addcmul(cond_feat, self.x_in(x), 1.0 + time_feat[-1])
+            time_feat = time_feat[:-1]
+        else:
+            h = cond_feat + self.x_in(x)
         if time_feat is None:
             for block in self.blocks:
                 h = block(h, None)
