@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests, short tuning runs); part of the row key")
+    p.add_argument("--tag", default="", help="label of the world model's version (part of the row key), e.g. after "
+                                             "retraining a bundle, so its rows never mix with the old one's")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             settings = {**settings, "sampling_steps": sampling[0], "sampler": sampling[1]}
         if args.max_steps is not None:  # truncated episodes are another experiment: never mix their rows
             settings = {**settings, "max_steps": args.max_steps}
+        if args.tag and args.method != "base":
+            settings = {**settings, "tag": args.tag}
         key = settings_key(args.method, kind, settings)
         todo = [s for s in seeds if (entry.name, entry.policy_name, args.split, key, str(s)) not in done]
         if not todo:

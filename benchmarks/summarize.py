@@ -28,7 +28,9 @@ def label(row: Row) -> str:
     """Short human name of a configuration."""
     s = json.loads(row["settings"])
     cap = s.pop("max_steps", None)
-    return _label(s) + (f" T<={cap}" if cap is not None else "")
+    tag = s.pop("tag", "")
+    text = _label(s) + (f" T<={cap}" if cap is not None else "")
+    return text.replace(" ", f"[{tag}] ", 1) if tag else text
 
 
 def _label(s: dict[str, Any]) -> str:

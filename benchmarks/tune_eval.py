@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tune-max-steps", type=int, default=None, help="truncate tuning episodes (cheaper tuning)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(1000, 1010)))
+    p.add_argument("--tag", default="", help="world-model version label (benchmarks/run.py --tag)")
     p.add_argument("--eval-max-steps", type=int, default=None, help="truncate evaluation episodes (smoke tests)")
     p.add_argument("--skip-eval", action="store_true", help="tune and record only")
     p.add_argument("--out", default=run.DEFAULT_OUT)
@@ -83,20 +84,24 @@ def main(argv: list[str] | None = None) -> None:
     cap = ["--max-steps", str(args.tune_max_steps)] if args.tune_max_steps else []
     tune = [*common, "--split", "tune", "--seeds", *map(str, args.tune_seeds), *cap]
     run.main(["--method", "base", *tune])
+    tag = ["--tag", args.tag] if args.tag else []
     for persistence, gate in itertools.product(args.persistence, args.gate):
         run.main(["--method", "itpo", "--kind", args.kind, "--persistence", persistence, "--gate", gate,
-                  "--step-size", *map(str, args.step_size), *tune])
+                  "--step-size", *map(str, args.step_size), *tag, *tune])
 
     scores = tuning_scores(Path(args.out), args.entry, entry.policy_name, args.tune_seeds, args.tune_max_steps)
     base_key = run.settings_key("base", "", {"max_steps": args.tune_max_steps} if args.tune_max_steps else {})
     base_mean = float(np.mean(scores[base_key]))
+    scores = {k: v for k, v in scores.items() if json.loads(k).get("tag", "") == args.tag
+              or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
     best, best_mean = choose(scores, args.kind)
     tuned = {k: best[k] for k in ("step_size", "persistence", "gate")}
     shown = "; ".join(f"{json.loads(k)['step_size']:g} {json.loads(k)['persistence']} gate {json.loads(k)['gate']}: "
                       f"{m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
-    note = (f"Chosen by benchmarks/tune_eval.py on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
+    tagged = f" (world model tag {args.tag!r})" if args.tag else ""
+    note = (f"Chosen by benchmarks/tune_eval.py{tagged} on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
             f"{shown}.")
     print(f"{args.entry} {args.kind}: chose {tuned} ({best_mean:.1f} vs base {base_mean:.1f})")
     zoo.set_tuned_settings(args.entry, args.kind, tuned, note=note)
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
           *(["--max-steps", str(args.eval_max_steps)] if args.eval_max_steps else [])]
     run.main(["--method", "base", *ev])
     run.main(["--method", "itpo", "--kind", args.kind, "--persistence", tuned["persistence"], "--gate", tuned["gate"],
-              "--step-size", str(tuned["step_size"]), *ev])
+              "--step-size", str(tuned["step_size"]), *tag, *ev])
 
 
 if __name__ == "__main__":

@@ -43,13 +43,17 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     # rerunning a finished configuration adds nothing (resume by key)
     assert "all 2 seeds done" in _run("benchmarks/run.py", "--method", "base", *common)
     assert len(list(csv.DictReader(out.open()))) == len(rows)
+    # a tagged world-model version is another configuration: its rows are new, not "done"
+    _run("benchmarks/run.py", "--method", "itpo", "--kind", "meanflow", "--step-size", "1e-4", "--tag", "v2", *common)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 + 4 + 2 + 2
     md = tmp_path / "results.md"
     _run("benchmarks/summarize.py", "--episodes", str(out), "--out", str(md), "--notes", str(tmp_path / "none.md"),
          "--min-pairs", "2")
     text = md.read_text()
     assert "itpo-meanflow a=0.0001" in text and "itpo-meanflow a=0.0003" in text
-    assert "mppi-meanflow N=16+8 it=1" in text
-    assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 3  # three paired rows
+    assert "mppi-meanflow N=16+8 it=1" in text and "itpo-meanflow[v2] a=0.0001" in text
+    assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 4  # paired rows
     assert (tmp_path / "gain_per_dataset.png").is_file() and (tmp_path / "pareto.png").is_file()
 
 

@@ -276,3 +276,24 @@ def test_cli_train_and_eval(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: p
     text = capsys.readouterr().out
     assert "mlp baseline" in text and "termination" in text
     assert (tmp_path / "r.csv").read_text().startswith("model,horizon,rmse,rmse_state_std")
+
+
+def test_cli_meanflow_with_teacher_gate_and_ema(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = toy_dataset(n_episodes=6, length=12)
+    monkeypatch.setattr(commands, "_load_dataset", lambda _: data)
+    parser = argparse.ArgumentParser(prog="itpo")
+    commands.register(parser.add_subparsers(dest="command"))
+    small = ["--steps", "20", "--reward-steps", "10", "--termination-steps", "5", "--hidden", "16", "--blocks", "1",
+             "--train-timesteps", "20", "--workers", "1", "--no-progress", "--no-baseline"]
+    teacher = tmp_path / "teacher.pt"
+    args = parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "diffusion", "--out",
+                              str(teacher), *small])
+    assert args.func(args) == 0
+    out = tmp_path / "mf.pt"
+    args = parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "meanflow", "--out", str(out),
+                              "--teacher", str(teacher), "--x-gate", "--adaptive-p", "0", "--ema-decay", "0.9", *small])
+    assert args.func(args) == 0
+    wm = WorldModel.load(out)
+    cfg = wm.dynamics.cfg
+    assert cfg.teacher_ratio == 0.25 and cfg.net.x_gate and cfg.adaptive_p == 0.0  # --teacher implies 0.25
+    assert wm.info["train_config"]["ema_decay"] == 0.9

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,7 @@ def make_wm(kind: str = "diffusion", critic: bool = True, seed: int = 0) -> Worl
     torch.manual_seed(seed)
     dyn = {"diffusion": lambda: DiffusionDynamics(OBS, ACT, DiffusionConfig(num_train_timesteps=10, num_inference_steps=3, net=TINY)),
            "meanflow": lambda: MeanFlowDynamics(OBS, ACT, MeanFlowConfig(net=TINY)),
+           "meanflow_gated": lambda: MeanFlowDynamics(OBS, ACT, MeanFlowConfig(net=dataclasses.replace(TINY, x_gate=True))),
            "mlp": lambda: MLPDynamics(OBS, ACT)}[kind]()
     with torch.no_grad():
         for p in dyn.parameters():

@@ -51,7 +51,7 @@ def test_untraceable_world_model_runs_eagerly_with_a_warning() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(traced, eager, strict=True))
 
 
-@pytest.mark.parametrize("kind", ["diffusion", "meanflow"])
+@pytest.mark.parametrize("kind", ["diffusion", "meanflow", "meanflow_gated"])
 def test_real_world_model_traces_and_matches_eager(kind: str) -> None:
     from tests.test_world_model_bundle import ACT, OBS, make_wm
 

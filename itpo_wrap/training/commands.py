@@ -69,6 +69,9 @@ def register(subparsers: Any) -> None:
                    help="highest time-embedding frequency (cycles per unit time); MeanFlow's JVP differentiates "
                         "through it, 4 trains more stably than the default 32 (benchmarks/results/meanflow_variants_*)")
     p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight")
+    p.add_argument("--x-gate", action="store_true",
+                   help="gate the noisy-sample input by the time embedding (NetConfig.x_gate); lets MeanFlow's "
+                        "one-step point ignore pure noise")
     p.add_argument("--teacher", default=None,
                    help="MeanFlow: diffusion bundle of the same dataset whose 10-step DDIM sampler gives the one-step "
                         "targets of --teacher-ratio of each minibatch")
@@ -148,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
     net = dataclasses.replace(NetConfig(), hidden_dim=args.hidden, num_blocks=args.blocks)
     if getattr(args, "max_frequency", None) is not None:
         net = dataclasses.replace(net, max_frequency=args.max_frequency)
+    if getattr(args, "x_gate", False):
+        net = dataclasses.replace(net, x_gate=True)
     diffusion = DiffusionConfig(
         num_train_timesteps=args.train_timesteps, beta_schedule=args.schedule, sampler=args.sampler, net=net,
         num_inference_steps=args.sampling_steps or d.diffusion.num_inference_steps)

@@ -126,7 +126,8 @@ class MeanFlowConfig:
         ``u(z_1, 0, 1) = z_1 - x(z_1)`` with ``x(z_1)`` the end point of the flow from ``z_1``, and a
         trained diffusion model's deterministic DDIM sampler provides that end point (a teacher). The
         identity's bootstrapped target is what fails to train the one-step point on our data
-        (``docs/world_models.md``); 0 (default) is plain MeanFlow. Needs a teacher at training time
+        (``docs/world_models.md``); these rows take a plain squared error, without the adaptive weight.
+        0 (default) is plain MeanFlow. Needs a teacher at training time
         (``itpo train-world-model --teacher wm_diffusion.pt``).
     :param prediction: ``"x"``: the net predicts the clean sample ``F`` and
         ``u = (z_t - F) / max(t, t_floor)`` (the x-prediction of JiT / pixel MeanFlow). Then the
