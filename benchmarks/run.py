@@ -61,17 +61,28 @@ def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
         return {(r["entry"], r["policy"], r["split"], r["settings"], r["seed"]) for r in csv.DictReader(f)}
 
 
-def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig | None,
-               mppi: MPPIConfig | None, sampling: tuple[int, str] | None = None) -> tuple[Any, Any]:
-    """``(predict, info_fn)`` for one configuration; ``sampling`` = (steps, sampler) overrides a diffusion
-    model's sampler (the same trained model, fewer denoising steps)."""
-    if method == "base":
-        return entry.base_predict(), None
+def load_world_model(entry: zoo.ZooEntry, kind: str, sampling: tuple[int, str] | None = None) -> Any:
+    """The entry's ``kind`` world model; ``sampling`` = (steps, sampler) overrides a diffusion model's
+    sampler (the same trained model, fewer denoising steps)."""
     wm = entry.load_world_model(kind)
     if sampling is not None:
         if kind != "diffusion":
             raise ValueError(f"--sampling-steps applies to the diffusion model, not {kind!r}")
         wm.dynamics.set_timesteps(sampling[0], sampling[1])
+    return wm
+
+
+def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig | None,
+               mppi: MPPIConfig | None, sampling: tuple[int, str] | None = None, wm: Any = None) -> tuple[Any, Any]:
+    """``(predict, info_fn)`` for one configuration.
+
+    :param wm: a world model loaded once for the configuration (:func:`load_world_model`); loading it per
+        episode would give every episode's wrapper new tensors, hence a new TorchScript trace, and PyTorch
+        never frees traces (the wrappers share one trace over the same objects instead).
+    """
+    if method == "base":
+        return entry.base_predict(), None
+    wm = wm if wm is not None else load_world_model(entry, kind, sampling)
     if method == "itpo":
         w = ITPOPolicyWrapper(entry.policy, wm, adapt)
         return w.predict, lambda: w.last_info
@@ -143,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{entry.name} {args.method} {kind} {settings}: all {len(seeds)} seeds done")
             continue
         env = entry.make_env()
+        wm = None if args.method == "base" else load_world_model(entry, kind, sampling)
         bar = tqdm(todo, desc=f"{entry.name} {args.method} {kind} {settings.get('step_size', '')}".strip())
         for seed in bar:
-            # a fresh agent per episode: episodes are independent and a crash mid-run loses nothing
-            predict, info_fn = make_agent(entry, args.method, kind, adapt, mppi, sampling)
+            # a fresh agent per episode (episodes are independent and a crash mid-run loses nothing) over one
+            # loaded world model (the world model keeps no episode state)
+            predict, info_fn = make_agent(entry, args.method, kind, adapt, mppi, sampling, wm)
             ep = run_episode(predict, env, seed, info_fn=info_fn, max_steps=args.max_steps)
             row = {"entry": entry.name, "policy": entry.policy_name, "method": args.method, "kind": kind,
                    "split": args.split, "seed": seed, "episode_return": f"{ep.episode_return:.3f}",

@@ -52,6 +52,9 @@ class AdaptConfig:
         (10-step diffusion) faster on a CPU at M = 8 (``benchmarks/latency_probe.py``). On by default since
         ``predict`` latency is what users wait for; a world model whose trace reports data-dependent
         Python control flow is run eagerly instead, with a warning; vectorised calls (N > 1) run eagerly.
+        PyTorch never frees a trace (pytorch#35600): wrappers over the same policy and world-model objects
+        share one, but a process that builds wrappers over thousands of freshly loaded models should turn
+        this off (about 50-300 MB per trace).
     """
 
     horizon: int = 5

@@ -91,3 +91,24 @@ def test_replacing_the_critic_gives_a_new_trace() -> None:
     eager, _ = run(False)
     assert len(w._traced) == 2
     np.testing.assert_allclose(traced, eager, rtol=1e-5)
+
+
+def test_wrappers_over_the_same_objects_share_one_trace() -> None:
+    """PyTorch never frees a trace, so a wrapper per episode must not build one per episode: wrappers over
+    the same policy and world model reuse the first trace; other objects or another config get their own."""
+    from tests.test_world_model_bundle import ACT, OBS, make_wm
+
+    policy, wm = TanhActor(OBS, ACT, (16, 16)), make_wm("meanflow")
+    cfg = AdaptConfig(horizon=3, particles=4, steps=2, step_size=0.05, trace=True)
+
+    def trace_of(p: torch.nn.Module, w: object, c: AdaptConfig) -> object:
+        wrapper = ITPOPolicyWrapper(p, w, c)
+        wrapper.predict(np.zeros(OBS), deterministic=True)
+        (traced,) = wrapper._traced.values()
+        assert traced is not None
+        return traced
+
+    first = trace_of(policy, wm, cfg)
+    assert trace_of(policy, wm, cfg) is first
+    assert trace_of(policy, make_wm("meanflow"), cfg) is not first
+    assert trace_of(policy, wm, AdaptConfig(**{**cfg.to_dict(), "discount": 0.9})) is not first
