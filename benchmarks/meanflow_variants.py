@@ -26,9 +26,10 @@ from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import MetricsLog, fit_component
 from itpo_wrap.training.parts import DataTensors, dynamics_component
+from itpo_wrap.training.world_model import teacher_from_bundle
 from itpo_wrap.world_model.config import MeanFlowConfig, MLPDynamicsConfig, NetConfig
 from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics, ddim_teacher
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics
 from itpo_wrap.world_model.model import WorldModel
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -84,15 +85,7 @@ def main() -> None:
              "delta": StateNormalizer.fit(train_part.next_observations - train_part.observations)}
     device = torch.device("cpu")
     train, val = DataTensors(train_part, norms, device), DataTensors(val_part, norms, device)
-    teacher = None
-    if args.teacher:
-        wm = WorldModel.load(args.teacher)
-        for key, norm in norms.items():  # the teacher must speak the student's normalized units
-            if not all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in
-                       zip(norm.state_dict().values(), wm.normalizers[key].state_dict().values(), strict=True)):
-                raise ValueError(f"{args.teacher}: its {key} normalizer differs from this split's; train the teacher "
-                                 "on the same dataset, holdout and seed")
-        teacher = ddim_teacher(wm.dynamics)
+    teacher = teacher_from_bundle(WorldModel.load(args.teacher), norms, device) if args.teacher else None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)

@@ -21,7 +21,6 @@ resumes by rerunning the same command.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import os
@@ -33,19 +32,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (benchmarks/run.py, a script beside this one)
+import summarize  # noqa: E402
 
 from itpo_wrap import zoo  # noqa: E402
 
 
 def tuning_scores(out: Path, entry: str, policy: str, seeds: list[int], cap: int | None) -> dict[str, list[float]]:
     """``settings key -> scores`` of the tuning rows of ``entry`` on exactly ``seeds`` under episode cap ``cap``."""
-    rows: dict[str, dict[int, float]] = {}
-    with open(out, newline="") as f:
-        for r in csv.DictReader(f):
-            s = json.loads(r["settings"])
-            if (r["entry"], r["policy"], r["split"]) == (entry, policy, "tune") and s.get("max_steps") == cap:
-                rows.setdefault(r["settings"], {})[int(r["seed"])] = float(r["score"])
-    return {k: [v[s] for s in seeds] for k, v in rows.items() if all(s in v for s in seeds)}
+    groups = summarize.group(summarize.load(out), "tune")
+    return {k: [float(by_seed[s]["score"]) for s in seeds] for (e, p, k), by_seed in groups.items()
+            if (e, p) == (entry, policy) and json.loads(k).get("max_steps") == cap and all(s in by_seed for s in seeds)}
 
 
 def choose(scores: dict[str, list[float]], kind: str) -> tuple[dict[str, Any], float]:

@@ -88,8 +88,14 @@ def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) ->
     cfg_path.write_text(json.dumps(current, indent=2))
 
 
-def _teacher_for(teacher: WorldModel, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
-    """The teacher's DDIM map, after checking it was trained in the student's normalized units."""
+def teacher_from_bundle(teacher: WorldModel, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
+    """A diffusion bundle's DDIM map as MeanFlow's teacher, after checking it was trained in the student's
+    normalized units (the same dataset, holdout and seed give the same normalizers).
+
+    :param teacher: the diffusion bundle.
+    :param norms: the student's ``obs``, ``act`` and ``delta`` normalizers.
+    :param device: where the student trains.
+    """
     for key, norm in norms.items():
         theirs = teacher.normalizers[key].state_dict()
         for name, value in norm.state_dict().items():
@@ -162,7 +168,7 @@ def train_world_model(
     low, high = _bounds(dataset)
 
     tilt = None if tilt_policy is None else (tilt_policy, cfg.meanflow.tilt_sigma, cfg.meanflow.tilt_eta)
-    teach = None if teacher is None else _teacher_for(teacher, norms, device)
+    teach = None if teacher is None else teacher_from_bundle(teacher, norms, device)
     groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
                                                          cfg.dynamics_steps, tilt, teach)], []]
     if baseline is not None:
