@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--gate", choices=["off", "held_out"], default="off")
     p.add_argument("--persistence", choices=["persistent", "reset_each_step"], default="persistent")
+    p.add_argument("--max-action-change", type=float, default=None,
+                   help="AdaptConfig.max_action_change: trust region on the executed action (default: none)")
     p.add_argument("--mppi", default="{}", help="MPPIConfig overrides as JSON, e.g. '{\"samples\": 128}'")
     p.add_argument("--sampling-steps", type=int, default=None, help="diffusion: denoising steps (default: the bundle's)")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="diffusion sampler with --sampling-steps")
@@ -131,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         for alpha in args.step_size:
             cfg = AdaptConfig(horizon=args.horizon, particles=args.particles, steps=args.steps, step_size=alpha,
                               optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False,
-                              persistence=args.persistence)
+                              persistence=args.persistence, max_action_change=args.max_action_change)
             keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
+            # a new setting joins the row key only when used, so older rows keep their keys
+            keep += ("max_action_change",) if cfg.max_action_change is not None else ()
             grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg, None))
     elif args.method == "mppi":
         mcfg = MPPIConfig(**json.loads(args.mppi))

@@ -52,7 +52,7 @@ def choose(scores: dict[str, list[float]], kind: str) -> tuple[dict[str, Any], f
     if not cands:
         raise RuntimeError(f"no finished tuning rows for kind {kind!r}; run the grid first")
     best, mean = max(cands, key=lambda c: (c[1], -c[0]["step_size"], c[0]["persistence"] == "persistent",
-                                           c[0]["gate"] == "off"))
+                                           c[0]["gate"] == "off", c[0].get("max_action_change") is None))
     return best, mean
 
 
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--step-size", type=float, nargs="+", default=[3e-5, 1e-4])
     p.add_argument("--persistence", nargs="+", choices=["persistent", "reset_each_step"], default=["persistent"])
     p.add_argument("--gate", nargs="+", choices=["off", "held_out"], default=["off"])
+    p.add_argument("--max-action-change", nargs="+", type=_bound, default=[None], metavar="BOUND",
+                   help="trust-region grid (AdaptConfig.max_action_change), 'none' for no bound; e.g. none 0.1 0.3")
     p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tune-max-steps", type=int, default=None, help="truncate tuning episodes (cheaper tuning)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(1000, 1010)))
@@ -81,9 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     tune = [*common, "--split", "tune", "--seeds", *map(str, args.tune_seeds), *cap]
     run.main(["--method", "base", *tune])
     tag = ["--tag", args.tag] if args.tag else []
-    for persistence, gate in itertools.product(args.persistence, args.gate):
+    for persistence, gate, bound in itertools.product(args.persistence, args.gate, args.max_action_change):
         run.main(["--method", "itpo", "--kind", args.kind, "--persistence", persistence, "--gate", gate,
-                  "--step-size", *map(str, args.step_size), *tag, *tune])
+                  *_bound_args(bound), "--step-size", *map(str, args.step_size), *tag, *tune])
 
     scores = tuning_scores(Path(args.out), args.entry, entry.policy_name, args.tune_seeds, args.tune_max_steps)
     base_key = run.settings_key("base", "", {"max_steps": args.tune_max_steps} if args.tune_max_steps else {})
@@ -92,9 +94,8 @@ def main(argv: list[str] | None = None) -> None:
               or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
     best, best_mean = choose(scores, args.kind)
-    tuned = {k: best[k] for k in ("step_size", "persistence", "gate")}
-    shown = "; ".join(f"{json.loads(k)['step_size']:g} {json.loads(k)['persistence']} gate {json.loads(k)['gate']}: "
-                      f"{m:.1f}" for k, m in sorted(grid.items()))
+    tuned = {k: best[k] for k in ("step_size", "persistence", "gate", "max_action_change") if k in best}
+    shown = "; ".join(f"{_describe(json.loads(k))}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
     tagged = f" (world model tag {args.tag!r})" if args.tag else ""
     note = (f"Chosen by benchmarks/tune_eval.py{tagged} on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
@@ -107,7 +108,22 @@ def main(argv: list[str] | None = None) -> None:
           *(["--max-steps", str(args.eval_max_steps)] if args.eval_max_steps else [])]
     run.main(["--method", "base", *ev])
     run.main(["--method", "itpo", "--kind", args.kind, "--persistence", tuned["persistence"], "--gate", tuned["gate"],
-              "--step-size", str(tuned["step_size"]), *tag, *ev])
+              *_bound_args(tuned.get("max_action_change")), "--step-size", str(tuned["step_size"]), *tag, *ev])
+
+
+def _bound(text: str) -> float | None:
+    """``--max-action-change`` values: a float, or ``none`` for no trust region."""
+    return None if text.lower() == "none" else float(text)
+
+
+def _bound_args(bound: float | None) -> list[str]:
+    return [] if bound is None else ["--max-action-change", str(bound)]
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    """One grid point for the zoo note, e.g. ``1e-05 reset_each_step gate off bound 0.1``."""
+    text = f"{settings['step_size']:g} {settings['persistence']} gate {settings['gate']}"
+    return text + (f" bound {settings['max_action_change']:g}" if settings.get("max_action_change") is not None else "")
 
 
 if __name__ == "__main__":

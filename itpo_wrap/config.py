@@ -45,6 +45,13 @@ class AdaptConfig:
         model's ``disagreement(s, a)`` along the adapted rollout is at most ``gate_max_disagreement``).
     :param gate_margin: the held-out gate demands ``J_adapted > J_start + gate_margin``.
     :param gate_max_disagreement: threshold of the disagreement gate (required by it).
+    :param max_action_change: a trust region on what is executed: each coordinate of the returned action
+        differs from the base policy's action at the same observation by at most this much, in the
+        policy's own output units (``[-1, 1]`` for squashed policies: SB3's SAC/TD3/DDPG and the zoo's
+        actors). ``None`` (the paper: no trust region, a limitation it states) disables it; ``0`` returns
+        the base action. It clips the executed action only: the adapted parameters are unchanged, so
+        with ``persistence="persistent"`` they may still drift (use ``reset_each_step`` for a strict bound
+        on the policy too).
     :param track_j_after: evaluate J once more after the last step (no gradient) for diagnostics; one extra
         forward, about 5 to 9% of a call at E = 5.
     :param trace: run the one-env objective as a TorchScript trace (``torch.jit.trace``, built once per batch
@@ -72,6 +79,7 @@ class AdaptConfig:
     gate: Gate = "off"
     gate_margin: float = 0.0
     gate_max_disagreement: float | None = None
+    max_action_change: float | None = None
     track_j_after: bool = True
     trace: bool = True
 
@@ -102,6 +110,13 @@ class AdaptConfig:
         ):
             raise ValueError(
                 f"gate='disagreement' needs a finite gate_max_disagreement, got {self.gate_max_disagreement!r}"
+            )
+        if self.max_action_change is not None and (
+            not _finite(self.max_action_change) or self.max_action_change < 0
+        ):
+            raise ValueError(
+                f"max_action_change={self.max_action_change!r} must be a finite float >= 0 (policy output units, "
+                "e.g. 0.1 on a [-1, 1] action), or None for no trust region"
             )
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} must be 'auto' or a torch device string such as 'cpu'")

@@ -219,6 +219,9 @@ class ITPOPolicyWrapper:
         run = self._run_in_place if n == 1 else self._run_stacked
         with _imagined_inputs_unchecked(self.world_model):
             final, stats = run(obs, s0, noise, held_out, deterministic)
+        bound = self.config.max_action_change
+        if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
+            final = base + (final - base).clamp(-bound, bound)
         return self._finish(base, final, stats, n)
 
     def _draw(self, n: int) -> torch.Tensor:

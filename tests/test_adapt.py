@@ -166,6 +166,9 @@ def test_config_validation_names_the_bad_value() -> None:
         AdaptConfig(gate="disagreement")
     with pytest.raises(ValueError, match="step_size"):
         AdaptConfig(step_size=float("nan"))
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_action_change="):
+            AdaptConfig(max_action_change=bad)
     with pytest.raises(dataclasses.FrozenInstanceError):
         AdaptConfig().steps = 3  # type: ignore[misc]
     assert AdaptConfig().to_dict()["persistence"] == "persistent"

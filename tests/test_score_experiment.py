@@ -84,3 +84,20 @@ def test_tune_eval_records_the_best_configuration(tmp_path: Path) -> None:
     ev = [r for r in rows if r["split"] == "eval"]
     assert sorted(r["method"] for r in ev) == ["base", "itpo"] and {r["seed"] for r in ev} == {"5"}
     assert json.loads(next(r for r in ev if r["method"] == "itpo")["settings"])["step_size"] == cfg.step_size
+
+
+def test_tune_eval_grids_the_action_trust_region(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
+    out = tmp_path / "episodes.csv"
+    _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
+         "--max-action-change", "none", "0", "--tune-seeds", "3", "--tune-max-steps", "6", "--skip-eval",
+         "--out", str(out), "--zoo-dir", str(root))
+    rows = {(r["method"], json.loads(r["settings"]).get("max_action_change", "absent")): r
+            for r in csv.DictReader(out.open())}
+    assert set(rows) == {("base", "absent"), ("itpo", "absent"), ("itpo", 0.0)}  # 'none' keeps the old row key
+    # a zero trust region executes the base action at every step: the very same episode
+    assert rows[("itpo", 0.0)]["episode_return"] == rows[("base", "absent")]["episode_return"]
+    tuned = zoo.load("hopper-medium-replay", root=root).tuned_settings["meanflow"]
+    winner = max((k for k in rows if k[0] == "itpo"), key=lambda k: (float(rows[k]["score"]), k[1] == "absent"))
+    assert tuned.get("max_action_change", "absent") == winner[1]

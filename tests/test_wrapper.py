@@ -44,6 +44,30 @@ def test_zero_steps_is_the_base_action_exactly() -> None:
     assert np.array_equal(batched, expected) and np.array_equal(single, expected[0])
 
 
+def test_zero_action_trust_region_gives_the_base_action_exactly_while_adapting() -> None:
+    obs = _obs(3, 5)
+    base, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), AdaptConfig(steps=0)).predict(obs, deterministic=True)
+    w = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05,
+                                                                  max_action_change=0.0))
+    actions, _ = w.predict(obs, deterministic=True)
+    assert np.array_equal(actions, base)
+    assert all(row["param_change"] > 0 and row["action_change"] == 0.0 for row in w.last_info)  # it did adapt
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_action_trust_region_bounds_the_change_and_binds(n_envs: int) -> None:
+    obs, bound, big = _obs(n_envs, 6), 0.01, AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.5)
+    base, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), AdaptConfig(steps=0)).predict(obs, deterministic=True)
+    free, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), big).predict(obs, deterministic=True)
+    cfg = AdaptConfig(**{**big.to_dict(), "max_action_change": bound})
+    held, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), cfg).predict(obs, deterministic=True)
+    # env units here are 2x the policy's [-1, 1] units (bound=2.0 maps [-1, 1] to [-2, 2])
+    assert np.abs(free - base).max() > 2 * bound  # without the bound the step moves further...
+    assert np.abs(held - base).max() <= 2 * bound * (1 + 1e-5)  # ...with it, no coordinate does
+    moved = np.abs(free - base) > 2 * bound
+    assert np.allclose(np.abs(held - base)[moved], 2 * bound, rtol=1e-4)  # clipped onto the boundary
+
+
 def test_adaptation_changes_the_action_within_bounds_and_reports() -> None:
     w = ITPOPolicyWrapper(_actor(), MLPWM(bound=0.5), CFG)
     actions, state = w.predict(_obs(2, 1), state=("h",), deterministic=True)
