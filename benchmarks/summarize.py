@@ -47,7 +47,7 @@ def _label(s: dict[str, Any]) -> str:
         if s.get("persistence", "persistent") != "persistent":
             extra.append(s["persistence"])
         if s.get("max_action_change") is not None:
-            extra.append(f"|da|<={s['max_action_change']:g}")
+            extra.append(f"trust={s['max_action_change']:g}")
         if "sampling_steps" in s:
             kind = f"{kind}-{s['sampler']}{s['sampling_steps']}"
         return f"itpo-{kind} " + " ".join(extra)

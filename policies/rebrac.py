@@ -13,8 +13,8 @@ Sources:
   critic), no state or reward normalization, and the per-dataset (beta_1, beta_2) below.
 - Fujimoto & Gu 2021 (TD3+BC) and Fujimoto et al. 2018 (TD3) for the rest.
 
-Differences from CORL: torch instead of JAX; ``itpo_wrap.networks.mlp`` puts LayerNorm before the
-ReLU (CORL: after); timeouts bootstrap (``truncations``) instead of being dropped, and the critic
+Differences from CORL: torch instead of JAX (the hidden layers keep CORL's Linear -> ReLU -> LayerNorm
+order, ``--no-layernorm-after-activation`` for LayerNorm before the ReLU); timeouts bootstrap (``truncations``) instead of being dropped, and the critic
 penalty is skipped on rows whose next action is unknown (last row of a truncated episode); the update
 budget defaults to 30k instead of CORL's 1M (a CPU budget, see ``Args.total_updates``), and the
 hidden layers run under bf16 autocast with float32 output layers when the CPU has native bf16
