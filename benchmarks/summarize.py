@@ -141,13 +141,17 @@ def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5) -> list[st
         entries = sorted({r["entry"] for r in gains})
         configs = sorted({r["config"] for r in gains})
         fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(entries)), 4))
-        width = 0.8 / len(configs)
-        for k, cfg in enumerate(configs):
+        # bars of one dataset sit side by side around its tick (only the configurations it has, so no gaps);
+        # a configuration keeps one colour across datasets
+        here = {e: [c for c in configs if any(r["entry"] == e and r["config"] == c for r in gains)] for e in entries}
+        width = 0.8 / max(len(v) for v in here.values())
+        for cfg in configs:
             xs, ys, lo, hi = [], [], [], []
             for i, e in enumerate(entries):
                 for r in gains:
                     if r["entry"] == e and r["config"] == cfg:
-                        xs.append(i + (k - (len(configs) - 1) / 2) * width)
+                        k, n = here[e].index(cfg), len(here[e])
+                        xs.append(i + (k - (n - 1) / 2) * width)
                         ys.append(r["gain"])
                         lo.append(r["gain"] - r["ci_low"])
                         hi.append(r["ci_high"] - r["gain"])
