@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
     best, best_mean = choose(scores, args.kind)
     tuned = {k: best[k] for k in ("step_size", "persistence", "gate", "max_action_change") if k in best}
-    shown = "; ".join(f"{_describe(json.loads(k))}: {m:.1f}" for k, m in sorted(grid.items()))
+    shown = "; ".join(f"{summarize.label({'settings': k})}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
     tagged = f" (world model tag {args.tag!r})" if args.tag else ""
     note = (f"Chosen by benchmarks/tune_eval.py{tagged} on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
@@ -120,12 +120,6 @@ def _bound(text: str) -> float | None:
 
 def _bound_args(bound: float | None) -> list[str]:
     return [] if bound is None else ["--max-action-change", str(bound)]
-
-
-def _describe(settings: dict[str, Any]) -> str:
-    """One grid point for the zoo note, e.g. ``1e-05 reset_each_step gate off bound 0.1``."""
-    text = f"{settings['step_size']:g} {settings['persistence']} gate {settings['gate']}"
-    return text + (f" bound {settings['max_action_change']:g}" if settings.get("max_action_change") is not None else "")
 
 
 if __name__ == "__main__":
