@@ -101,3 +101,19 @@ def test_tune_eval_grids_the_action_trust_region(tmp_path: Path) -> None:
     tuned = zoo.load("hopper-medium-replay", root=root).tuned_settings["meanflow"]
     winner = max((k for k in rows if k[0] == "itpo"), key=lambda k: (float(rows[k]["score"]), k[1] == "absent"))
     assert tuned.get("max_action_change", "absent") == winner[1]
+
+
+def test_tune_eval_grids_the_adaptation_steps(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
+    out = tmp_path / "episodes.csv"
+    _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
+         "--adapt-steps", "0", "2", "--tune-seeds", "3", "--tune-max-steps", "6", "--skip-eval",
+         "--out", str(out), "--zoo-dir", str(root))
+    rows = {(r["method"], r["steps"]): r for r in csv.DictReader(out.open())}
+    assert set(rows) == {("base", ""), ("itpo", "0"), ("itpo", "2")}
+    # E = 0 adapts nothing: the very same episode as the base
+    assert rows[("itpo", "0")]["episode_return"] == rows[("base", "")]["episode_return"]
+    # the recorded E is the winner's, and a tie goes to fewer steps (less latency)
+    winner = max(("0", "2"), key=lambda e: (float(rows[("itpo", e)]["score"]), -int(e)))
+    assert zoo.load("hopper-medium-replay", root=root).adapt_config("meanflow").steps == int(winner)
