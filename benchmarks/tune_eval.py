@@ -8,9 +8,13 @@ seeds disjoint from evaluation, then report the chosen configuration on the eval
    and the base runs under the same cap, so the comparison stays paired). Cap beyond the length at which
    the base usually fails: a shorter cap ranks configurations by survival, not by gain (Hopper medium,
    capped at 300 steps, the winner tied the base, 32.6 vs 33.4; uncapped it gained +70.7);
-2. the configuration with the highest mean tuning score wins (ties: the smaller step, then the defaults); it is
-   recorded with :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so
-   ``itpo demo`` and ``ZooEntry.adapt_config`` use it;
+2. the configuration with the highest mean tuning score wins (ties: fewer adaptation steps, the smaller step,
+   then the defaults); with ``--fallback``, when no configuration beats the base it becomes E = 0, the base
+   action exactly (the paper reports the base score where the method does not help). It is recorded with
+   :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so ``itpo demo`` and
+   ``ZooEntry.adapt_config`` use it. HalfCheetah medium-expert is why tuning episodes should be full length
+   where compute allows: under a 300-step cap the winner tied the base, then lost 12 points on evaluation,
+   where the losses accumulate over 1000 steps and one episode flipped the cheetah after step 300;
 3. the base and the winner on the evaluation seeds (1000..1009), full episodes.
 
 Every stage appends to ``benchmarks/results/episodes.csv`` and skips rows already there, so a killed run
@@ -46,9 +50,14 @@ def tuning_scores(out: Path, entry: str, policy: str, seeds: list[int], cap: int
             if (e, p) == (entry, policy) and json.loads(k).get("max_steps") == cap and all(s in by_seed for s in seeds)}
 
 
-def choose(scores: dict[str, list[float]], kind: str) -> tuple[dict[str, Any], float]:
+def choose(scores: dict[str, list[float]], kind: str, base_mean: float | None = None) -> tuple[dict[str, Any], float]:
     """The ITPO configuration of ``kind`` with the highest mean score; ties go to fewer adaptation steps,
-    then to the smaller step size, then to the paper's defaults (persistent, no gate, no trust region)."""
+    then to the smaller step size, then to the paper's defaults (persistent, no gate, no trust region).
+
+    :param base_mean: the base's mean on the same seeds, for the fallback: when no configuration beats it,
+        the winner gets ``steps = 0`` (the wrapper then returns the base action exactly), as the paper
+        reports the base score where the method does not help. ``None``: no fallback.
+    """
     cands = [(json.loads(k), float(np.mean(v))) for k, v in scores.items()]
     cands = [(s, m) for s, m in cands if s["method"] == "itpo" and s["kind"] == kind]
     if not cands:
@@ -56,6 +65,8 @@ def choose(scores: dict[str, list[float]], kind: str) -> tuple[dict[str, Any], f
     # fewer adaptation steps E breaks a tie before the rest: equal score at less latency
     best, mean = max(cands, key=lambda c: (c[1], -c[0]["steps"], -c[0]["step_size"], c[0]["persistence"] == "persistent",
                                            c[0]["gate"] == "off", c[0].get("max_action_change") is None))
+    if base_mean is not None and mean <= base_mean:  # a tie goes to the base: same score, no latency
+        return {**best, "steps": 0}, base_mean
     return best, mean
 
 
@@ -70,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="trust-region grid (AdaptConfig.max_action_change), 'none' for no bound; e.g. none 0.1 0.3")
     p.add_argument("--adapt-steps", type=int, nargs="+", default=[5], metavar="E",
                    help="grid of adaptation steps per env step (AdaptConfig.steps, the paper's E); fewer is faster")
+    p.add_argument("--fallback", action="store_true",
+                   help="if no configuration beats the base on the tuning seeds, record and evaluate E = 0 "
+                        "(the base action, exactly): the paper's fallback where the method does not help")
     p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tune-max-steps", type=int, default=None, help="truncate tuning episodes (cheaper tuning)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(1000, 1010)))
@@ -99,13 +113,15 @@ def main(argv: list[str] | None = None) -> None:
     scores = {k: v for k, v in scores.items() if json.loads(k).get("tag", "") == args.tag
               or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
-    best, best_mean = choose(scores, args.kind)
+    best, best_mean = choose(scores, args.kind, base_mean if args.fallback else None)
     tuned = {k: best[k] for k in ("step_size", "steps", "persistence", "gate", "max_action_change") if k in best}
     shown = "; ".join(f"{summarize.label({'settings': k})}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
     tagged = f" (world model tag {args.tag!r})" if args.tag else ""
     note = (f"Chosen by benchmarks/tune_eval.py{tagged} on tuning seeds {args.tune_seeds}{capped}: base {base_mean:.1f}; "
             f"{shown}.")
+    if tuned["steps"] == 0:
+        note += " No configuration beat the base: fallback to the base action (E = 0)."
     print(f"{args.entry} {args.kind}: chose {tuned} ({best_mean:.1f} vs base {base_mean:.1f})")
     zoo.set_tuned_settings(args.entry, args.kind, tuned, note=note)
     if args.skip_eval:

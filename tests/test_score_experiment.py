@@ -117,3 +117,40 @@ def test_tune_eval_grids_the_adaptation_steps(tmp_path: Path) -> None:
     # the recorded E is the winner's, and a tie goes to fewer steps (less latency)
     winner = max(("0", "2"), key=lambda e: (float(rows[("itpo", e)]["score"]), -int(e)))
     assert zoo.load("hopper-medium-replay", root=root).adapt_config("meanflow").steps == int(winner)
+
+
+def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) -> None:
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
+    out = tmp_path / "episodes.csv"
+    # a zero trust region executes the base action: the only configuration ties the base, and a tie falls back
+    _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
+         "--max-action-change", "0", "--fallback", "--tune-seeds", "3", "--tune-max-steps", "5",
+         "--eval-seeds", "5", "--eval-max-steps", "4", "--out", str(out), "--zoo-dir", str(root))
+    entry = zoo.load("hopper-medium-replay", root=root)
+    assert entry.adapt_config("meanflow").steps == 0
+    assert "fallback" in json.loads((root / "hopper-medium-replay" / "entry.json").read_text())[
+        "world_models"]["meanflow"]["tuned_note"]
+    ev = {r["method"]: r for r in csv.DictReader(out.open()) if r["split"] == "eval"}
+    assert ev["itpo"]["steps"] == "0" and ev["itpo"]["episode_return"] == ev["base"]["episode_return"]
+
+
+def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_eval", ROOT / "benchmarks" / "tune_eval.py")
+    assert spec is not None and spec.loader is not None
+    te = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec.loader.exec_module(te)
+
+    def key(steps: int, alpha: float) -> str:
+        return json.dumps({"method": "itpo", "kind": "diffusion", "steps": steps, "step_size": alpha,
+                           "persistence": "persistent", "gate": "off"})
+
+    scores = {key(5, 1e-4): [10.0, 12.0], key(3, 1e-4): [11.0, 11.0], key(5, 3e-5): [9.0, 9.0]}
+    best, mean = te.choose(scores, "diffusion")
+    assert (best["steps"], best["step_size"], mean) == (3, 1e-4, 11.0)  # tie at 11.0: fewer steps
+    assert te.choose(scores, "diffusion", base_mean=10.9)[0]["steps"] == 3  # beats the base: kept
+    fell, at = te.choose(scores, "diffusion", base_mean=11.0)  # ties the base: the base action
+    assert fell["steps"] == 0 and at == 11.0
