@@ -27,6 +27,13 @@ def _run(*args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _zoo_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the hopper-medium-replay entry (tune_eval writes its tuned settings) and a results path."""
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
+    return root, tmp_path / "episodes.csv"
+
+
 def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     out = tmp_path / "episodes.csv"
     common = ["--entry", "hopper-medium-replay", "--seeds", "7", "8", "--max-steps", "3", "--out", str(out)]
@@ -58,9 +65,7 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
 
 
 def test_tune_eval_records_the_best_configuration(tmp_path: Path) -> None:
-    root = tmp_path / "zoo"
-    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
-    out = tmp_path / "episodes.csv"
+    root, out = _zoo_copy(tmp_path)
     _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-4",
          "1e-2", "--persistence", "persistent", "reset_each_step", "--tune-seeds", "3", "4", "--tune-max-steps", "4",
          "--eval-seeds", "5", "--eval-max-steps", "2", "--out", str(out), "--zoo-dir", str(root))
@@ -87,9 +92,7 @@ def test_tune_eval_records_the_best_configuration(tmp_path: Path) -> None:
 
 
 def test_tune_eval_grids_the_action_trust_region(tmp_path: Path) -> None:
-    root = tmp_path / "zoo"
-    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
-    out = tmp_path / "episodes.csv"
+    root, out = _zoo_copy(tmp_path)
     _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
          "--max-action-change", "none", "0", "--tune-seeds", "3", "--tune-max-steps", "6", "--skip-eval",
          "--out", str(out), "--zoo-dir", str(root))
@@ -104,9 +107,7 @@ def test_tune_eval_grids_the_action_trust_region(tmp_path: Path) -> None:
 
 
 def test_tune_eval_grids_the_adaptation_steps(tmp_path: Path) -> None:
-    root = tmp_path / "zoo"
-    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
-    out = tmp_path / "episodes.csv"
+    root, out = _zoo_copy(tmp_path)
     _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
          "--adapt-steps", "0", "2", "--tune-seeds", "3", "--tune-max-steps", "6", "--skip-eval",
          "--out", str(out), "--zoo-dir", str(root))
@@ -120,9 +121,7 @@ def test_tune_eval_grids_the_adaptation_steps(tmp_path: Path) -> None:
 
 
 def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) -> None:
-    root = tmp_path / "zoo"
-    shutil.copytree(zoo.zoo_path() / "hopper-medium-replay", root / "hopper-medium-replay")
-    out = tmp_path / "episodes.csv"
+    root, out = _zoo_copy(tmp_path)
     # a zero trust region executes the base action: the only configuration ties the base, and a tie falls back
     _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
          "--max-action-change", "0", "--fallback", "--tune-seeds", "3", "--tune-max-steps", "5",
