@@ -153,3 +153,11 @@ def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins() -> 
     assert te.choose(scores, "diffusion", base_mean=10.9)[0]["steps"] == 3  # beats the base: kept
     fell, at = te.choose(scores, "diffusion", base_mean=11.0)  # ties the base: the base action
     assert fell["steps"] == 0 and at == 11.0
+
+
+def test_meanflow_share_times_both_models_in_one_table() -> None:
+    text = _run("benchmarks/meanflow_share.py", "--entry", "hopper-medium-replay", "--meanflow-steps", "1",
+                "--rounds", "2", "--warmup", "1")
+    rows = re.findall(r"\| (diffusion|meanflow) E=(\d) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \|", text)
+    assert [r[0] for r in rows] == ["diffusion", "meanflow"] and rows[0][4] == "100"
+    assert all(float(r[2]) > 0 for r in rows)

@@ -1,0 +1,76 @@
+"""MeanFlow's share of the diffusion model's predict() latency, on a zoo entry's real bundles.
+
+Issue 6's target reads "MeanFlow keeps at least 75% of the diffusion model's gain at no more than 25% of
+its latency". The latency half is a ratio, so this script times both wrappers in the same interleaved
+rounds (background load hits them alike) with one torch thread, over observations from the entry's own
+environment, for the diffusion model at its tuned E and MeanFlow at several E (fewer adaptation steps is
+MeanFlow's lever: its per-step cost is dominated by the policy, reward and critic that both models share).
+
+    .venv/bin/python benchmarks/meanflow_share.py --entry hopper-medium-replay --meanflow-steps 1 3 5
+
+Prints the median CPU and wall milliseconds per predict() call and each MeanFlow setting's share of the
+diffusion one; the CPU time is the steadier figure on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from itpo_wrap import ITPOPolicyWrapper, zoo
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--entry", default="hopper-medium-replay")
+    p.add_argument("--meanflow-steps", type=int, nargs="+", default=[1, 3, 5], help="E values for MeanFlow")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds (one call per setting each)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per setting first")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    entry = zoo.load(args.entry)
+    for kind in ("diffusion", "meanflow"):
+        if kind not in entry.world_model_kinds:
+            raise SystemExit(f"zoo entry {args.entry!r} has no {kind} world model (it has {entry.world_model_kinds}); "
+                             "train one with `itpo train-world-model --zoo-dir policies/zoo`")
+    env = entry.make_env()
+    obs, _ = env.reset(seed=0)
+    observations, base = [obs], entry.base_predict()
+    for _ in range(args.rounds + args.warmup - 1):  # states the policy really visits, not noise
+        obs, _, term, trunc, _ = env.step(base(obs[None], deterministic=True)[0][0])
+        observations.append(obs if not (term or trunc) else env.reset(seed=len(observations))[0])
+
+    diffusion_cfg = entry.adapt_config("diffusion")
+    settings = {f"diffusion E={diffusion_cfg.steps}": ITPOPolicyWrapper(
+        zoo.load(args.entry).policy, entry.load_world_model("diffusion"), diffusion_cfg)}
+    mf_wm = entry.load_world_model("meanflow")
+    for e in args.meanflow_steps:
+        settings[f"meanflow E={e}"] = ITPOPolicyWrapper(zoo.load(args.entry).policy, mf_wm,
+                                                        entry.adapt_config("meanflow", steps=e))
+    cpu: dict[str, list[float]] = {k: [] for k in settings}
+    wall: dict[str, list[float]] = {k: [] for k in settings}
+    for i, o in enumerate(observations):
+        for name, w in settings.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            w.predict(o[None], episode_start=np.array([i == 0]), deterministic=True)
+            if i >= args.warmup:
+                cpu[name].append(1e3 * (time.process_time() - c0))
+                wall[name].append(1e3 * (time.perf_counter() - t0))
+
+    ref = next(iter(settings))
+    ref_cpu = statistics.median(cpu[ref])
+    print(f"{args.entry}, one torch thread, median of {args.rounds} interleaved calls")
+    print("| setting | CPU ms per call | wall ms per call | share of the diffusion CPU time |")
+    print("|---|---|---|---|")
+    for name in settings:
+        share = statistics.median(cpu[name]) / ref_cpu
+        print(f"| {name} | {statistics.median(cpu[name]):.1f} | {statistics.median(wall[name]):.1f} | {share:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
