@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
 
     entry = zoo.load(args.entry)
-    for kind in ("diffusion", "meanflow"):
-        if kind not in entry.world_model_kinds:
-            raise SystemExit(f"zoo entry {args.entry!r} has no {kind} world model (it has {entry.world_model_kinds}); "
-                             "train one with `itpo train-world-model --zoo-dir policies/zoo`")
+    # load_world_model names the kinds an entry has when one is missing; the wrappers share the one policy
+    # (each restores the pretrained weights after every call)
+    diffusion_wm, mf_wm = entry.load_world_model("diffusion"), entry.load_world_model("meanflow")
+    diffusion_cfg = entry.adapt_config("diffusion")
+    settings = {f"diffusion E={diffusion_cfg.steps}": ITPOPolicyWrapper(entry.policy, diffusion_wm, diffusion_cfg)}
+    for e in args.meanflow_steps:
+        settings[f"meanflow E={e}"] = ITPOPolicyWrapper(entry.policy, mf_wm, entry.adapt_config("meanflow", steps=e))
+
     env = entry.make_env()
     obs, _ = env.reset(seed=0)
     observations, base = [obs], entry.base_predict()
@@ -45,13 +49,6 @@ def main(argv: list[str] | None = None) -> None:
         obs, _, term, trunc, _ = env.step(base(obs[None], deterministic=True)[0][0])
         observations.append(obs if not (term or trunc) else env.reset(seed=len(observations))[0])
 
-    diffusion_cfg = entry.adapt_config("diffusion")
-    settings = {f"diffusion E={diffusion_cfg.steps}": ITPOPolicyWrapper(
-        zoo.load(args.entry).policy, entry.load_world_model("diffusion"), diffusion_cfg)}
-    mf_wm = entry.load_world_model("meanflow")
-    for e in args.meanflow_steps:
-        settings[f"meanflow E={e}"] = ITPOPolicyWrapper(zoo.load(args.entry).policy, mf_wm,
-                                                        entry.adapt_config("meanflow", steps=e))
     cpu: dict[str, list[float]] = {k: [] for k in settings}
     wall: dict[str, list[float]] = {k: [] for k in settings}
     for i, o in enumerate(observations):

@@ -134,13 +134,13 @@ def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) 
     assert ev["itpo"]["steps"] == "0" and ev["itpo"]["episode_return"] == ev["base"]["episode_return"]
 
 
-def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins() -> None:
+def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tune_eval", ROOT / "benchmarks" / "tune_eval.py")
     assert spec is not None and spec.loader is not None
     te = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # tune_eval imports run and summarize; undone after
     spec.loader.exec_module(te)
 
     def key(steps: int, alpha: float) -> str:
