@@ -7,6 +7,8 @@ environment, for the diffusion model at its tuned E and MeanFlow at several E (f
 MeanFlow's lever: its per-step cost is dominated by the policy, reward and critic that both models share).
 
     .venv/bin/python benchmarks/meanflow_share.py --entry hopper-medium-replay --meanflow-steps 1 3 5
+    .venv/bin/python benchmarks/meanflow_share.py --entry hopper-medium-replay --meanflow-steps 5 \\
+        --meanflow-particles 4 8 --meanflow-horizon 3 5   # the other latency levers, M and H
 
 Prints the median CPU and wall milliseconds per predict() call and each MeanFlow setting's share of the
 diffusion one; the CPU time is the steadier figure on a loaded machine.
@@ -15,6 +17,7 @@ diffusion one; the CPU time is the steadier figure on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -22,12 +25,17 @@ import numpy as np
 import torch
 
 from itpo_wrap import ITPOPolicyWrapper, zoo
+from itpo_wrap.config import AdaptConfig
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entry", default="hopper-medium-replay")
     p.add_argument("--meanflow-steps", type=int, nargs="+", default=[1, 3, 5], help="E values for MeanFlow")
+    p.add_argument("--meanflow-particles", type=int, nargs="+", default=None, metavar="M",
+                   help="rollouts M for MeanFlow (default: its tuned M)")
+    p.add_argument("--meanflow-horizon", type=int, nargs="+", default=None, metavar="H",
+                   help="horizon H for MeanFlow (default: its tuned H)")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds (one call per setting each)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per setting first")
     args = p.parse_args(argv)
@@ -38,9 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     # (each restores the pretrained weights after every call)
     diffusion_wm, mf_wm = entry.load_world_model("diffusion"), entry.load_world_model("meanflow")
     diffusion_cfg = entry.adapt_config("diffusion")
-    settings = {f"diffusion E={diffusion_cfg.steps}": ITPOPolicyWrapper(entry.policy, diffusion_wm, diffusion_cfg)}
-    for e in args.meanflow_steps:
-        settings[f"meanflow E={e}"] = ITPOPolicyWrapper(entry.policy, mf_wm, entry.adapt_config("meanflow", steps=e))
+    settings = {_label("diffusion", diffusion_cfg): ITPOPolicyWrapper(entry.policy, diffusion_wm, diffusion_cfg)}
+    tuned = entry.adapt_config("meanflow")
+    for e, m, h in itertools.product(args.meanflow_steps, args.meanflow_particles or [tuned.particles],
+                                     args.meanflow_horizon or [tuned.horizon]):
+        cfg = entry.adapt_config("meanflow", steps=e, particles=m, horizon=h)
+        settings[_label("meanflow", cfg)] = ITPOPolicyWrapper(entry.policy, mf_wm, cfg)
 
     env = entry.make_env()
     obs, _ = env.reset(seed=0)
@@ -67,6 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     for name in settings:
         share = statistics.median(cpu[name]) / ref_cpu
         print(f"| {name} | {statistics.median(cpu[name]):.1f} | {statistics.median(wall[name]):.1f} | {share:.0%} |")
+
+
+
+def _label(kind: str, cfg: AdaptConfig) -> str:
+    return f"{kind} E={cfg.steps} M={cfg.particles} H={cfg.horizon}"
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ seeds disjoint from evaluation, then report the chosen configuration on the eval
    and the base runs under the same cap, so the comparison stays paired). Cap beyond the length at which
    the base usually fails: a shorter cap ranks configurations by survival, not by gain (Hopper medium,
    capped at 300 steps, the winner tied the base, 32.6 vs 33.4; uncapped it gained +70.7);
-2. the configuration with the highest mean tuning score wins (ties: fewer adaptation steps, the smaller step,
-   then the defaults); with ``--fallback``, when no configuration beats the base it becomes E = 0, the base
+2. the configuration with the highest mean tuning score wins (ties: the cheaper one in E, M then H, the
+   smaller step, then the defaults; ``--adapt-steps``, ``--particles`` and ``--horizon`` grid E, M and H);
+   with ``--fallback``, when no configuration beats the base it becomes E = 0, the base
    action exactly (the paper reports the base score where the method does not help). It is recorded with
    :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so ``itpo demo`` and
    ``ZooEntry.adapt_config`` use it. HalfCheetah medium-expert is why tuning episodes should be full length
@@ -51,8 +52,9 @@ def tuning_scores(out: Path, entry: str, policy: str, seeds: list[int], cap: int
 
 
 def choose(scores: dict[str, list[float]], kind: str, base_mean: float | None = None) -> tuple[dict[str, Any], float]:
-    """The ITPO configuration of ``kind`` with the highest mean score; ties go to fewer adaptation steps,
-    then to the smaller step size, then to the paper's defaults (persistent, no gate, no trust region).
+    """The ITPO configuration of ``kind`` with the highest mean score; ties go to the cheaper configuration
+    (fewer adaptation steps E, then fewer rollouts M, then a shorter horizon H), then to the smaller step
+    size, then to the paper's defaults (persistent, no gate, no trust region).
 
     :param base_mean: the base's mean on the same seeds, for the fallback: when no configuration beats it,
         the winner gets ``steps = 0`` (the wrapper then returns the base action exactly), as the paper
@@ -62,8 +64,9 @@ def choose(scores: dict[str, list[float]], kind: str, base_mean: float | None = 
     cands = [(s, m) for s, m in cands if s["method"] == "itpo" and s["kind"] == kind]
     if not cands:
         raise RuntimeError(f"no finished tuning rows for kind {kind!r}; run the grid first")
-    # fewer adaptation steps E breaks a tie before the rest: equal score at less latency
-    best, mean = max(cands, key=lambda c: (c[1], -c[0]["steps"], -c[0]["step_size"], c[0]["persistence"] == "persistent",
+    # the cheaper configuration (E, then M, then H) breaks a tie before the rest: equal score at less latency
+    best, mean = max(cands, key=lambda c: (c[1], -c[0]["steps"], -c[0].get("particles", 8), -c[0].get("horizon", 5),
+                                           -c[0]["step_size"], c[0]["persistence"] == "persistent",
                                            c[0]["gate"] == "off", c[0].get("max_action_change") is None))
     if base_mean is not None and mean <= base_mean:  # a tie goes to the base: same score, no latency
         return {**best, "steps": 0}, base_mean
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="trust-region grid (AdaptConfig.max_action_change), 'none' for no bound; e.g. none 0.1 0.3")
     p.add_argument("--adapt-steps", type=int, nargs="+", default=[5], metavar="E",
                    help="grid of adaptation steps per env step (AdaptConfig.steps, the paper's E); fewer is faster")
+    p.add_argument("--particles", type=int, nargs="+", default=[8], metavar="M",
+                   help="rollouts per step M (a grid; fewer is cheaper, MeanFlow's latency lever with E)")
+    p.add_argument("--horizon", type=int, nargs="+", default=[5], metavar="H", help="imagined horizon H (a grid)")
     p.add_argument("--fallback", action="store_true",
                    help="if no configuration beats the base on the tuning seeds, record and evaluate E = 0 "
                         "(the base action, exactly): the paper's fallback where the method does not help")
@@ -102,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     tune = [*common, "--split", "tune", "--seeds", *map(str, args.tune_seeds), *cap]
     run.main(["--method", "base", *tune])
     tag = ["--tag", args.tag] if args.tag else []
-    for steps, persistence, gate, bound in itertools.product(args.adapt_steps, args.persistence, args.gate,
-                                                             args.max_action_change):
-        run.main(["--method", "itpo", "--kind", args.kind, "--steps", str(steps), "--persistence", persistence,
-                  "--gate", gate, *_bound_args(bound), "--step-size", *map(str, args.step_size), *tag, *tune])
+    for steps, particles, horizon, persistence, gate, bound in itertools.product(
+            args.adapt_steps, args.particles, args.horizon, args.persistence, args.gate, args.max_action_change):
+        run.main(["--method", "itpo", "--kind", args.kind, "--steps", str(steps), "--particles", str(particles),
+                  "--horizon", str(horizon), "--persistence", persistence, "--gate", gate, *_bound_args(bound),
+                  "--step-size", *map(str, args.step_size), *tag, *tune])
 
     scores = tuning_scores(Path(args.out), args.entry, entry.policy_name, args.tune_seeds, args.tune_max_steps)
     base_key = run.settings_key("base", "", {"max_steps": args.tune_max_steps} if args.tune_max_steps else {})
@@ -114,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
               or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
     best, best_mean = choose(scores, args.kind, base_mean if args.fallback else None)
-    tuned = {k: best[k] for k in ("step_size", "steps", "persistence", "gate", "max_action_change") if k in best}
+    tuned = {k: best[k] for k in ("step_size", "steps", "particles", "horizon", "persistence", "gate",
+                                  "max_action_change") if k in best}
     shown = "; ".join(f"{summarize.label({'settings': k})}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
     tagged = f" (world model tag {args.tag!r})" if args.tag else ""
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
           *(["--max-steps", str(args.eval_max_steps)] if args.eval_max_steps else [])]
     run.main(["--method", "base", *ev])
     run.main(["--method", "itpo", "--kind", args.kind, "--steps", str(tuned["steps"]),
+              "--particles", str(tuned.get("particles", 8)), "--horizon", str(tuned.get("horizon", 5)),
               "--persistence", tuned["persistence"], "--gate", tuned["gate"],
               *_bound_args(tuned.get("max_action_change")), "--step-size", str(tuned["step_size"]), *tag, *ev])
 

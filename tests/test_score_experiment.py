@@ -120,6 +120,23 @@ def test_tune_eval_grids_the_adaptation_steps(tmp_path: Path) -> None:
     assert zoo.load("hopper-medium-replay", root=root).adapt_config("meanflow").steps == int(winner)
 
 
+def test_tune_eval_grids_rollouts_and_horizon_and_records_the_winner(tmp_path: Path) -> None:
+    root, out = _zoo_copy(tmp_path)
+    _run("benchmarks/tune_eval.py", "--entry", "hopper-medium-replay", "--kind", "meanflow", "--step-size", "1e-2",
+         "--particles", "2", "4", "--horizon", "1", "3", "--tune-seeds", "3", "--tune-max-steps", "5",
+         "--eval-seeds", "5", "--eval-max-steps", "3", "--out", str(out), "--zoo-dir", str(root))
+    rows = list(csv.DictReader(out.open()))
+    tune = {(r["particles"], r["horizon"]): float(r["score"]) for r in rows if r["split"] == "tune" and r["method"] == "itpo"}
+    assert set(tune) == {("2", "1"), ("2", "3"), ("4", "1"), ("4", "3")}
+    cfg = zoo.load("hopper-medium-replay", root=root).adapt_config("meanflow")
+    best = max(tune.values())
+    cheapest = min((int(m), int(h)) for (m, h), v in tune.items() if v == best)  # ties: fewer M, then shorter H
+    assert (cfg.particles, cfg.horizon) == cheapest
+    # the evaluation runs the recorded M and H
+    ev = [r for r in rows if r["split"] == "eval" and r["method"] == "itpo"]
+    assert [(int(r["particles"]), int(r["horizon"])) for r in ev] == [cheapest]
+
+
 def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) -> None:
     root, out = _zoo_copy(tmp_path)
     # a zero trust region executes the base action: the only configuration ties the base, and a tie falls back
@@ -154,10 +171,18 @@ def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins(monke
     fell, at = te.choose(scores, "diffusion", base_mean=11.0)  # ties the base: the base action
     assert fell["steps"] == 0 and at == 11.0
 
+    # at equal E a tie goes to fewer rollouts M, then to a shorter horizon H
+    def mh(particles: int, horizon: int) -> str:
+        return json.dumps({"method": "itpo", "kind": "meanflow", "steps": 5, "step_size": 1e-4, "particles": particles,
+                           "horizon": horizon, "persistence": "persistent", "gate": "off"})
+
+    picked, _ = te.choose({mh(8, 3): [7.0], mh(4, 5): [7.0], mh(8, 5): [7.0], mh(4, 3): [6.0]}, "meanflow")
+    assert (picked["particles"], picked["horizon"]) == (4, 5)
+
 
 def test_meanflow_share_times_both_models_in_one_table() -> None:
     text = _run("benchmarks/meanflow_share.py", "--entry", "hopper-medium-replay", "--meanflow-steps", "1",
                 "--rounds", "2", "--warmup", "1")
-    rows = re.findall(r"\| (diffusion|meanflow) E=(\d) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \|", text)
+    rows = re.findall(r"\| (diffusion|meanflow) E=(\d) M=\d+ H=\d+ \| ([\d.]+) \| ([\d.]+) \| (\d+)% \|", text)
     assert [r[0] for r in rows] == ["diffusion", "meanflow"] and rows[0][4] == "100"
     assert all(float(r[2]) > 0 for r in rows)
