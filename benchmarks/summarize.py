@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/summarize.py            # reads benchmarks/results/episodes.csv
 
-Tables: per (entry, configuration) on the evaluation seeds, the mean and std of the normalized score and
+Tables: the headline (each dataset's tuned diffusion and MeanFlow configurations, as the zoo records them);
+per (entry, configuration) on the evaluation seeds, the mean and std of the normalized score and
 the milliseconds per step; the paired difference against the base policy on the seeds both ran, with a
-95% Student-t interval; the step-size grid on the tuning seeds. Plots: the gain per dataset with its
-interval (``docs/gain_per_dataset.png``) and score against milliseconds per step (``docs/pareto.png``).
+95% Student-t interval; the step-size grid on the tuning seeds. Plots: the tuned configurations' gain per dataset
+with its interval (``docs/gain_per_dataset.png``) and score against milliseconds per step (``docs/pareto.png``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from itpo_wrap import zoo
 from itpo_wrap.rollout import paired_difference
 
 Row = dict[str, str]
@@ -81,6 +83,7 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
         (entry, policy, settings), _ = item
         return entry, policy, json.loads(settings)["method"] != "base", settings
 
+    position = {id(r): i for i, r in enumerate(rows)}
     for (entry, policy, settings), by_seed in sorted(groups.items(), key=order):
         first = next(iter(by_seed.values()))
         scores = np.array([float(r["score"]) for r in by_seed.values()])
@@ -88,7 +91,8 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
             "entry": entry, "policy": policy, "config": label(first), "method": json.loads(settings)["method"],
             "kind": first["kind"], "n": len(scores), "score_mean": scores.mean(), "score_std": scores.std(),
             "ms_per_step": float(np.mean([float(r["ms_per_step"]) for r in by_seed.values()])),
-            "fallbacks": sum(int(r["fallbacks"]) for r in by_seed.values())}
+            "fallbacks": sum(int(r["fallbacks"]) for r in by_seed.values()),
+            "settings": json.loads(settings), "last_row": max(position[id(r)] for r in by_seed.values())}
         ref = base.get((entry, policy, json.loads(settings).get("max_steps")))
         if ref is not None and rec["method"] != "base":
             seeds = sorted(set(by_seed) & set(ref))
@@ -98,6 +102,58 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
                 rec.update(gain=d.mean, ci_low=d.ci_low, ci_high=d.ci_high, pairs=d.n, wins=d.wins)
         out.append(rec)
     return out
+
+
+# AdaptConfig defaults for the fields a zoo entry's tuned settings may leave out
+_TUNED_DEFAULTS: dict[str, Any] = {"steps": 5, "particles": 8, "horizon": 5, "persistence": "persistent",
+                                   "gate": "off", "max_action_change": None}
+
+
+def headline(recs: list[dict[str, Any]], tuned: dict[str, dict[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``(entry, kind) -> record`` of the configuration each zoo entry records as tuned for that world model
+    (``itpo_wrap.zoo`` tuned settings, the one ``itpo demo`` and ``entry.adapt_config`` run); when several
+    evaluated rows match (a re-trained world model under a new tag), the most recently written wins.
+
+    :param tuned: ``entry -> kind -> tuned settings``.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in recs:
+        if (r["method"] != "itpo" or "gain" not in r or r["kind"] not in tuned.get(r["entry"], {})
+                or r["settings"].get("max_steps") is not None):  # truncated episodes are smoke tests, not evidence
+            continue
+        want = {**_TUNED_DEFAULTS, **tuned[r["entry"]][r["kind"]]}
+        s = {**_TUNED_DEFAULTS, **r["settings"]}
+        if s.get("optimizer", "sgd") != "sgd" or "sampling_steps" in s or any(s[k] != v for k, v in want.items()):
+            continue
+        key = (r["entry"], r["kind"])
+        if key not in out or r["last_row"] > out[key]["last_row"]:
+            out[key] = r
+    return out
+
+
+def headline_table(recs: list[dict[str, Any]], best: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Base score and the tuned diffusion and MeanFlow gains per dataset, with MeanFlow's ratios to diffusion."""
+    base = {r["entry"]: r for r in recs if r["method"] == "base" and r["settings"].get("max_steps") is None}
+    lines = ["| dataset | base | diffusion (tuned): gain [95% CI], wins | MeanFlow (tuned): gain [95% CI], wins "
+             "| MeanFlow gain / diffusion gain | MeanFlow ms / diffusion ms |", "|---|---|---|---|---|---|"]
+
+    def cell(r: dict[str, Any] | None) -> str:
+        return "" if r is None else (f"{r['gain']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}], "
+                                     f"{r['wins']}/{r['pairs']} ({r['config']})")
+
+    for entry in sorted({e for e, _ in best}):
+        d, m = best.get((entry, "diffusion")), best.get((entry, "meanflow"))
+        share = ("" if not (d and m and d["gain"] > 0) else f"{m['gain'] / d['gain']:.0%}" if m["gain"] >= 0
+                 else "below 0")
+        ms = f"{m['ms_per_step'] / d['ms_per_step']:.0%}" if d and m else ""
+        b = f"{base[entry]['score_mean']:.1f}" if entry in base else ""
+        lines.append(f"| {entry} | {b} | {cell(d)} | {cell(m)} | {share} | {ms} |")
+    gains = {k: [r["gain"] for (_, kind), r in best.items() if kind == k] for k in ("diffusion", "meanflow")}
+    for kind, g in gains.items():
+        if g:
+            lines.append(f"\n{kind}: {len(g)} datasets, mean gain {np.mean(g):+.1f}, above base on the mean on "
+                         f"{sum(x > 0 for x in g)}, worse than -1 on {sum(x < -1 for x in g)}.")
+    return lines
 
 
 def tuning_table(rows: list[Row]) -> list[str]:
@@ -126,8 +182,12 @@ def results_table(recs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5) -> list[str]:
-    """Write the two figures; returns their file names (empty without matplotlib)."""
+def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5,
+          best: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[str]:
+    """Write the two figures; returns their file names (empty without matplotlib).
+
+    :param best: :func:`headline`'s tuned configurations, the gain plot's bars.
+    """
     try:
         import matplotlib
 
@@ -135,49 +195,59 @@ def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5) -> list[st
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    gains = [r for r in recs if "gain" in r and r["pairs"] >= min_pairs]  # a 2-4 pair interval dwarfs the rest
+    # the headline: each dataset's tuned diffusion and MeanFlow configurations, one colour per world model
+    # (every other configuration is in the results table; 20 of them in one bar chart read as noise)
+    gains = {k: r for k, r in (best or {}).items() if r["pairs"] >= min_pairs}  # a 2-4 pair interval dwarfs the rest
     files = []
     if gains:
-        entries = sorted({r["entry"] for r in gains})
-        configs = sorted({r["config"] for r in gains})
-        fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(entries)), 4))
-        # bars of one dataset sit side by side around its tick (only the configurations it has, so no gaps);
-        # a configuration keeps one colour across datasets
-        here = {e: [c for c in configs if any(r["entry"] == e and r["config"] == c for r in gains)] for e in entries}
-        width = 0.8 / max(len(v) for v in here.values())
-        for cfg in configs:
-            xs, ys, lo, hi = [], [], [], []
-            for i, e in enumerate(entries):
-                for r in gains:
-                    if r["entry"] == e and r["config"] == cfg:
-                        k, n = here[e].index(cfg), len(here[e])
-                        xs.append(i + (k - (n - 1) / 2) * width)
-                        ys.append(r["gain"])
-                        lo.append(r["gain"] - r["ci_low"])
-                        hi.append(r["ci_high"] - r["gain"])
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=cfg)
+        entries = sorted({e for e, _ in gains})
+        kinds = [k for k in ("diffusion", "meanflow") if any(kind == k for _, kind in gains)]
+        colours = {"diffusion": "tab:blue", "meanflow": "tab:orange"}
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(entries)), 4))
+        width = 0.8 / len(kinds)
+        for k_i, kind in enumerate(kinds):
+            pts = [(i, gains[(e, kind)]) for i, e in enumerate(entries) if (e, kind) in gains]
+            xs = [i + (k_i - (len(kinds) - 1) / 2) * width for i, _ in pts]
+            ys = [r["gain"] for _, r in pts]
+            err = [[r["gain"] - r["ci_low"] for _, r in pts], [r["ci_high"] - r["gain"] for _, r in pts]]
+            ax.bar(xs, ys, width, yerr=err, capsize=3, color=colours[kind], label=f"ITPO, {kind} world model (tuned)")
+            for x, (_, r) in zip(xs, pts):
+                ax.annotate(f"{r['wins']}/{r['pairs']}", (x, max(r["ci_high"], 0)), fontsize=7, ha="center",
+                            xytext=(0, 2), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(range(len(entries)), entries, rotation=15)
+        ax.set_xticks(range(len(entries)), entries, rotation=20, ha="right")
         ax.set_ylabel("paired gain over base (normalized score)")
-        ax.set_title("Inference-time adaptation: gain per dataset (95% CI)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        bases = ", ".join(sorted({r["policy"] for r in gains.values()}))
+        ax.set_title(f"Gain per dataset over the base policy ({bases}), 95% CI (labels: seeds better)")
+        ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(docs / "gain_per_dataset.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append("gain_per_dataset.png")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for e in sorted({r["entry"] for r in recs}):
-        pts = sorted((r["ms_per_step"], r["score_mean"], r["config"]) for r in recs if r["entry"] == e)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=e)
-        for x, y, c in pts:
-            ax.annotate(c.split(" ")[0], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    # colour: dataset; marker: method and world model (annotating 30 points with their names was unreadable)
+    markers = {"base": "s", "itpo-diffusion": "o", "itpo-meanflow": "^", "itpo-mlp": "D", "mppi-diffusion": "x"}
+
+    def family(r: dict[str, Any]) -> str:
+        return "base" if r["method"] == "base" else f"{r['method']}-{r['kind']}"
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    entries = sorted({r["entry"] for r in recs})
+    colour = {e: plt.get_cmap("tab10")(i % 10) for i, e in enumerate(entries)}
+    for r in recs:
+        ax.scatter(r["ms_per_step"], r["score_mean"], color=colour[r["entry"]],
+                   marker=markers.get(family(r), "*"), s=28)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour[e], marker="o", ls="", label=e) for e in entries]
+    handles += [Line2D([], [], color="k", marker=m, ls="", label=f) for f, m in markers.items()
+                if any(family(r) == f for r in recs)]
     ax.set_xscale("log")
     ax.set_xlabel("ms per env step (wall, 1 torch thread, cores shared: see latency.md)")
-    ax.set_ylabel("normalized score")
-    ax.set_title("Score against latency")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("normalized score (mean of 10 episodes)")
+    ax.set_title("Score against latency, every evaluated configuration")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(docs / "pareto.png", dpi=120)
+    fig.savefig(docs / "pareto.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     files.append("pareto.png")
     return files
@@ -189,17 +259,26 @@ def main() -> None:
     p.add_argument("--out", default="docs/results.md")
     p.add_argument("--notes", default="benchmarks/results/notes.md", help="prose prepended to the tables")
     p.add_argument("--min-pairs", type=int, default=5, help="plot a gain only with this many paired seeds")
+    p.add_argument("--zoo-dir", default=None, help="zoo root whose tuned settings pick the headline (default: the shipped zoo)")
     args = p.parse_args()
     rows = load(Path(args.episodes))
     recs = summary(rows)
     docs = Path(args.out).parent
     docs.mkdir(parents=True, exist_ok=True)
-    figures = plots(recs, docs, args.min_pairs)
+    root = Path(args.zoo_dir) if args.zoo_dir else None
+    tuned = {n: zoo.load(n, root=root).tuned_settings for n in zoo.list(root=root)}
+    best = headline(recs, tuned)
+    figures = plots(recs, docs, args.min_pairs, best)
     notes = Path(args.notes).read_text().strip() + "\n\n" if Path(args.notes).is_file() else ""
     lines = ["# Results: base policy against inference-time adaptation", "",
              "Generated by `.venv/bin/python benchmarks/summarize.py` from `benchmarks/results/episodes.csv`; every "
              "row there names the commit and settings that made it (commands: `benchmarks/run.py --help`).", "",
-             notes + "## Evaluation (seeds 1000..1009, paired with the base policy)", "", *results_table(recs), "",
+             notes + "## Headline: each dataset's tuned configurations", "",
+             "The configuration each zoo entry records as tuned for its diffusion and MeanFlow world models "
+             "(what `itpo demo` and `entry.adapt_config(kind)` run), on the evaluation seeds. The ms ratio is "
+             "wall time per env step from these episodes, on a shared machine; `benchmarks/meanflow_share.py` "
+             "measures the CPU-time share properly.", "", *headline_table(recs, best), "",
+             "## Evaluation (seeds 1000..1009, paired with the base policy)", "", *results_table(recs), "",
              "## Step-size tuning (seeds 0..4, disjoint from evaluation)", "", *tuning_table(rows), ""]
     lines += [f"![{f}]({f})" for f in figures]
     Path(args.out).write_text("\n".join(lines) + "\n")

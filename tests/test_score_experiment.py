@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,34 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     assert "itpo-meanflow a=0.0001" in text and "itpo-meanflow a=0.0003" in text
     assert "mppi-meanflow N=16+8 it=1" in text and "itpo-meanflow[v2] a=0.0001" in text
     assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 4  # paired rows
-    assert (tmp_path / "gain_per_dataset.png").is_file() and (tmp_path / "pareto.png").is_file()
+    assert "## Headline" in text and (tmp_path / "pareto.png").is_file()
+    # 3-step episodes are smoke tests, never the headline, so there is no gain figure to draw
+    assert not (tmp_path / "gain_per_dataset.png").exists()
+
+
+def test_headline_picks_each_entrys_tuned_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import summarize
+
+    def rec(kind: str, gain: float, last_row: int, **settings: Any) -> dict[str, Any]:
+        full = {"method": "itpo", "kind": kind, "steps": 5, "particles": 8, "horizon": 5, "step_size": 1e-4,
+                "persistence": "persistent", "gate": "off", **settings}
+        return {"entry": "e", "policy": "td3_bc", "method": "itpo", "kind": kind, "config": json.dumps(full),
+                "settings": full, "last_row": last_row, "gain": gain, "ci_low": gain - 1, "ci_high": gain + 1,
+                "pairs": 10, "wins": 7, "ms_per_step": 10.0 if kind == "meanflow" else 40.0, "score_mean": 50 + gain}
+
+    recs = [{"entry": "e", "policy": "td3_bc", "method": "base", "kind": "", "config": "base", "settings": {"method": "base"},
+             "last_row": 0, "score_mean": 50.0, "ms_per_step": 0.3},
+            rec("diffusion", 20.0, 1),                     # the tuned one (defaults fill what the zoo leaves out)
+            rec("diffusion", 30.0, 2, step_size=3e-4),     # better but not what the zoo records
+            rec("diffusion", 40.0, 3, max_steps=300),      # truncated: never the headline
+            rec("meanflow", 5.0, 4),
+            rec("meanflow", 10.0, 5, tag="teacher")]       # the same settings, written later: the current model
+    best = summarize.headline(recs, {"e": {"diffusion": {"step_size": 1e-4}, "meanflow": {"step_size": 1e-4, "steps": 5}}})
+    assert best[("e", "diffusion")]["gain"] == 20.0 and best[("e", "meanflow")]["gain"] == 10.0
+    table = "\n".join(summarize.headline_table(recs, best))
+    assert "| e | 50.0 | +20.0 [+19.0, +21.0], 7/10" in table and "| 50% | 25% |" in table
+    assert summarize.plots(recs, tmp_path, best=best) == ["gain_per_dataset.png", "pareto.png"]
 
 
 def test_tune_eval_records_the_best_configuration(tmp_path: Path) -> None:
