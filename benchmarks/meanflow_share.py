@@ -3,8 +3,10 @@
 Issue 6's target reads "MeanFlow keeps at least 75% of the diffusion model's gain at no more than 25% of
 its latency". The latency half is a ratio, so this script times both wrappers in the same interleaved
 rounds (background load hits them alike) with one torch thread, over observations from the entry's own
-environment, for the diffusion model at its tuned E and MeanFlow at several E (fewer adaptation steps is
-MeanFlow's lever: its per-step cost is dominated by the policy, reward and critic that both models share).
+environment, for the diffusion model at its tuned settings and MeanFlow at several E, M and H (fewer
+adaptation steps and a shorter horizon are MeanFlow's levers: its per-step cost is dominated by the policy,
+reward and critic that both models share). Both run as ``benchmarks/run.py`` scores them: tuned settings,
+``track_j_after=False``.
 
     .venv/bin/python benchmarks/meanflow_share.py --entry hopper-medium-replay --meanflow-steps 1 3 5
     .venv/bin/python benchmarks/meanflow_share.py --entry hopper-medium-replay --meanflow-steps 5 \\
@@ -45,12 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     # load_world_model names the kinds an entry has when one is missing; the wrappers share the one policy
     # (each restores the pretrained weights after every call)
     diffusion_wm, mf_wm = entry.load_world_model("diffusion"), entry.load_world_model("meanflow")
-    diffusion_cfg = entry.adapt_config("diffusion")
+    # the configurations benchmarks/run.py scores: its episodes run without the diagnostic extra forward
+    # (track_j_after=False), which costs MeanFlow a larger fraction of its call than it costs diffusion
+    diffusion_cfg = entry.adapt_config("diffusion", track_j_after=False)
     settings = {_label("diffusion", diffusion_cfg): ITPOPolicyWrapper(entry.policy, diffusion_wm, diffusion_cfg)}
-    tuned = entry.adapt_config("meanflow")
+    tuned = entry.adapt_config("meanflow", track_j_after=False)
     for e, m, h in itertools.product(args.meanflow_steps, args.meanflow_particles or [tuned.particles],
                                      args.meanflow_horizon or [tuned.horizon]):
-        cfg = entry.adapt_config("meanflow", steps=e, particles=m, horizon=h)
+        cfg = entry.adapt_config("meanflow", steps=e, particles=m, horizon=h, track_j_after=False)
         settings[_label("meanflow", cfg)] = ITPOPolicyWrapper(entry.policy, mf_wm, cfg)
 
     env = entry.make_env()
