@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {statistics.median(cpu[name]):.1f} | {statistics.median(wall[name]):.1f} | {share:.0%} |")
 
 
-
 def _label(kind: str, cfg: AdaptConfig) -> str:
     return f"{kind} E={cfg.steps} M={cfg.particles} H={cfg.horizon}"
 

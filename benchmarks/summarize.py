@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from itpo_wrap import zoo
+from itpo_wrap.config import AdaptConfig
 from itpo_wrap.rollout import paired_difference
 
 Row = dict[str, str]
@@ -85,15 +86,15 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
 
     position = {id(r): i for i, r in enumerate(rows)}
     for (entry, policy, settings), by_seed in sorted(groups.items(), key=order):
-        first = next(iter(by_seed.values()))
+        first, parsed = next(iter(by_seed.values())), json.loads(settings)
         scores = np.array([float(r["score"]) for r in by_seed.values()])
         rec: dict[str, Any] = {
-            "entry": entry, "policy": policy, "config": label(first), "method": json.loads(settings)["method"],
+            "entry": entry, "policy": policy, "config": label(first), "method": parsed["method"],
             "kind": first["kind"], "n": len(scores), "score_mean": scores.mean(), "score_std": scores.std(),
             "ms_per_step": float(np.mean([float(r["ms_per_step"]) for r in by_seed.values()])),
             "fallbacks": sum(int(r["fallbacks"]) for r in by_seed.values()),
-            "settings": json.loads(settings), "last_row": max(position[id(r)] for r in by_seed.values())}
-        ref = base.get((entry, policy, json.loads(settings).get("max_steps")))
+            "settings": parsed, "last_row": max(position[id(r)] for r in by_seed.values())}
+        ref = base.get((entry, policy, parsed.get("max_steps")))
         if ref is not None and rec["method"] != "base":
             seeds = sorted(set(by_seed) & set(ref))
             if len(seeds) >= 2:
@@ -104,9 +105,15 @@ def summary(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-# AdaptConfig defaults for the fields a zoo entry's tuned settings may leave out
-_TUNED_DEFAULTS: dict[str, Any] = {"steps": 5, "particles": 8, "horizon": 5, "persistence": "persistent",
-                                   "gate": "off", "max_action_change": None}
+# the AdaptConfig fields tune_eval grids and records (beside the step size); a zoo entry's tuned settings
+# (older ones recorded only some) and a row's settings compare with AdaptConfig's defaults filled in
+TUNED_FIELDS = ("steps", "particles", "horizon", "persistence", "gate", "max_action_change")
+
+
+def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with :class:`~itpo_wrap.config.AdaptConfig`'s default for every missing tuned field."""
+    defaults = AdaptConfig()
+    return {**{f: getattr(defaults, f) for f in TUNED_FIELDS}, **settings}
 
 
 def headline(recs: list[dict[str, Any]], tuned: dict[str, dict[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -121,8 +128,7 @@ def headline(recs: list[dict[str, Any]], tuned: dict[str, dict[str, dict[str, An
         if (r["method"] != "itpo" or "gain" not in r or r["kind"] not in tuned.get(r["entry"], {})
                 or r["settings"].get("max_steps") is not None):  # truncated episodes are smoke tests, not evidence
             continue
-        want = {**_TUNED_DEFAULTS, **tuned[r["entry"]][r["kind"]]}
-        s = {**_TUNED_DEFAULTS, **r["settings"]}
+        want, s = with_defaults(tuned[r["entry"]][r["kind"]]), with_defaults(r["settings"])
         if s.get("optimizer", "sgd") != "sgd" or "sampling_steps" in s or any(s[k] != v for k, v in want.items()):
             continue
         key = (r["entry"], r["kind"])
@@ -193,6 +199,7 @@ def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5,
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError:
         return []
     # the headline: each dataset's tuned diffusion and MeanFlow configurations, one colour per world model
@@ -211,7 +218,7 @@ def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5,
             ys = [r["gain"] for _, r in pts]
             err = [[r["gain"] - r["ci_low"] for _, r in pts], [r["ci_high"] - r["gain"] for _, r in pts]]
             ax.bar(xs, ys, width, yerr=err, capsize=3, color=colours[kind], label=f"ITPO, {kind} world model (tuned)")
-            for x, (_, r) in zip(xs, pts):
+            for x, (_, r) in zip(xs, pts, strict=True):
                 ax.annotate(f"{r['wins']}/{r['pairs']}", (x, max(r["ci_high"], 0)), fontsize=7, ha="center",
                             xytext=(0, 2), textcoords="offset points")
         ax.axhline(0, color="k", lw=0.8)
@@ -236,8 +243,6 @@ def plots(recs: list[dict[str, Any]], docs: Path, min_pairs: int = 5,
     for r in recs:
         ax.scatter(r["ms_per_step"], r["score_mean"], color=colour[r["entry"]],
                    marker=markers.get(family(r), "*"), s=28)
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color=colour[e], marker="o", ls="", label=e) for e in entries]
     handles += [Line2D([], [], color="k", marker=m, ls="", label=f) for f, m in markers.items()
                 if any(family(r) == f for r in recs)]

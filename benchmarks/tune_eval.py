@@ -65,9 +65,12 @@ def choose(scores: dict[str, list[float]], kind: str, base_mean: float | None = 
     if not cands:
         raise RuntimeError(f"no finished tuning rows for kind {kind!r}; run the grid first")
     # the cheaper configuration (E, then M, then H) breaks a tie before the rest: equal score at less latency
-    best, mean = max(cands, key=lambda c: (c[1], -c[0]["steps"], -c[0].get("particles", 8), -c[0].get("horizon", 5),
-                                           -c[0]["step_size"], c[0]["persistence"] == "persistent",
-                                           c[0]["gate"] == "off", c[0].get("max_action_change") is None))
+    def preference(c: tuple[dict[str, Any], float]) -> tuple[Any, ...]:
+        s = summarize.with_defaults(c[0])
+        return (c[1], -s["steps"], -s["particles"], -s["horizon"], -s["step_size"], s["persistence"] == "persistent",
+                s["gate"] == "off", s["max_action_change"] is None)
+
+    best, mean = max(cands, key=preference)
     if base_mean is not None and mean <= base_mean:  # a tie goes to the base: same score, no latency
         return {**best, "steps": 0}, base_mean
     return best, mean
@@ -121,8 +124,7 @@ def main(argv: list[str] | None = None) -> None:
               or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
     best, best_mean = choose(scores, args.kind, base_mean if args.fallback else None)
-    tuned = {k: best[k] for k in ("step_size", "steps", "particles", "horizon", "persistence", "gate",
-                                  "max_action_change") if k in best}
+    tuned = {k: best[k] for k in ("step_size", *summarize.TUNED_FIELDS) if k in best}
     shown = "; ".join(f"{summarize.label({'settings': k})}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
     tagged = f" (world model tag {args.tag!r})" if args.tag else ""
@@ -137,10 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     ev = [*common, "--split", "eval", "--seeds", *map(str, args.eval_seeds),
           *(["--max-steps", str(args.eval_max_steps)] if args.eval_max_steps else [])]
     run.main(["--method", "base", *ev])
-    run.main(["--method", "itpo", "--kind", args.kind, "--steps", str(tuned["steps"]),
-              "--particles", str(tuned.get("particles", 8)), "--horizon", str(tuned.get("horizon", 5)),
-              "--persistence", tuned["persistence"], "--gate", tuned["gate"],
-              *_bound_args(tuned.get("max_action_change")), "--step-size", str(tuned["step_size"]), *tag, *ev])
+    full = summarize.with_defaults(tuned)
+    run.main(["--method", "itpo", "--kind", args.kind, "--steps", str(full["steps"]), "--particles",
+              str(full["particles"]), "--horizon", str(full["horizon"]), "--persistence", full["persistence"],
+              "--gate", full["gate"], *_bound_args(full["max_action_change"]), "--step-size", str(full["step_size"]),
+              *tag, *ev])
 
 
 def _bound(text: str) -> float | None:
