@@ -446,6 +446,10 @@ def model_card(entry: dict[str, Any]) -> str:
               "```", "", "## Remake", ""]
     for key, p in entry["policies"].items():
         lines += [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
+        logs = [f"`{p[k]}` ({what})" for k, what in (("eval_curve", "every evaluation of the run"),
+                                                      ("train_log", "losses and Q every few hundred updates")) if p.get(k)]
+        if logs:
+            lines += ["Logs: " + ", ".join(logs) + ".", ""]
         if p.get("notes"):
             lines += [str(p["notes"]), ""]
     wms = entry.get("world_models", {})

@@ -50,11 +50,53 @@ def base_policies_markdown(root: Path | None = None) -> str:
     missing = [f"{env}-{level}" for env in _ENVS for level in _LEVELS if f"{env}-{level}" not in zoo.list(root)]
     if missing:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
-    lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`)."]
+    lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`).", ""]
+    lines += comparison_markdown(root)
     notes = root / "BASE_POLICY_NOTES.md"
     if notes.is_file():
         lines += ["", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
+
+
+def _score(policy: dict[str, Any] | None) -> tuple[float, float, int] | None:
+    ev = (policy or {}).get("eval", {})
+    return (float(ev["score_mean"]), float(ev["score_std"]), int(ev.get("episodes", 10))) if "score_mean" in ev else None
+
+
+def comparison_markdown(root: Path | None = None, first: str = "td3_bc", second: str = "rebrac") -> list[str]:
+    """Issue 4's ordering checks, counted from the entries: ``second`` at least ``first`` on most datasets,
+    both above the behaviour policy on medium-replay. The difference's +- is one standard error
+    (sqrt(s1^2/n1 + s2^2/n2), the episodes' std over 10 episodes), so a small gap is visibly noise."""
+    root = root or zoo.zoo_path()
+    lines = [f"## {first} against {second}", "",
+             f"| entry | dataset score | {first} | {second} | {second} - {first} (± s.e.) |", "|---|---|---|---|---|"]
+    both = wins = 0
+    above: dict[str, list[str]] = {first: [], second: []}
+    trained: dict[str, int] = {first: 0, second: 0}  # medium-replay entries with the policy
+    for e in _entries(root):
+        env, _, level = e["name"].partition("-")
+        a, b = _score(e["policies"].get(first)), _score(e["policies"].get(second))
+        if a is None and b is None:
+            continue
+        data = _dataset_score(env, level)
+        if level == "medium-replay" and data != "-":
+            for key, sc in ((first, a), (second, b)):
+                trained[key] += sc is not None
+                if sc is not None and sc[0] > float(data):
+                    above[key].append(e["name"])
+        cells = ["-" if sc is None else f"{sc[0]:.1f} ({e['policies'][key].get('updates', '?')} updates)"
+                 for key, sc in ((first, a), (second, b))]
+        diff = "-"
+        if a is not None and b is not None:
+            both += 1
+            wins += b[0] >= a[0]
+            se = (a[1] ** 2 / a[2] + b[1] ** 2 / b[2]) ** 0.5
+            diff = f"{b[0] - a[0]:+.1f} ± {se:.1f}"
+        lines.append(f"| {e['name']} | {data} | {cells[0]} | {cells[1]} | {diff} |")
+    lines += ["", f"- {second} at least {first}: {wins} of {both} datasets with both.",
+              f"- Above the behaviour policy (dataset score) on medium-replay: {first} on {len(above[first])} of "
+              f"{trained[first]} trained, {second} on {len(above[second])} of {trained[second]} trained."]
+    return lines
 
 
 def world_models_markdown(root: Path | None = None) -> str:

@@ -16,7 +16,7 @@ Sources:
 Differences from CORL: torch instead of JAX (the hidden layers keep CORL's Linear -> ReLU -> LayerNorm
 order, ``--no-layernorm-after-activation`` for LayerNorm before the ReLU); timeouts bootstrap (``truncations``) instead of being dropped, and the critic
 penalty is skipped on rows whose next action is unknown (last row of a truncated episode); the update
-budget defaults to 30k instead of CORL's 1M (a CPU budget, see ``Args.total_updates``), and the
+budget defaults to 100k (TD3+BC's here) instead of CORL's 1M (a CPU budget, see ``Args.total_updates``), and the
 hidden layers run under bf16 autocast with float32 output layers when the CPU has native bf16
 (``--no-bf16`` for plain float32).
 
@@ -75,8 +75,10 @@ MAY_DIFFER = ("total_updates", "eval_every", "eval_episodes", "checkpoint_every"
 class Args:
     dataset: str = "itpo/hopper/medium-replay-v0"  # Minari id or path, read by itpo_wrap.data.load_dataset
     run_dir: str | None = None  # default runs/rebrac/<env>-<level>-seed<seed>
-    # CORL: 1M. CPU budget: ~36 updates/s (1 thread, bf16), so 30k updates is ~15 min per dataset.
-    total_updates: int = 30_000
+    # CORL: 1M. CPU budget, the same number of updates as policies/td3_bc.py: 13-20 updates/s on one thread of
+    # this machine's CPU (no native bf16), so 80-130 min per dataset; runs resume, so it can span sessions.
+    # 30k (the first default) left hopper-medium-replay at 18.1 where 50k reached TD3+BC's 100k score.
+    total_updates: int = 100_000
     batch_size: int = 1024
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3

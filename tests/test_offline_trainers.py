@@ -88,6 +88,22 @@ def test_trainer_end_to_end(algo: str, pendulum: OfflineDataset, tmp_path: Path)
     assert q1.shape == q2.shape == (32, 1) and not torch.equal(q1, q2)
 
 
+def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: Path) -> None:
+    """--zoo-dir adds the policy and its run's eval.csv and train.csv (runs/ is not kept) to the entry and card."""
+    from itpo_wrap import zoo
+
+    run_dir, root = tmp_path / "run", tmp_path / "zoo"
+    _script("rebrac").main(_args("rebrac", run_dir, zoo_dir=str(root)), dataset=pendulum)
+    entry = zoo.read_entry("pendulum-random", root)
+    spec = entry["policies"]["rebrac"]
+    assert spec["eval_curve"] == "rebrac_eval.csv" and spec["train_log"] == "rebrac_train.csv" and spec["updates"] == 200
+    card = (root / "pendulum-random" / "MODEL_CARD.md").read_text()
+    for log in ("eval.csv", "train.csv"):
+        assert (root / "pendulum-random" / f"rebrac_{log}").read_bytes() == (run_dir / log).read_bytes()
+        assert f"`rebrac_{log}`" in card
+    assert zoo.load("pendulum-random", root=root).policy_name == "rebrac"
+
+
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_resume_after_crash_is_exact(algo: str, pendulum: OfflineDataset, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def finalize_run(
     zoo_dir: str | None,
     extra_config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``run_dir/policy.pt`` and, with ``zoo_dir``, add it to ``<zoo_dir>/<entry>/<algorithm>.pt``.
+    """Write ``run_dir/policy.pt`` and, with ``zoo_dir``, add it to ``<zoo_dir>/<entry>/<algorithm>.pt`` with its
+    learning curve (``run_dir/eval.csv``) as ``<algorithm>_eval.csv``.
 
     :param final_eval: the last evaluation row (``eval/...`` keys plus ``episodes`` and ``seed``).
     :param extra_config: resolved settings to store next to the arguments (e.g. ReBRAC's betas).
@@ -109,9 +111,17 @@ def finalize_run(
 
         if not dataset.env_id:
             raise ValueError("a zoo entry needs the dataset's env_id; this dataset has none")
-        zoo.add_policy(run_name(dataset.dataset_id or args.dataset), algorithm, path, kind="offline",
+        name = run_name(dataset.dataset_id or args.dataset)
+        curve = {}  # the run's logs travel with the checkpoint (runs/ is not kept): score curve, losses and Q
+        for log, key in (("eval.csv", "eval_curve"), ("train.csv", "train_log")):
+            if (run_dir / log).is_file():
+                folder = Path(zoo_dir) / name
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run_dir / log, folder / f"{algorithm}_{log}")
+                curve[key] = f"{algorithm}_{log}"
+        zoo.add_policy(name, algorithm, path, kind="offline",
                        dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
-                       info={"algorithm": algorithm, "updates": updates, **info},
+                       info={"algorithm": algorithm, "updates": updates, **info, **curve},
                        ref_scores=_ref_scores(dataset))
     return path
 

@@ -1,0 +1,46 @@
+"""itpo_wrap.zoo_tables: the base-policy comparison is counted from the entries, never written by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from itpo_wrap import zoo
+from itpo_wrap.zoo_tables import base_policies_markdown, comparison_markdown
+
+
+def _add(root: Path, name: str, policy: str, score: float, std: float, updates: int) -> None:
+    env, _, level = name.partition("-")
+    file = root / f"{name}-{policy}.pt"
+    file.write_bytes(b"not loaded by the tables")
+    zoo.add_policy(name, policy, file, kind="offline", dataset_id=f"itpo/{env}/{level}-v0",
+                   env_id=f"{env.capitalize()}-v5", root=root,
+                   info={"algorithm": policy, "updates": updates,
+                         "eval": {"episodes": 10, "score_mean": score, "score_std": std}})
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> Path:
+    # hopper-medium-replay's behaviour score is 9.3 and hopper-medium's 34.6 (policies/behavior/hopper)
+    _add(tmp_path, "hopper-medium-replay", "td3_bc", 33.6, 7.5, 100_000)
+    _add(tmp_path, "hopper-medium-replay", "rebrac", 36.0, 5.0, 100_000)
+    _add(tmp_path, "hopper-medium", "td3_bc", 51.4, 2.3, 100_000)
+    _add(tmp_path, "hopper-medium", "rebrac", 50.0, 2.0, 100_000)
+    _add(tmp_path, "walker2d-medium-replay", "td3_bc", 5.0, 1.0, 100_000)  # below its data (9.6), no rebrac
+    return tmp_path
+
+
+def test_comparison_counts_and_standard_error(root: Path) -> None:
+    text = "\n".join(comparison_markdown(root))
+    se = (7.5 ** 2 / 10 + 5.0 ** 2 / 10) ** 0.5
+    assert f"| hopper-medium-replay | 9.3 | 33.6 (100000 updates) | 36.0 (100000 updates) | +2.4 ± {se:.1f} |" in text
+    assert "| hopper-medium | 34.6 | 51.4 (100000 updates) | 50.0 (100000 updates) | -1.4 ± " in text
+    assert "| walker2d-medium-replay | 9.6 | 5.0 (100000 updates) | - | - |" in text
+    assert "rebrac at least td3_bc: 1 of 2 datasets with both." in text
+    assert "td3_bc on 1 of 2 trained, rebrac on 1 of 1 trained." in text
+
+
+def test_base_policy_page_holds_the_comparison(root: Path) -> None:
+    page = base_policies_markdown(root)
+    assert "## td3_bc against rebrac" in page and "Not trained yet:" in page
