@@ -75,6 +75,26 @@ def cmd_zoo_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_critic_calibration(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from itpo_wrap import zoo
+    from itpo_wrap.offline.calibration import value_calibration
+
+    torch.set_num_threads(args.threads)
+    entry = zoo.load(args.entry, policy=args.policy)
+    result = value_calibration(entry.actor, entry.critic, entry.make_env, episodes=args.episodes, seed=args.seed,
+                               gamma=args.gamma)
+    summary = result.summary()
+    print(json.dumps({"entry": entry.name, "policy": entry.policy_name, **summary}, indent=2))
+    if args.record:
+        zoo.record_policy_facts(entry.name, entry.policy_name, {"critic_calibration": {"seed": args.seed, **summary}})
+        print(f"recorded in {entry.directory / 'entry.json'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
@@ -115,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo-tables", help="render docs/base_policies.md and docs/world_models.md from the zoo")
     p.add_argument("--out-dir", default="docs")
     p.set_defaults(func=cmd_zoo_tables)
+
+    p = sub.add_parser("critic-calibration",
+                       help="a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects")
+    p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
+    p.add_argument("--policy", default=None, help="the entry's policy (td3_bc, rebrac, ...); default: its default")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000, help="episode i resets with seed + i (the zoo's evaluation seeds)")
+    p.add_argument("--gamma", type=float, default=0.99, help="the critic's discount")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--record", action="store_true", help="store the figures in the entry (entry.json, MODEL_CARD.md)")
+    p.set_defaults(func=cmd_critic_calibration)
 
     p = sub.add_parser("demo", help="base vs wrapped policy of a zoo entry with SB3 evaluate_policy (no training)")
     p.add_argument("--entry", default="hopper-medium-replay", help="zoo entry with a world model")

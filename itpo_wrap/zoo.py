@@ -348,6 +348,25 @@ def add_policy(
     return folder
 
 
+def record_policy_facts(name: str, policy_name: str, facts: dict[str, Any], root: str | Path | None = None) -> None:
+    """Merge measured ``facts`` (e.g. ``{"critic_calibration": {...}}``) into an existing policy's record in
+    ``entry.json`` and regenerate ``MODEL_CARD.md``; the checkpoint and other fields are untouched.
+
+    :param name: the entry.
+    :param policy_name: a policy the entry already has.
+    :param facts: JSON-ready fields; ``file`` and ``kind`` cannot be changed this way.
+    :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    """
+    base = Path(root) if root is not None else zoo_path()
+    entry = read_entry(name, base)
+    if policy_name not in entry["policies"]:
+        raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
+    if {"file", "kind"} & set(facts):
+        raise ValueError(f"record_policy_facts cannot change 'file' or 'kind' (got {sorted(facts)}); use add_policy")
+    entry["policies"][policy_name].update(facts)
+    _write_entry(base, name, entry)
+
+
 def add_world_model(
     name: str, kind: str, file: str | Path, *, info: dict[str, Any] | None = None, root: str | Path | None = None,
 ) -> Path:
@@ -452,6 +471,12 @@ def model_card(entry: dict[str, Any]) -> str:
             lines += ["Logs: " + ", ".join(logs) + ".", ""]
         if p.get("notes"):
             lines += [str(p["notes"]), ""]
+        cal = p.get("critic_calibration")
+        if cal:
+            lines += [f"Critic calibration (`itpo critic-calibration --entry {entry['name']} --policy {key}`): "
+                      f"mean min-Q {cal['q_mean']:.1f} against the discounted return collected afterwards "
+                      f"{cal['return_mean']:.1f} (ratio {cal['ratio']:.2f}, correlation {cal['correlation']:.2f}) "
+                      f"over {cal['states']} states of {cal['episodes']} episodes.", ""]
     wms = entry.get("world_models", {})
     if wms:
         lines += ["## World models", "",

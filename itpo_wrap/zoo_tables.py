@@ -52,6 +52,7 @@ def base_policies_markdown(root: Path | None = None) -> str:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`).", ""]
     lines += comparison_markdown(root)
+    lines += [""] + calibration_markdown(root)
     notes = root / "BASE_POLICY_NOTES.md"
     if notes.is_file():
         lines += ["", notes.read_text().strip()]
@@ -96,6 +97,26 @@ def comparison_markdown(root: Path | None = None, first: str = "td3_bc", second:
     lines += ["", f"- {second} at least {first}: {wins} of {both} datasets with both.",
               f"- Above the behaviour policy (dataset score) on medium-replay: {first} on {len(above[first])} of "
               f"{trained[first]} trained, {second} on {len(above[second])} of {trained[second]} trained."]
+    return lines
+
+
+def calibration_markdown(root: Path | None = None) -> list[str]:
+    """Each policy's critic against the returns its actor collects (``itpo critic-calibration --record``)."""
+    root = root or zoo.zoo_path()
+    rows = [(e["name"], key, p["critic_calibration"]) for e in _entries(root) for key, p in e["policies"].items()
+            if p.get("critic_calibration")]
+    lines = ["## Critic calibration", "",
+             "ITPO's terminal value is the base policy's critic, and ReBRAC's critic penalty (beta_2) is what keeps "
+             "it honest off the data. Mean `min(Q1, Q2)(s_t, pi(s_t))` over the states of 10 evaluation episodes "
+             "(seeds 1000..; states within 459 steps of a time limit left out) against the discounted return "
+             "(gamma 0.99) the policy then collected. Command: `itpo critic-calibration --entry <entry> --policy "
+             "<policy> --record`.", ""]
+    if not rows:
+        return lines + ["No policy has been measured yet."]
+    lines += ["| entry | policy | states | mean Q | mean return | Q / return | correlation |", "|---|---|---|---|---|---|---|"]
+    for name, key, c in rows:
+        lines.append(f"| {name} | {key} | {c['states']} | {c['q_mean']:.1f} | {c['return_mean']:.1f} | "
+                     f"{c['ratio']:.2f} | {c['correlation']:.2f} |")
     return lines
 
 

@@ -44,3 +44,16 @@ def test_comparison_counts_and_standard_error(root: Path) -> None:
 def test_base_policy_page_holds_the_comparison(root: Path) -> None:
     page = base_policies_markdown(root)
     assert "## td3_bc against rebrac" in page and "Not trained yet:" in page
+
+
+def test_calibration_table_lists_recorded_policies(root: Path) -> None:
+    from itpo_wrap.zoo_tables import calibration_markdown
+
+    assert calibration_markdown(root)[-1] == "No policy has been measured yet."
+    zoo.record_policy_facts("hopper-medium", "rebrac", {"critic_calibration": {
+        "states": 900, "episodes": 10, "q_mean": 150.0, "return_mean": 200.0, "ratio": 0.75, "correlation": 0.9}}, root)
+    assert calibration_markdown(root)[-1] == "| hopper-medium | rebrac | 900 | 150.0 | 200.0 | 0.75 | 0.90 |"
+    with pytest.raises(ValueError, match="cannot change 'file'"):
+        zoo.record_policy_facts("hopper-medium", "rebrac", {"file": "x.pt"}, root)
+    with pytest.raises(KeyError, match="has no policy 'sac'"):
+        zoo.record_policy_facts("hopper-medium", "sac", {}, root)
