@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def base_policies_markdown(root: Path | None = None) -> str:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`).", ""]
     lines += comparison_markdown(root)
+    lines += ["", "Learning curves, with runs still in progress (`policies/resume/`) dashed:", "",
+              "![base policy learning curves](base_policy_curves.png)"]
     lines += [""] + calibration_markdown(root)
     notes = root / "BASE_POLICY_NOTES.md"
     if notes.is_file():
@@ -161,10 +164,78 @@ def _arg(command: str, flag: str, default: str) -> str:
     return parts[parts.index(flag) + 1] if flag in parts[:-1] else default
 
 
+def _read_curve(path: Path) -> tuple[list[int], list[float]]:
+    with path.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("eval/score_mean")]
+    return [int(r["update"]) for r in rows], [float(r["eval/score_mean"]) for r in rows]
+
+
+def learning_curves(root: Path | None = None, resume_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{entry: {policy: (updates, scores, finished)}}``: every zoo policy's ``eval_curve`` (its final evaluation
+    alone when the run's log was not kept), plus runs still in
+    ``policies/resume/<algorithm>-<entry>-seed<k>/`` (unfinished, ``finished=False``), which win over the zoo's
+    curve of the same policy because they are newer (a resumed run replacing a shorter one)."""
+    root = root or zoo.zoo_path()
+    resume_dir = resume_dir if resume_dir is not None else policies_root() / "resume"
+    curves: dict[str, dict[str, Any]] = {}
+    for e in _entries(root):
+        for key, p in e["policies"].items():
+            if p.get("eval_curve") and (root / e["name"] / p["eval_curve"]).is_file():
+                curves.setdefault(e["name"], {})[key] = (*_read_curve(root / e["name"] / p["eval_curve"]), True)
+            elif "score_mean" in p.get("eval", {}) and p.get("updates"):  # logs lost: the final evaluation only
+                curves.setdefault(e["name"], {})[key] = ([int(p["updates"])], [float(p["eval"]["score_mean"])], True)
+    for run in sorted(resume_dir.glob("*-seed*/eval.csv")) if resume_dir.is_dir() else []:
+        algorithm, _, rest = run.parent.name.partition("-")
+        name = rest.rpartition("-seed")[0]
+        if name in curves or name in zoo.list(root):
+            curves.setdefault(name, {})[algorithm] = (*_read_curve(run), False)
+    return curves
+
+
+def plot_learning_curves(path: Path, root: Path | None = None, resume_dir: Path | None = None) -> Path | None:
+    """One panel per dataset: each policy's evaluation score against updates, the dataset's own score as a
+    dotted line; unfinished runs dashed. ``None`` (nothing written) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    curves = learning_curves(root, resume_dir)
+    colours = {"td3_bc": "tab:blue", "rebrac": "tab:orange"}
+    fig, axes = plt.subplots(len(_ENVS), len(_LEVELS), figsize=(12, 9), sharex=True)
+    for i, env in enumerate(_ENVS):
+        for j, level in enumerate(_LEVELS):
+            ax, name = axes[i][j], f"{env}-{level}"
+            for key, (updates, scores, finished) in sorted(curves.get(name, {}).items()):
+                label = key if finished else f"{key} (running)"
+                if len(updates) == 1 and finished:
+                    label += " (final only)"
+                ax.plot(updates, scores, "-" if finished else "--", marker="o" if len(updates) == 1 else None,
+                        color=colours.get(key), label=label)
+            data = _dataset_score(env, level)
+            if data != "-":
+                ax.axhline(float(data), color="grey", ls=":", label="dataset")
+            ax.set_title(name, fontsize=10)
+            ax.legend(fontsize=7, loc="lower right")
+            if j == 0:
+                ax.set_ylabel("normalized score")
+            if i == len(_ENVS) - 1:
+                ax.set_xlabel("updates")
+    fig.suptitle("Base policies: evaluation score (10 episodes) during training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_tables(out_dir: Path, root: Path | None = None) -> list[Path]:
-    """Write both files into ``out_dir``; returns their paths."""
+    """Write both files (and ``base_policy_curves.png`` when matplotlib is installed) into ``out_dir``;
+    returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "base_policies.md", out_dir / "world_models.md"]
     paths[0].write_text(base_policies_markdown(root))
     paths[1].write_text(world_models_markdown(root))
-    return paths
+    figure = plot_learning_curves(out_dir / "base_policy_curves.png", root)
+    return paths + ([figure] if figure else [])

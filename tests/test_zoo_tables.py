@@ -57,3 +57,24 @@ def test_calibration_table_lists_recorded_policies(root: Path) -> None:
         zoo.record_policy_facts("hopper-medium", "rebrac", {"file": "x.pt"}, root)
     with pytest.raises(KeyError, match="has no policy 'sac'"):
         zoo.record_policy_facts("hopper-medium", "sac", {}, root)
+
+
+def test_learning_curves_prefer_running_resume_logs(root: Path, tmp_path: Path) -> None:
+    from itpo_wrap.zoo_tables import learning_curves, plot_learning_curves
+
+    (root / "hopper-medium" / "td3_bc_eval.csv").write_text(
+        "update,episodes,seed,eval/score_mean\n5000,10,1000,20.0\n10000,10,1000,30.0\n")
+    zoo.record_policy_facts("hopper-medium", "td3_bc", {"eval_curve": "td3_bc_eval.csv"}, root)
+    resume = tmp_path / "resume"
+    (resume / "rebrac-hopper-medium-seed0").mkdir(parents=True)
+    (resume / "rebrac-hopper-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,12.5\n")
+    (resume / "rebrac-ant-medium-seed0").mkdir()  # not a zoo entry: ignored
+    (resume / "rebrac-ant-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,1.0\n")
+    curves = learning_curves(root, resume)
+    assert curves["hopper-medium"]["td3_bc"] == ([5000, 10000], [20.0, 30.0], True)
+    assert curves["hopper-medium"]["rebrac"] == ([5000], [12.5], False)  # the running run wins over the zoo's
+    assert curves["hopper-medium-replay"]["rebrac"] == ([100_000], [36.0], True)  # no log kept: final only
+    assert "ant-medium" not in curves
+    pytest.importorskip("matplotlib")
+    out = plot_learning_curves(tmp_path / "curves.png", root, resume)
+    assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
