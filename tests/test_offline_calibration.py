@@ -79,6 +79,8 @@ def test_bad_arguments_name_the_value() -> None:
         value_calibration(actor, lambda o, a: torch.ones(1, 1), lambda: Countdown(5), gamma=1.0)
     with pytest.raises(ValueError, match="episodes=0"):
         value_calibration(actor, lambda o, a: torch.ones(1, 1), lambda: Countdown(5), episodes=0)
+    with pytest.raises(ValueError, match="needs a Box action space"):
+        value_calibration(actor, lambda o, a: torch.ones(1, 1), "CartPole-v1")
 
 
 def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -111,7 +111,11 @@ def value_calibration(
         raise ValueError(f"tail_tolerance={tail_tolerance} must be in (0, 1)")
     tail = math.ceil(math.log(tail_tolerance) / math.log(gamma))
     made = gym.make(env) if isinstance(env, str) else env()
-    low, high = made.action_space.low.astype(np.float32), made.action_space.high.astype(np.float32)
+    space = made.action_space
+    if not isinstance(space, gym.spaces.Box):
+        made.close()
+        raise ValueError(f"value_calibration needs a Box action space, the env has {space}")
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
     predicted, realised, start_q, start_g = [], [], [], []
     try:
         for i in range(episodes):
