@@ -50,7 +50,13 @@ from itpo_wrap.offline import (
     set_requires_grad,
     soft_update,
 )
-from itpo_wrap.offline.run import load_offline_dataset, require_env, run_name, train_actor_critic
+from itpo_wrap.offline.run import (
+    TrainerParts,
+    load_offline_dataset,
+    require_env,
+    run_name,
+    train_actor_critic,
+)
 from itpo_wrap.utils import set_seed
 
 ALGORITHM = "rebrac"
@@ -189,15 +195,13 @@ def update(update_idx: int, batch: Batch, nets: dict, opts: dict, args: Args, be
     return metrics
 
 
-def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
-    """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
-    torch.set_num_threads(args.threads)
+def build(args: Args, dataset: OfflineDataset) -> TrainerParts:
+    """Seeded networks (CORL's init), optimisers, minibatch source and the update step for ``dataset``;
+    resolves the betas and ``bf16``."""
     set_seed(args.seed)
     betas = args.betas()
     if args.bf16 is None:
         args = dataclasses.replace(args, bf16=cpu_has_bf16())
-    dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
-    require_env(dataset, args.eval_every)
     data = TransitionTensors(dataset)
     norm = StateNormalizer.fit(dataset.observations) if args.normalize_states else StateNormalizer.identity(dataset.obs_dim)
     actor = TanhActor(dataset.obs_dim, dataset.act_dim, [args.hidden] * args.actor_n_hidden,
@@ -217,10 +221,22 @@ def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
     opts = {"actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
             "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr)}
     generator = torch.Generator().manual_seed(args.seed)
+    return TrainerParts(args, data, nets, opts, generator,
+                        lambda u, batch: update(u, batch, nets, opts, args, betas, generator),
+                        {"betas_used": list(betas)})
 
-    return train_actor_critic(args, dataset, data, nets, opts, generator,
-                              lambda u, batch: update(u, batch, nets, opts, args, betas, generator),
-                              algorithm=ALGORITHM, script="policies/rebrac.py", may_differ=MAY_DIFFER, extra_config={"betas_used": list(betas)})
+
+def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
+    """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
+    torch.set_num_threads(args.threads)
+    args.betas()  # an unknown dataset without explicit betas fails before the dataset is read
+    dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
+    require_env(dataset, args.eval_every)
+    parts = build(args, dataset)
+    return train_actor_critic(parts.args, dataset, parts.data, parts.nets, parts.opts, parts.generator, parts.step,
+                              algorithm=ALGORITHM, script="policies/rebrac.py", may_differ=MAY_DIFFER,
+                              extra_config=parts.extra_config)
+
 
 if __name__ == "__main__":
     main(parse_args(Args, description=__doc__))

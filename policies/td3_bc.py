@@ -43,7 +43,7 @@ from itpo_wrap.offline import (
     set_requires_grad,
     soft_update,
 )
-from itpo_wrap.offline.run import load_offline_dataset, require_env, train_actor_critic
+from itpo_wrap.offline.run import TrainerParts, load_offline_dataset, require_env, train_actor_critic
 from itpo_wrap.utils import set_seed
 
 ALGORITHM = "td3_bc"
@@ -131,12 +131,9 @@ def update(update_idx: int, batch: Batch, nets: dict, opts: dict, args: Args,
     return metrics
 
 
-def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
-    """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
-    torch.set_num_threads(args.threads)
+def build(args: Args, dataset: OfflineDataset) -> TrainerParts:
+    """Seeded networks, optimisers, minibatch source and the update step for ``dataset``."""
     set_seed(args.seed)
-    dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
-    require_env(dataset, args.eval_every)
     data = TransitionTensors(dataset)
     norm = StateNormalizer.fit(dataset.observations) if args.normalize_states else StateNormalizer.identity(dataset.obs_dim)
     hidden = [args.hidden] * args.n_hidden
@@ -150,10 +147,18 @@ def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
     opts = {"actor": torch.optim.Adam(actor.parameters(), lr=args.actor_lr),
             "critic": torch.optim.Adam(critic.parameters(), lr=args.critic_lr)}
     generator = torch.Generator().manual_seed(args.seed)
+    return TrainerParts(args, data, nets, opts, generator, lambda u, batch: update(u, batch, nets, opts, args, generator), {})
 
-    return train_actor_critic(args, dataset, data, nets, opts, generator,
-                              lambda u, batch: update(u, batch, nets, opts, args, generator),
+
+def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
+    """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
+    torch.set_num_threads(args.threads)
+    dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
+    require_env(dataset, args.eval_every)
+    parts = build(args, dataset)
+    return train_actor_critic(parts.args, dataset, parts.data, parts.nets, parts.opts, parts.generator, parts.step,
                               algorithm=ALGORITHM, script="policies/td3_bc.py", may_differ=MAY_DIFFER)
+
 
 if __name__ == "__main__":
     main(parse_args(Args, description=__doc__))

@@ -8,7 +8,7 @@ import dataclasses
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -129,6 +129,24 @@ def finalize_run(
 def _ref_scores(dataset: OfflineDataset) -> tuple[float, float] | None:
     lo, hi = getattr(dataset, "ref_min_score", None), getattr(dataset, "ref_max_score", None)
     return None if lo is None or hi is None else (float(lo), float(hi))
+
+
+class TrainerParts(NamedTuple):
+    """What a trainer's ``build(args, dataset)`` returns: everything :func:`train_actor_critic` needs besides
+    the dataset, so the update can also be timed or profiled alone (``benchmarks/profile_trainer.py``).
+
+    :param args: the ``Args`` with run-time choices resolved (e.g. ReBRAC's ``bf16``).
+    :param step: ``step(update_index, batch) -> metrics``, one algorithm update.
+    :param extra_config: resolved settings stored next to the arguments (ReBRAC's betas).
+    """
+
+    args: Any
+    data: Any
+    nets: dict[str, Any]
+    opts: dict[str, Any]
+    generator: Any
+    step: Any
+    extra_config: dict[str, Any]
 
 
 def train_actor_critic(
