@@ -230,3 +230,32 @@ def test_actor_step_leaves_critic_trainable_and_targets_lag(pendulum: OfflineDat
     metrics = module.update(2, data.sample(32, g), nets, opts, args, g)
     assert "actor_loss" in metrics and all(p.requires_grad for p in critic.parameters())
     assert not all(torch.equal(before[k], v) for k, v in nets["critic_target"].state_dict().items())
+
+
+@pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
+def test_build_gives_the_update_main_trains(algo: str, pendulum: OfflineDataset) -> None:
+    """build() is what main() trains: its step moves the critic, and the same seed builds the same networks."""
+    parts = _script(algo).build(_args(algo, Path("unused")), pendulum)
+    again = _script(algo).build(_args(algo, Path("unused")), pendulum)
+    for key in ("actor", "critic"):
+        for a, b in zip(parts.nets[key].parameters(), again.nets[key].parameters(), strict=True):
+            assert torch.equal(a, b)
+    before = [p.detach().clone() for p in parts.nets["critic"].parameters()]
+    metrics = parts.step(2, parts.data.sample(parts.args.batch_size, parts.generator))
+    assert "critic_loss" in metrics and "actor_loss" in metrics  # update 2: an actor step too (policy_freq 2)
+    assert any(not torch.equal(b, p) for b, p in zip(before, parts.nets["critic"].parameters(), strict=True))
+    assert isinstance(parts.args.bf16, bool)  # resolved
+
+
+def test_profile_trainer_runs(pendulum: OfflineDataset, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    import itpo_wrap.offline.run as run
+
+    spec = importlib.util.spec_from_file_location("profile_trainer", ROOT / "benchmarks" / "profile_trainer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(run, "load_offline_dataset", lambda dataset_id: pendulum)
+    module.main(["--algo", "td3_bc", "--dataset", "test/pendulum/random-v0", "--updates", "3", "--profile-updates", "2"])
+    out = capsys.readouterr().out
+    assert "td3_bc on test/pendulum/random-v0, 1 thread(s):" in out and "updates/s" in out and "aten::" in out
