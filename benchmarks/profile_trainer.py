@@ -11,7 +11,7 @@ so the profile is of the real update, not a copy of it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -23,12 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainer(algo: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(algo, ROOT / "policies" / f"{algo}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[algo] = module  # dataclasses look the module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    """``policies/<algo>.py`` as a module (the trainers are scripts, not package modules)."""
+    if str(ROOT / "policies") not in sys.path:
+        sys.path.insert(0, str(ROOT / "policies"))
+    return importlib.import_module(algo)
 
 
 def main(argv: list[str] | None = None) -> None:
