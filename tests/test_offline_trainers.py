@@ -97,6 +97,7 @@ def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: 
     entry = zoo.read_entry("pendulum-random", root)
     spec = entry["policies"]["rebrac"]
     assert spec["eval_curve"] == "rebrac_eval.csv" and spec["train_log"] == "rebrac_train.csv" and spec["updates"] == 200
+    assert "--run-dir" not in spec["command"]  # where the run lived is not how to remake it
     card = (root / "pendulum-random" / "MODEL_CARD.md").read_text()
     for log in ("eval.csv", "train.csv"):
         assert (root / "pendulum-random" / f"rebrac_{log}").read_bytes() == (run_dir / log).read_bytes()

@@ -99,7 +99,8 @@ def finalize_run(
     :param extra_config: resolved settings to store next to the arguments (e.g. ReBRAC's betas).
     :return: the path of ``policy.pt``.
     """
-    command = format_command(script, args)
+    # the run folder is where this run happened to live, not part of how to remake the policy
+    command = format_command(script, dataclasses.replace(args, run_dir=None))
     ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items() if k != "update"}
     info = {"wall_s": round(wall_s, 1), "command": command, "eval": ev}
     path = save_offline_policy(run_dir / "policy.pt", actor, critic, algorithm=algorithm,
@@ -112,11 +113,11 @@ def finalize_run(
         if not dataset.env_id:
             raise ValueError("a zoo entry needs the dataset's env_id; this dataset has none")
         name = run_name(dataset.dataset_id or args.dataset)
+        folder = Path(zoo_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
         curve = {}  # the run's logs travel with the checkpoint (runs/ is not kept): score curve, losses and Q
         for log, key in (("eval.csv", "eval_curve"), ("train.csv", "train_log")):
             if (run_dir / log).is_file():
-                folder = Path(zoo_dir) / name
-                folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run_dir / log, folder / f"{algorithm}_{log}")
                 curve[key] = f"{algorithm}_{log}"
         zoo.add_policy(name, algorithm, path, kind="offline",
