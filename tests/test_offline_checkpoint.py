@@ -18,6 +18,7 @@ from itpo_wrap.offline import (
     evaluate_actor,
     load_offline_policy,
     normalize_return,
+    rollout,
     save_offline_policy,
     scale_actions,
     unscale_actions,
@@ -117,6 +118,39 @@ def test_evaluate_actor_is_seeded_and_normalized() -> None:
     assert normalize_return(np.array([-150.0]), -1500.0, -150.0)[0] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="episodes"):
         evaluate_actor(actor, "Pendulum-v1", episodes=0)
+
+
+def test_rollout_is_the_loop_evaluate_actor_counts_and_closes_its_env() -> None:
+    """The shared episode loop: its rewards sum to evaluate_actor's returns, the cap reports truncation,
+    and closing the generator early closes the env and restores the actor's train mode."""
+    import contextlib
+
+    actor = _nets()[0]
+    actor.train()
+    steps = list(rollout(actor, "Pendulum-v1", episodes=2, seed=7, max_episode_steps=30))
+    result = evaluate_actor(actor, "Pendulum-v1", episodes=2, seed=7, max_episode_steps=30)
+    assert [sum(1 for s in steps if s.episode == i) for i in (0, 1)] == [30, 30]
+    per_episode = [sum(s.reward for s in steps if s.episode == i) for i in (0, 1)]
+    np.testing.assert_allclose(per_episode, result.returns, rtol=1e-12)
+    assert [s.truncated for s in steps].count(True) == 2 and steps[-1].truncated and not steps[0].terminated
+    assert steps[0].obs.shape == (1, 3) and steps[0].action.shape == (1, 1) and actor.training
+
+    closed = []
+
+    def make() -> gym.Env:
+        env = gym.make("Pendulum-v1")
+        original = env.close
+        env.close = lambda: (closed.append(True), original())  # type: ignore[method-assign]
+        return env
+
+    with contextlib.closing(rollout(actor, make, episodes=3, seed=0)) as it:
+        next(it)
+        assert not actor.training  # eval mode while rolling out
+    assert closed == [True] and actor.training
+    with pytest.raises(ValueError, match="episodes=0"):
+        rollout(actor, make, episodes=0, seed=0)  # eager: before any env is made
+    with pytest.raises(ValueError, match="needs a Box action space"):
+        next(rollout(actor, "CartPole-v1", episodes=1, seed=0))
 
 
 def test_train_loop_cadence_keep_and_truncate(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ anything that loads their results: checkpoints, evaluation, resumable loops, SB3
 from __future__ import annotations
 
 from itpo_wrap.offline.checkpoint import load_offline_policy, save_offline_policy
-from itpo_wrap.offline.evaluation import EvalResult, evaluate_actor, normalize_return
+from itpo_wrap.offline.evaluation import EvalResult, Step, evaluate_actor, normalize_return, rollout
 from itpo_wrap.offline.loop import CsvLog, TrainLoop, parse_args
 from itpo_wrap.offline.sb3 import SB3Actor, SB3TwinCritic, load_sb3_base, load_sb3_model
 from itpo_wrap.offline.tensors import (
@@ -25,6 +25,7 @@ __all__ = [
     "EvalResult",
     "SB3Actor",
     "SB3TwinCritic",
+    "Step",
     "TrainLoop",
     "TransitionTensors",
     "action_bounds",
@@ -36,6 +37,7 @@ __all__ = [
     "load_sb3_model",
     "normalize_return",
     "parse_args",
+    "rollout",
     "save_offline_policy",
     "scale_actions",
     "set_requires_grad",

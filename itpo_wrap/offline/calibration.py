@@ -16,6 +16,7 @@ Note that ReBRAC's Q includes its own penalty, so it sits somewhat below the ret
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_wrap.offline.tensors import unscale_actions
+from itpo_wrap.offline.evaluation import rollout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,43 +102,34 @@ def value_calibration(
     :param tail_tolerance: largest ignored share of the value for states near a time limit (see module doc).
     :return: a :class:`ValueCalibration`.
     """
-    import gymnasium as gym
-
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes} must be at least 1")
     if not 0.0 < gamma < 1.0:
         raise ValueError(f"gamma={gamma} must be in (0, 1)")
     if not 0.0 < tail_tolerance < 1.0:
         raise ValueError(f"tail_tolerance={tail_tolerance} must be in (0, 1)")
     tail = math.ceil(math.log(tail_tolerance) / math.log(gamma))
-    made = gym.make(env) if isinstance(env, str) else env()
-    space = made.action_space
-    if not isinstance(space, gym.spaces.Box):
-        made.close()
-        raise ValueError(f"value_calibration needs a Box action space, the env has {space}")
-    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
-    predicted, realised, start_q, start_g = [], [], [], []
-    try:
-        for i in range(episodes):
-            obs, _ = made.reset(seed=seed + i)
-            qs, rewards, terminated, truncated = [], [], False, False
-            while not (terminated or truncated):
-                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
-                action = actor(obs_t)
-                q = critic(obs_t, action)
-                q = torch.min(*q) if isinstance(q, tuple | list) else q
-                qs.append(float(q.reshape(-1)[0]))
-                obs, reward, terminated, truncated, _ = made.step(unscale_actions(action.reshape(-1).cpu().numpy(), low, high))
-                rewards.append(float(reward))
+    predicted: list[float] = []
+    realised: list[float] = []
+    start_q: list[float] = []
+    start_g: list[float] = []
+    qs: list[float] = []
+    rewards: list[float] = []
+    # the same episodes as evaluate_actor (shared loop): Q is read at each (s_t, pi(s_t)) the env then steps
+    with contextlib.closing(rollout(actor, env, episodes, seed)) as steps:
+        for step in steps:
+            q = critic(step.obs, step.action)
+            q = torch.min(*q) if isinstance(q, tuple | list) else q
+            qs.append(float(q.reshape(-1)[0]))
+            rewards.append(step.reward)
+            if not (step.terminated or step.truncated):
+                continue
             g = discounted_returns(np.asarray(rewards), gamma)
-            keep = len(g) if terminated else max(len(g) - tail, 0)
+            keep = len(g) if step.terminated else max(len(g) - tail, 0)
             predicted += qs[:keep]
             realised += list(g[:keep])
             if keep > 0:
                 start_q.append(qs[0])
-                start_g.append(g[0])
-    finally:
-        made.close()
+                start_g.append(float(g[0]))
+            qs, rewards = [], []
     if not predicted:
         raise ValueError(f"no state had {tail} steps left before the time limit in {episodes} episodes; "
                          "raise tail_tolerance or use an env with longer episodes")

@@ -7,8 +7,9 @@ same seed meet the same initial states (paired comparisons). The actor maps raw 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,87 @@ def normalize_return(returns: np.ndarray, ref_min_score: float | None, ref_max_s
     return np.asarray(normalized_score(returns, ref_min_score, ref_max_score), dtype=np.float64)
 
 
-@torch.no_grad()
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One env step of :func:`rollout`: what the actor saw and did, and what the env returned.
+
+    :param episode: episode index ``i`` (reset with ``seed + i``).
+    :param obs: the observation as the actor received it, ``(1, obs_dim)`` float32.
+    :param action: the actor's output, ``(1, act_dim)`` in ``[-1, 1]`` (before the env's rescaling).
+    :param reward: the env's reward for this step.
+    :param terminated: the env ended the episode (a true terminal state).
+    :param truncated: a time limit (the env's or ``max_episode_steps``) ended it.
+    """
+
+    episode: int
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: float
+    terminated: bool
+    truncated: bool
+
+
+def rollout(
+    actor: ActorLike,
+    env: str | Callable[[], Any],
+    episodes: int,
+    seed: int,
+    max_episode_steps: int | None = None,
+) -> Generator[Step, None, None]:
+    """Step ``actor`` deterministically through ``episodes`` episodes, one :class:`Step` at a time.
+
+    The one episode loop that :func:`evaluate_actor` and ``calibration.value_calibration`` share, so
+    the two always see the same episodes: env made once, episode ``i`` reset with ``seed + i``,
+    actions mapped to the env's bounds by ``unscale_actions``. The env is closed and a module actor's
+    train/eval mode restored when the generator finishes or is closed.
+
+    :param actor: raw ``(1, obs_dim)`` float32 observations -> ``(1, act_dim)`` actions in ``[-1, 1]``.
+    :param env: a Gymnasium id or a zero-argument factory returning an env.
+    :param episodes: number of episodes, at least 1.
+    :param seed: first reset seed.
+    :param max_episode_steps: optional cap; reaching it reports ``truncated``.
+    :return: a generator of :class:`Step` (close it to stop early).
+    """
+    # validated here, eagerly; the env is made lazily inside the generator so that a generator closed
+    # before its first step leaves nothing open
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} must be at least 1")
+    return _steps(actor, env, episodes, seed, max_episode_steps)
+
+
+def _steps(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: int,
+           max_episode_steps: int | None) -> Generator[Step, None, None]:
+    import gymnasium as gym
+
+    made = gym.make(env) if isinstance(env, str) else env()
+    space = made.action_space
+    if not isinstance(space, gym.spaces.Box):
+        made.close()
+        raise ValueError(f"rolling out an actor needs a Box action space (continuous actions); the env has {space}")
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    was_training = getattr(actor, "training", False)
+    if isinstance(actor, torch.nn.Module):
+        actor.eval()
+    try:
+        for i in range(episodes):
+            obs, _ = made.reset(seed=seed + i)
+            steps, done = 0, False
+            while not done:
+                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+                with torch.no_grad():
+                    action = actor(obs_t)
+                obs, reward, terminated, truncated, _ = made.step(
+                    unscale_actions(action.reshape(-1).cpu().numpy(), low, high))
+                steps += 1
+                truncated = bool(truncated) or (max_episode_steps is not None and steps >= max_episode_steps)
+                done = bool(terminated) or truncated
+                yield Step(i, obs_t, action, float(reward), bool(terminated), truncated)
+    finally:
+        made.close()
+        if isinstance(actor, torch.nn.Module) and was_training:
+            actor.train()
+
+
 def evaluate_actor(
     actor: ActorLike,
     env: str | Callable[[], Any],
@@ -80,35 +161,9 @@ def evaluate_actor(
     :param max_episode_steps: optional cap (tests); the env's own TimeLimit applies anyway.
     :return: an :class:`EvalResult`.
     """
-    import gymnasium as gym
-
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes} must be at least 1")
-    made = gym.make(env) if isinstance(env, str) else env()
-    space = made.action_space
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(f"evaluate_actor needs a Box action space, the env has {space}")
-    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
-    was_training = getattr(actor, "training", False)
-    if isinstance(actor, torch.nn.Module):
-        actor.eval()
-    returns, lengths = [], []
-    try:
-        for i in range(episodes):
-            obs, _ = made.reset(seed=seed + i)
-            total, steps, done = 0.0, 0, False
-            while not done:
-                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
-                action = actor(obs_t).reshape(-1).cpu().numpy()
-                obs, reward, terminated, truncated, _ = made.step(unscale_actions(action, low, high))
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated or (max_episode_steps is not None and steps >= max_episode_steps)
-            returns.append(total)
-            lengths.append(steps)
-    finally:
-        made.close()
-        if isinstance(actor, torch.nn.Module) and was_training:
-            actor.train()
-    rets = np.asarray(returns, dtype=np.float64)
-    return EvalResult(rets, np.asarray(lengths), normalize_return(rets, ref_min_score, ref_max_score), seed)
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    with contextlib.closing(rollout(actor, env, episodes, seed, max_episode_steps)) as steps:
+        for step in steps:
+            returns[step.episode] += step.reward
+            lengths[step.episode] += 1
+    return EvalResult(returns, lengths, normalize_return(returns, ref_min_score, ref_max_score), seed)
