@@ -174,7 +174,8 @@ def learning_curves(root: Path | None = None, resume_dir: Path | None = None) ->
     """``{entry: {policy: (updates, scores, finished)}}``: every zoo policy's ``eval_curve`` (its final evaluation
     alone when the run's log was not kept), plus runs still in
     ``policies/resume/<algorithm>-<entry>-seed<k>/`` (unfinished, ``finished=False``), which win over the zoo's
-    curve of the same policy because they are newer (a resumed run replacing a shorter one)."""
+    curve of the same policy because they are newer (a resumed run replacing a shorter one). A run named
+    ``<algorithm>-<entry>-<variant>-seed<k>`` (a settings check) appears under ``"<algorithm> <variant>"``."""
     root = root or zoo.zoo_path()
     resume_dir = resume_dir if resume_dir is not None else policies_root() / "resume"
     curves: dict[str, dict[str, Any]] = {}
@@ -184,11 +185,18 @@ def learning_curves(root: Path | None = None, resume_dir: Path | None = None) ->
                 curves.setdefault(e["name"], {})[key] = (*_read_curve(root / e["name"] / p["eval_curve"]), True)
             elif "score_mean" in p.get("eval", {}) and p.get("updates"):  # logs lost: the final evaluation only
                 curves.setdefault(e["name"], {})[key] = ([int(p["updates"])], [float(p["eval"]["score_mean"])], True)
+    known = sorted(set(curves) | set(zoo.list(root)), key=len, reverse=True)
     for run in sorted(resume_dir.glob("*-seed*/eval.csv")) if resume_dir.is_dir() else []:
         algorithm, _, rest = run.parent.name.partition("-")
         name = rest.rpartition("-seed")[0]
-        if name in curves or name in zoo.list(root):
+        if name in known:
             curves.setdefault(name, {})[algorithm] = (*_read_curve(run), False)
+            continue
+        # a variant of an entry's run (``rebrac-hopper-medium-beta2-0.1-seed0``: a settings check), drawn
+        # beside the entry's own curves under its own label; the longest entry name wins (medium-expert)
+        entry = next((e for e in known if name.startswith(e + "-")), None)
+        if entry is not None:
+            curves.setdefault(entry, {})[f"{algorithm} {name[len(entry) + 1:]}"] = (*_read_curve(run), False)
     return curves
 
 
@@ -204,16 +212,20 @@ def plot_learning_curves(path: Path, root: Path | None = None, resume_dir: Path 
         return None
     curves = learning_curves(root, resume_dir)
     colours = {"td3_bc": "tab:blue", "rebrac": "tab:orange"}
+    others = ["tab:green", "tab:purple", "tab:brown", "tab:pink"]  # variants and other bases
     fig, axes = plt.subplots(len(_ENVS), len(_LEVELS), figsize=(12, 9), sharex=True)
     for i, env in enumerate(_ENVS):
         for j, level in enumerate(_LEVELS):
             ax, name = axes[i][j], f"{env}-{level}"
+            drawn: list[str] = []
             for key, (updates, scores, finished) in sorted(curves.get(name, {}).items()):
                 label = key if finished else f"{key} (running)"
                 if len(updates) == 1 and finished:
                     label += " (final only)"
+                colour = colours.get(key) or others[sum(k not in colours for k in drawn) % len(others)]
+                drawn.append(key)
                 ax.plot(updates, scores, "-" if finished else "--", marker="o" if len(updates) == 1 else None,
-                        color=colours.get(key), label=label)
+                        color=colour, label=label)
             data = _dataset_score(env, level)
             if data != "-":
                 ax.axhline(float(data), color="grey", ls=":", label="dataset")

@@ -70,7 +70,10 @@ def test_learning_curves_prefer_running_resume_logs(root: Path, tmp_path: Path) 
     (resume / "rebrac-hopper-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,12.5\n")
     (resume / "rebrac-ant-medium-seed0").mkdir()  # not a zoo entry: ignored
     (resume / "rebrac-ant-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,1.0\n")
+    (resume / "rebrac-hopper-medium-beta2-0.1-seed0").mkdir()  # a settings check: its own label
+    (resume / "rebrac-hopper-medium-beta2-0.1-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,14.0\n")
     curves = learning_curves(root, resume)
+    assert curves["hopper-medium"]["rebrac beta2-0.1"] == ([5000], [14.0], False)
     assert curves["hopper-medium"]["td3_bc"] == ([5000, 10000], [20.0, 30.0], True)
     assert curves["hopper-medium"]["rebrac"] == ([5000], [12.5], False)  # the running run wins over the zoo's
     assert curves["hopper-medium-replay"]["rebrac"] == ([100_000], [36.0], True)  # no log kept: final only
