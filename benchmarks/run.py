@@ -61,10 +61,12 @@ def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
         return {(r["entry"], r["policy"], r["split"], r["settings"], r["seed"]) for r in csv.DictReader(f)}
 
 
-def load_world_model(entry: zoo.ZooEntry, kind: str, sampling: tuple[int, str] | None = None) -> Any:
+def load_world_model(entry: zoo.ZooEntry, kind: str, sampling: tuple[int, str] | None = None,
+                     critic_from: zoo.ZooEntry | None = None) -> Any:
     """The entry's ``kind`` world model; ``sampling`` = (steps, sampler) overrides a diffusion model's
-    sampler (the same trained model, fewer denoising steps)."""
-    wm = entry.load_world_model(kind)
+    sampler (the same trained model, fewer denoising steps); ``critic_from`` (the same entry loaded with
+    another policy) supplies the terminal critic instead of the wrapped policy's own."""
+    wm = (critic_from or entry).load_world_model(kind)
     if sampling is not None:
         if kind != "diffusion":
             raise ValueError(f"--sampling-steps applies to the diffusion model, not {kind!r}")
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mppi", default="{}", help="MPPIConfig overrides as JSON, e.g. '{\"samples\": 128}'")
     p.add_argument("--sampling-steps", type=int, default=None, help="diffusion: denoising steps (default: the bundle's)")
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="diffusion sampler with --sampling-steps")
+    p.add_argument("--critic-policy", default=None,
+                   help="terminal critic from another policy of the entry (e.g. rebrac), the wrapped policy "
+                        "unchanged: tests whether a better-calibrated critic helps; part of the row key")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests, short tuning runs); part of the row key")
@@ -121,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     entry = zoo.load(args.entry, policy=args.policy)
+    critic_from = None
+    if args.critic_policy is not None:
+        if args.method == "base":
+            raise SystemExit("--critic-policy needs --method itpo or mppi: the base policy uses no critic")
+        critic_from = zoo.load(args.entry, policy=args.critic_policy)  # an unknown name lists the entry's policies
     seeds = args.seeds if args.seeds is not None else (list(range(1000, 1010)) if args.split == "eval" else
                                                        list(range(5)))
     out = Path(args.out)
@@ -152,13 +162,15 @@ def main(argv: list[str] | None = None) -> None:
             settings = {**settings, "max_steps": args.max_steps}
         if args.tag and args.method != "base":
             settings = {**settings, "tag": args.tag}
+        if critic_from is not None and critic_from.policy_name != entry.policy_name:
+            settings = {**settings, "critic": critic_from.policy_name}
         key = settings_key(args.method, kind, settings)
         todo = [s for s in seeds if (entry.name, entry.policy_name, args.split, key, str(s)) not in done]
         if not todo:
             print(f"{entry.name} {args.method} {kind} {settings}: all {len(seeds)} seeds done")
             continue
         env = entry.make_env()
-        wm = None if args.method == "base" else load_world_model(entry, kind, sampling)
+        wm = None if args.method == "base" else load_world_model(entry, kind, sampling, critic_from)
         bar = tqdm(todo, desc=f"{entry.name} {args.method} {kind} {settings.get('step_size', '')}".strip())
         for seed in bar:
             # a fresh agent per episode (episodes are independent and a crash mid-run loses nothing) over one

@@ -32,7 +32,8 @@ def label(row: Row) -> str:
     s = json.loads(row["settings"])
     cap = s.pop("max_steps", None)
     tag = s.pop("tag", "")
-    text = _label(s) + (f" T<={cap}" if cap is not None else "")
+    critic = s.pop("critic", None)
+    text = _label(s) + (f" T<={cap}" if cap is not None else "") + (f" critic={critic}" if critic else "")
     return text.replace(" ", f"[{tag}] ", 1) if tag else text
 
 

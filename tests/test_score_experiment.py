@@ -55,16 +55,44 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     _run("benchmarks/run.py", "--method", "itpo", "--kind", "meanflow", "--step-size", "1e-4", "--tag", "v2", *common)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 + 4 + 2 + 2
+    # another policy's critic as the terminal value is another configuration too
+    _run("benchmarks/run.py", "--method", "itpo", "--kind", "meanflow", "--step-size", "1e-4",
+         "--critic-policy", "rebrac", *common)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 + 4 + 2 + 2 + 2 and json.loads(rows[-1]["settings"])["critic"] == "rebrac"
+    assert rows[-1]["policy"] == "td3_bc"  # the wrapped policy is unchanged
     md = tmp_path / "results.md"
     _run("benchmarks/summarize.py", "--episodes", str(out), "--out", str(md), "--notes", str(tmp_path / "none.md"),
          "--min-pairs", "2")
     text = md.read_text()
     assert "itpo-meanflow a=0.0001" in text and "itpo-meanflow a=0.0003" in text
     assert "mppi-meanflow N=16+8 it=1" in text and "itpo-meanflow[v2] a=0.0001" in text
-    assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 4  # paired rows
+    assert "critic=rebrac" in text
+    assert len(re.findall(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| [0-2]/2 \|", text)) == 5  # paired rows
     assert "## Headline" in text and (tmp_path / "pareto.png").is_file()
     # 3-step episodes are smoke tests, never the headline, so there is no gain figure to draw
     assert not (tmp_path / "gain_per_dataset.png").exists()
+
+
+def test_critic_policy_swaps_only_the_terminal_critic() -> None:
+    """--critic-policy: the world model's critic is the other policy's twin Q, the dynamics the same."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    run = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(run)  # type: ignore[union-attr]
+    entry = zoo.load("hopper-medium-replay")
+    other = zoo.load("hopper-medium-replay", policy="rebrac")
+    own, swapped = run.load_world_model(entry, "meanflow"), run.load_world_model(entry, "meanflow", critic_from=other)
+    obs, act = torch.randn(4, entry.actor.obs_dim), torch.rand(4, entry.actor.act_dim) * 2 - 1
+    expected = torch.min(*other.critic(obs, act))
+    with torch.no_grad():
+        assert not torch.allclose(own.critic(obs, act), swapped.critic(obs, act))
+        torch.testing.assert_close(swapped.critic(obs, act).reshape(-1), expected.reshape(-1))
+    assert all(torch.equal(a, b) for a, b in zip(own.dynamics.state_dict().values(),
+                                                  swapped.dynamics.state_dict().values(), strict=True))
 
 
 def test_headline_picks_each_entrys_tuned_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
