@@ -117,17 +117,23 @@ def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return {**{f: getattr(defaults, f) for f in TUNED_FIELDS}, **settings}
 
 
-def headline(recs: list[dict[str, Any]], tuned: dict[str, dict[str, dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+def headline(recs: list[dict[str, Any]], tuned: dict[str, dict[str, dict[str, Any]]],
+             policies: dict[str, str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """``(entry, kind) -> record`` of the configuration each zoo entry records as tuned for that world model
     (``itpo_wrap.zoo`` tuned settings, the one ``itpo demo`` and ``entry.adapt_config`` run); when several
     evaluated rows match (a re-trained world model under a new tag), the most recently written wins.
 
     :param tuned: ``entry -> kind -> tuned settings``.
+    :param policies: ``entry -> the policy its settings were tuned for`` (its default); rows of another base
+        policy are left out. Rows that swap in another policy's critic (``--critic-policy``) always are: the
+        tuned configuration is the policy with its own critic.
     """
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for r in recs:
         if (r["method"] != "itpo" or "gain" not in r or r["kind"] not in tuned.get(r["entry"], {})
-                or r["settings"].get("max_steps") is not None):  # truncated episodes are smoke tests, not evidence
+                or r["settings"].get("max_steps") is not None  # truncated episodes are smoke tests, not evidence
+                or "critic" in r["settings"]
+                or (policies is not None and r["policy"] != policies.get(r["entry"], r["policy"]))):
             continue
         want, s = with_defaults(tuned[r["entry"]][r["kind"]]), with_defaults(r["settings"])
         if s.get("optimizer", "sgd") != "sgd" or "sampling_steps" in s or any(s[k] != v for k, v in want.items()):
@@ -272,8 +278,9 @@ def main() -> None:
     docs = Path(args.out).parent
     docs.mkdir(parents=True, exist_ok=True)
     root = Path(args.zoo_dir) if args.zoo_dir else None
-    tuned = {n: zoo.load(n, root=root).tuned_settings for n in zoo.list(root=root)}
-    best = headline(recs, tuned)
+    entries = {n: zoo.load(n, root=root) for n in zoo.list(root=root)}
+    tuned = {n: e.tuned_settings for n, e in entries.items()}
+    best = headline(recs, tuned, {n: e.policy_name for n, e in entries.items()})
     figures = plots(recs, docs, args.min_pairs, best)
     notes = Path(args.notes).read_text().strip() + "\n\n" if Path(args.notes).is_file() else ""
     lines = ["# Results: base policy against inference-time adaptation", "",

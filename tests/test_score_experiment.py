@@ -112,8 +112,11 @@ def test_headline_picks_each_entrys_tuned_configuration(tmp_path: Path, monkeypa
             rec("diffusion", 30.0, 2, step_size=3e-4),     # better but not what the zoo records
             rec("diffusion", 40.0, 3, max_steps=300),      # truncated: never the headline
             rec("meanflow", 5.0, 4),
-            rec("meanflow", 10.0, 5, tag="teacher")]       # the same settings, written later: the current model
-    best = summarize.headline(recs, {"e": {"diffusion": {"step_size": 1e-4}, "meanflow": {"step_size": 1e-4, "steps": 5}}})
+            rec("meanflow", 10.0, 5, tag="teacher"),       # the same settings, written later: the current model
+            rec("diffusion", -5.0, 6, critic="rebrac"),    # another policy's critic: never the headline
+            {**rec("diffusion", 50.0, 7), "policy": "rebrac"}]  # another base policy: not what was tuned
+    best = summarize.headline(recs, {"e": {"diffusion": {"step_size": 1e-4}, "meanflow": {"step_size": 1e-4, "steps": 5}}},
+                              {"e": "td3_bc"})
     assert best[("e", "diffusion")]["gain"] == 20.0 and best[("e", "meanflow")]["gain"] == 10.0
     table = "\n".join(summarize.headline_table(recs, best))
     assert "| e | 50.0 | +20.0 [+19.0, +21.0], 7/10" in table and "| 50% | 25% |" in table
