@@ -217,13 +217,14 @@ def plot_learning_curves(path: Path, root: Path | None = None, resume_dir: Path 
     for i, env in enumerate(_ENVS):
         for j, level in enumerate(_LEVELS):
             ax, name = axes[i][j], f"{env}-{level}"
-            drawn: list[str] = []
+            extra = 0  # curves without a fixed colour drawn so far in this panel
             for key, (updates, scores, finished) in sorted(curves.get(name, {}).items()):
                 label = key if finished else f"{key} (running)"
                 if len(updates) == 1 and finished:
                     label += " (final only)"
-                colour = colours.get(key) or others[sum(k not in colours for k in drawn) % len(others)]
-                drawn.append(key)
+                colour = colours.get(key)
+                if colour is None:
+                    colour, extra = others[extra % len(others)], extra + 1
                 ax.plot(updates, scores, "-" if finished else "--", marker="o" if len(updates) == 1 else None,
                         color=colour, label=label)
             data = _dataset_score(env, level)

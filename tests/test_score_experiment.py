@@ -74,15 +74,12 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     assert not (tmp_path / "gain_per_dataset.png").exists()
 
 
-def test_critic_policy_swaps_only_the_terminal_critic() -> None:
+def test_critic_policy_swaps_only_the_terminal_critic(monkeypatch: pytest.MonkeyPatch) -> None:
     """--critic-policy: the world model's critic is the other policy's twin Q, the dynamics the same."""
-    import importlib.util
-
     import torch
 
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    run = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(run)  # type: ignore[union-attr]
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import run
     entry = zoo.load("hopper-medium-replay")
     other = zoo.load("hopper-medium-replay", policy="rebrac")
     own, swapped = run.load_world_model(entry, "meanflow"), run.load_world_model(entry, "meanflow", critic_from=other)
