@@ -3,10 +3,7 @@ dataset through itpo_wrap.data.load_dataset -> zoo entry; an SB3 base added next
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -18,19 +15,7 @@ from itpo_wrap import zoo
 from itpo_wrap.data import write_dataset
 from itpo_wrap.networks import TanhActor
 from itpo_wrap.offline import parse_args
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "policies" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import policy_script
 
 
 def _episodes(n: int) -> list[dict[str, np.ndarray]]:
@@ -57,7 +42,7 @@ def test_cli_to_zoo_on_a_minari_dataset(algo: str, tmp_path: Path) -> None:
             "--no-progress", "--zoo-dir", str(tmp_path / "zoo")]
     if algo == "rebrac":
         argv += ["--actor-bc-coef", "0.1", "--critic-bc-coef", "0.1", "--bf16"]
-    module = _script(algo)
+    module = policy_script(algo)
     module.main(parse_args(module.Args, argv))
     entry = zoo.load("pendulum-medium", root=tmp_path / "zoo")
     assert entry.policy_name == algo and entry.env_id == "Pendulum-v1" and isinstance(entry.policy, TanhActor)
@@ -68,7 +53,7 @@ def test_cli_to_zoo_on_a_minari_dataset(algo: str, tmp_path: Path) -> None:
     assert np.isfinite(score) and f"{score:.1f} ±" in card
 
     SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, device="cpu").save(tmp_path / "expert.zip")
-    sb3_base = _script("sb3_base")
+    sb3_base = policy_script("sb3_base")
     sb3_base.main(parse_args(sb3_base.Args, ["--model", str(tmp_path / "expert.zip"), "--dataset",
                                              "itpo/pendulum/medium-v0", "--zoo-dir", str(tmp_path / "zoo"),
                                              "--eval-episodes", "1", "--no-copy"]))

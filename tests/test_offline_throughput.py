@@ -11,12 +11,8 @@ shared with other jobs the second is the better estimate of the unloaded single-
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
-import sys
 import time
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -25,20 +21,10 @@ import torch
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
 from itpo_wrap.offline import TransitionTensors, keep_output_layer_fp32
+from tests.scripts import policy_script
 
-ROOT = Path(__file__).resolve().parents[1]
 SECONDS = float(os.environ.get("ITPO_BENCH_SECONDS", "15"))
 
-
-def _script(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "policies" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +41,7 @@ def data() -> TransitionTensors:
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_update_throughput(algo: str, bf16: bool, threads: int, data: TransitionTensors) -> None:
-    module = _script(algo)
+    module = policy_script(algo)
     args = module.Args(dataset="itpo/walker2d/medium-v0", bf16=bf16)
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -18,19 +15,7 @@ import torch
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
 from itpo_wrap.offline import Batch, load_offline_policy, parse_args
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "policies" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look the module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script, policy_script
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +44,12 @@ def _args(algo: str, run_dir: Path, **kw):
     extra = {"actor_bc_coef": 0.1, "critic_bc_coef": 0.1} if algo == "rebrac" else {}
     base = dict(dataset="test/pendulum/random-v0", run_dir=str(run_dir), total_updates=200, batch_size=64, hidden=32,
                 eval_every=100, eval_episodes=1, checkpoint_every=50, log_every=25, progress=False)
-    return _script(algo).Args(**{**base, **extra, **kw})
+    return policy_script(algo).Args(**{**base, **extra, **kw})
 
 
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_trainer_end_to_end(algo: str, pendulum: OfflineDataset, tmp_path: Path) -> None:
-    path = _script(algo).main(_args(algo, tmp_path), dataset=pendulum)
+    path = policy_script(algo).main(_args(algo, tmp_path), dataset=pendulum)
     actor, critic, meta = load_offline_policy(path)
     assert isinstance(actor, TanhActor) and isinstance(critic, TwinQ)
     assert meta["algorithm"] == algo and meta["updates"] == 200 and meta["env_id"] == "Pendulum-v1"
@@ -93,7 +78,7 @@ def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: 
     from itpo_wrap import zoo
 
     run_dir, root = tmp_path / "run", tmp_path / "zoo"
-    _script("rebrac").main(_args("rebrac", run_dir, zoo_dir=str(root)), dataset=pendulum)
+    policy_script("rebrac").main(_args("rebrac", run_dir, zoo_dir=str(root)), dataset=pendulum)
     entry = zoo.read_entry("pendulum-random", root)
     spec = entry["policies"]["rebrac"]
     assert spec["eval_curve"] == "rebrac_eval.csv" and spec["train_log"] == "rebrac_train.csv" and spec["updates"] == 200
@@ -108,7 +93,7 @@ def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: 
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_resume_after_crash_is_exact(algo: str, pendulum: OfflineDataset, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    module = _script(algo)
+    module = policy_script(algo)
     straight = load_offline_policy(module.main(_args(algo, tmp_path / "straight", eval_every=0), dataset=pendulum))
 
     real_update, calls = module.update, {"n": 0}
@@ -138,7 +123,7 @@ def test_resume_after_crash_is_exact(algo: str, pendulum: OfflineDataset, tmp_pa
 
 
 def test_resume_refuses_other_settings(pendulum: OfflineDataset, tmp_path: Path) -> None:
-    module = _script("td3_bc")
+    module = policy_script("td3_bc")
     module.main(_args("td3_bc", tmp_path, total_updates=50, eval_every=0), dataset=pendulum)
     with pytest.raises(ValueError, match="alpha"):
         module.main(_args("td3_bc", tmp_path, total_updates=100, eval_every=0, alpha=1.0), dataset=pendulum)
@@ -154,7 +139,7 @@ def _batch(terminations: list[float], valid: list[float]) -> Batch:
 
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_terminations_stop_bootstrap_truncations_do_not(algo: str) -> None:
-    module = _script(algo)
+    module = policy_script(algo)
     args = module.Args(dataset="test/pendulum/random-v0", actor_bc_coef=0.0, critic_bc_coef=0.0, bf16=False) \
         if algo == "rebrac" else module.Args()
     torch.manual_seed(0)
@@ -174,7 +159,7 @@ def test_terminations_stop_bootstrap_truncations_do_not(algo: str) -> None:
 
 
 def test_rebrac_critic_penalty_uses_next_actions_where_known() -> None:
-    module = _script("rebrac")
+    module = policy_script("rebrac")
     args = module.Args(dataset="test/pendulum/random-v0", actor_bc_coef=0.0, critic_bc_coef=0.0, bf16=False)
     actor, critic = TanhActor(3, 1, [16]), TwinQ(3, 1, [16])
     batch = _batch([0.0, 0.0], [1.0, 0.0])
@@ -189,14 +174,14 @@ def test_rebrac_critic_penalty_uses_next_actions_where_known() -> None:
 
 
 def test_default_architectures() -> None:
-    rebrac, td3_bc = _script("rebrac").Args(), _script("td3_bc").Args()
+    rebrac, td3_bc = policy_script("rebrac").Args(), policy_script("td3_bc").Args()
     assert (rebrac.hidden, rebrac.actor_n_hidden, rebrac.critic_n_hidden, rebrac.batch_size) == (256, 3, 3, 1024)
     assert rebrac.critic_layernorm and not rebrac.actor_layernorm and rebrac.actor_lr == rebrac.critic_lr == 1e-3
     assert (td3_bc.hidden, td3_bc.n_hidden, td3_bc.batch_size, td3_bc.alpha) == (256, 2, 256, 2.5)
 
 
 def test_rebrac_betas_table() -> None:
-    Args = _script("rebrac").Args
+    Args = policy_script("rebrac").Args
     assert Args(dataset="itpo/hopper/medium-replay-v0").betas() == (0.05, 0.5)
     assert Args(dataset="itpo/halfcheetah/medium-v0").betas() == (0.001, 0.01)
     assert Args(dataset="itpo/walker2d/medium-expert-v0", critic_bc_coef=0.3).betas() == (0.01, 0.3)
@@ -205,7 +190,7 @@ def test_rebrac_betas_table() -> None:
 
 
 def test_parse_args_types() -> None:
-    Args = _script("rebrac").Args
+    Args = policy_script("rebrac").Args
     args = parse_args(Args, ["--dataset", "itpo/hopper/medium-v0", "--total-updates", "7", "--no-critic-layernorm",
                              "--bf16", "--actor-bc-coef", "0.2", "--zoo-dir", "none"])
     assert args.total_updates == 7 and args.critic_layernorm is False and args.bf16 is True
@@ -216,7 +201,7 @@ def test_parse_args_types() -> None:
 
 
 def test_actor_step_leaves_critic_trainable_and_targets_lag(pendulum: OfflineDataset) -> None:
-    module = _script("td3_bc")
+    module = policy_script("td3_bc")
     from itpo_wrap.offline import TransitionTensors
 
     args = module.Args(batch_size=32)
@@ -236,8 +221,8 @@ def test_actor_step_leaves_critic_trainable_and_targets_lag(pendulum: OfflineDat
 @pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
 def test_build_gives_the_update_main_trains(algo: str, pendulum: OfflineDataset) -> None:
     """build() is what main() trains: its step moves the critic, and the same seed builds the same networks."""
-    parts = _script(algo).build(_args(algo, Path("unused")), pendulum)
-    again = _script(algo).build(_args(algo, Path("unused")), pendulum)
+    parts = policy_script(algo).build(_args(algo, Path("unused")), pendulum)
+    again = policy_script(algo).build(_args(algo, Path("unused")), pendulum)
     for key in ("actor", "critic"):
         for a, b in zip(parts.nets[key].parameters(), again.nets[key].parameters(), strict=True):
             assert torch.equal(a, b)
@@ -252,10 +237,7 @@ def test_profile_trainer_runs(pendulum: OfflineDataset, monkeypatch: pytest.Monk
                               capsys: pytest.CaptureFixture[str]) -> None:
     import itpo_wrap.offline.run as run
 
-    spec = importlib.util.spec_from_file_location("profile_trainer", ROOT / "benchmarks" / "profile_trainer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks", "profile_trainer")
     monkeypatch.setattr(run, "load_offline_dataset", lambda dataset_id: pendulum)
     module.main(["--algo", "td3_bc", "--dataset", "test/pendulum/random-v0", "--updates", "3", "--profile-updates", "2"])
     out = capsys.readouterr().out

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from itpo_wrap import zoo
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
@@ -208,13 +209,8 @@ def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) 
 
 
 def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tune_eval", ROOT / "benchmarks" / "tune_eval.py")
-    assert spec is not None and spec.loader is not None
-    te = importlib.util.module_from_spec(spec)
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # tune_eval imports run and summarize; undone after
-    spec.loader.exec_module(te)
+    te = load_script("benchmarks", "tune_eval")
 
     def key(steps: int, alpha: float) -> str:
         return json.dumps({"method": "itpo", "kind": "diffusion", "steps": steps, "step_size": alpha,
