@@ -61,7 +61,8 @@ from itpo_wrap.utils import set_seed
 
 ALGORITHM = "rebrac"
 # (beta_1 actor, beta_2 critic), tuned on D4RL v2 by Tarasov et al. 2023 (CORL configs), keyed by
-# zoo entry name; unchecked on our Gymnasium v5 datasets (METHOD.md section 6).
+# zoo entry name (METHOD.md section 6). Not retuned on our Gymnasium v5 datasets; each finished run is
+# checked against its data, its critic's calibration and TD3+BC (policies/zoo/BASE_POLICY_NOTES.md).
 BETAS: dict[str, tuple[float, float]] = {
     "halfcheetah-medium": (0.001, 0.01),
     "halfcheetah-medium-replay": (0.01, 0.001),
