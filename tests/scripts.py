@@ -21,9 +21,14 @@ def load_script(folder: str, name: str) -> ModuleType:
     :param name: file name without ``.py``
     :return: the executed module (the same object on later calls)
     """
+    path = ROOT / folder / f"{name}.py"
     if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+        cached = sys.modules[name]
+        # modules are cached by bare name: a same-named script from another folder must not stand in
+        if Path(getattr(cached, "__file__", "") or "").resolve() != path.resolve():
+            raise ImportError(f"module {name!r} is already {getattr(cached, '__file__', cached)!r}, not {path}")
+        return cached
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None, f"no script {folder}/{name}.py under {ROOT}"
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the file executes

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from itpo_wrap import zoo
-from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
@@ -75,12 +74,19 @@ def test_paired_rows_resume_and_summary(tmp_path: Path) -> None:
     assert not (tmp_path / "gain_per_dataset.png").exists()
 
 
-def test_critic_policy_swaps_only_the_terminal_critic(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def benchmarks_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put ``benchmarks/`` on ``sys.path`` for one test: its scripts import each other by bare name
+    (``tune_eval`` imports ``run`` and ``summarize``), so this is how they are imported here too."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+
+
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_critic_policy_swaps_only_the_terminal_critic() -> None:
     """--critic-policy: the world model's critic is the other policy's twin Q, the dynamics the same."""
+    import run
     import torch
 
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import run
     entry = zoo.load("hopper-medium-replay")
     other = zoo.load("hopper-medium-replay", policy="rebrac")
     own, swapped = run.load_world_model(entry, "meanflow"), run.load_world_model(entry, "meanflow", critic_from=other)
@@ -93,8 +99,8 @@ def test_critic_policy_swaps_only_the_terminal_critic(monkeypatch: pytest.Monkey
                                                   swapped.dynamics.state_dict().values(), strict=True))
 
 
-def test_headline_picks_each_entrys_tuned_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_headline_picks_each_entrys_tuned_configuration(tmp_path: Path) -> None:
     import summarize
 
     def rec(kind: str, gain: float, last_row: int, **settings: Any) -> dict[str, Any]:
@@ -208,9 +214,9 @@ def test_tune_eval_falls_back_to_the_base_when_nothing_beats_it(tmp_path: Path) 
     assert ev["itpo"]["steps"] == "0" and ev["itpo"]["episode_return"] == ev["base"]["episode_return"]
 
 
-def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # tune_eval imports run and summarize; undone after
-    te = load_script("benchmarks", "tune_eval")
+@pytest.mark.usefixtures("benchmarks_on_path")
+def test_choose_prefers_fewer_steps_and_falls_back_only_when_the_base_wins() -> None:
+    import tune_eval as te
 
     def key(steps: int, alpha: float) -> str:
         return json.dumps({"method": "itpo", "kind": "diffusion", "steps": steps, "step_size": alpha,
