@@ -84,6 +84,19 @@ def cmd_critic_calibration(args: argparse.Namespace) -> int:
     from itpo_wrap.offline.calibration import value_calibration
 
     torch.set_num_threads(args.threads)
+    if args.policy_file is not None:
+        # a run that is not (yet) a zoo entry, e.g. a betas check in policies/resume/: its own env, nothing recorded
+        from itpo_wrap.offline.checkpoint import load_offline_policy
+
+        if args.record or args.policy is not None:
+            raise SystemExit(f"--policy-file {args.policy_file} is not a zoo entry: drop --record and --policy, "
+                             "or pass --entry to calibrate (and record into) a zoo policy")
+        actor, critic, meta = load_offline_policy(args.policy_file)
+        result = value_calibration(actor, critic, str(meta["env_id"]), episodes=args.episodes, seed=args.seed,
+                                   gamma=args.gamma)
+        print(json.dumps({"policy_file": str(args.policy_file), "algorithm": meta.get("algorithm"),
+                          "dataset_id": meta.get("dataset_id"), **result.summary()}, indent=2))
+        return 0
     entry = zoo.load(args.entry, policy=args.policy)
     result = value_calibration(entry.actor, entry.critic, entry.make_env, episodes=args.episodes, seed=args.seed,
                                gamma=args.gamma)
@@ -138,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("critic-calibration",
                        help="a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects")
-    p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--entry", help="zoo entry, e.g. hopper-medium-replay")
+    which.add_argument("--policy-file", type=Path, default=None,
+                       help="an offline trainer's policy.pt instead of a zoo entry (e.g. a run in policies/resume/)")
     p.add_argument("--policy", default=None, help="the entry's policy (td3_bc, rebrac, ...); default: its default")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=1000, help="episode i resets with seed + i (the zoo's evaluation seeds)")

@@ -104,3 +104,28 @@ def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cal = zoo.read_entry("hopper-medium-replay", tmp_path)["policies"]["td3_bc"]["critic_calibration"]
     assert cal["episodes"] == 1 and cal["seed"] == 1000 and cal["states"] > 0 and np.isfinite(cal["ratio"])
     assert "itpo critic-calibration --entry hopper-medium-replay --policy td3_bc" in (dst / "MODEL_CARD.md").read_text()
+
+
+def test_cli_policy_file_matches_the_entry_route(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--policy-file` (a run that is not a zoo entry) gives the figures the entry route gives for the same file."""
+    from itpo_wrap import zoo
+    from itpo_wrap.cli import main
+
+    file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
+    assert main(["critic-calibration", "--entry", "hopper-medium-replay", "--policy", "td3_bc", "--episodes", "1"]) == 0
+    by_entry = json.loads(capsys.readouterr().out)
+    assert main(["critic-calibration", "--policy-file", str(file), "--episodes", "1"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert by_file["dataset_id"] == zoo.load("hopper-medium-replay", policy="td3_bc").dataset_id
+    for key in ("ratio", "states", "episodes"):
+        assert by_file[key] == by_entry[key], key
+
+
+def test_cli_policy_file_refuses_record() -> None:
+    """A policy file has no entry to record into: a clear error, not a silent skip."""
+    from itpo_wrap import zoo
+    from itpo_wrap.cli import main
+
+    file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
+    with pytest.raises(SystemExit, match="drop --record"):
+        main(["critic-calibration", "--policy-file", str(file), "--record"])
