@@ -108,6 +108,20 @@ def cmd_critic_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from itpo_wrap.offline.checks import record_check
+    from itpo_wrap.utils import policies_root
+
+    torch.set_num_threads(args.threads)
+    checks_dir = args.checks_dir if args.checks_dir is not None else policies_root() / "checks"
+    folder = record_check(args.run_dir, checks_dir, variant=args.variant, note=args.note,
+                          calibrate=not args.no_calibration, episodes=args.episodes, seed=args.seed)
+    print(f"recorded {folder}; regenerate the docs with: itpo zoo-tables --out-dir docs")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
@@ -162,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--record", action="store_true", help="store the figures in the entry (entry.json, MODEL_CARD.md)")
     p.set_defaults(func=cmd_critic_calibration)
+
+    p = sub.add_parser("record-check", help="keep a finished settings-check run's logs and figures in policies/checks/")
+    p.add_argument("--run-dir", type=Path, required=True, help="a finished trainer run (policy.pt, eval.csv)")
+    p.add_argument("--checks-dir", type=Path, default=None, help="default: policies/checks")
+    p.add_argument("--variant", default=None, help="label of the settings; default betas-<beta_1>-<beta_2>")
+    p.add_argument("--note", default="", help="one line: why the check was run, or what it replaced")
+    p.add_argument("--no-calibration", action="store_true", help="skip the critic calibration (10 episodes)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_record_check)
 
     p = sub.add_parser("demo", help="base vs wrapped policy of a zoo entry with SB3 evaluate_policy (no training)")
     p.add_argument("--entry", default="hopper-medium-replay", help="zoo entry with a world model")

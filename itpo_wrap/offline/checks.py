@@ -1,0 +1,131 @@
+"""Settings checks: finished trainer runs with other settings than a zoo entry's, kept for their figures.
+
+A check (ReBRAC on hopper-medium with beta_1 = 0.05 instead of CORL's 0.01, or the CORL run a check
+replaced in the zoo) decides what the zoo ships, so its figures must stay checkable after its run folder is
+gone. :func:`record_check` copies the run's logs into ``policies/checks/<algorithm>-<entry>-<variant>-seed<k>/``
+with a ``check.json`` holding the final evaluation, the critic's calibration and the command that remakes the
+run (without ``--zoo-dir``, so rerunning it never overwrites the zoo). ``itpo zoo-tables`` lists the checks
+and draws their curves; the weights are not kept (the command remakes them).
+
+    itpo record-check --run-dir runs/rebrac-ext/hopper-medium-to150k --note "CORL's pair"
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+from itpo_wrap.offline.checkpoint import load_offline_policy
+
+FORMAT = "itpo-check"
+FORMAT_VERSION = 1
+_BETA_FLAGS = ("--actor-bc-coef", "--critic-bc-coef")
+
+
+def check_command(command: str, betas: tuple[float, float] | None) -> str:
+    """``command`` without ``--zoo-dir`` and with the betas explicit.
+
+    A zoo run's command leaves the betas to the trainer's table, which may have changed since (that is
+    usually why the run became a check), and writes into the zoo; neither may hold for a check's record.
+    """
+    parts = shlex.split(command)
+    out: list[str] = []
+    skip = False
+    for part in parts:
+        if skip:
+            skip = False
+            continue
+        if part == "--zoo-dir":
+            skip = True
+            continue
+        if part.startswith("--zoo-dir="):
+            continue
+        out.append(part)
+    if betas is not None:
+        missing = [part for flag, value in zip(_BETA_FLAGS, betas, strict=True) if flag not in out for part in (flag, f"{value:g}")]
+        at = out.index("--dataset") + 2 if "--dataset" in out[:-1] else len(out)
+        out[at:at] = missing
+    return shlex.join(out)
+
+
+def record_check(
+    run_dir: str | Path,
+    checks_dir: str | Path,
+    *,
+    variant: str | None = None,
+    note: str = "",
+    calibrate: bool = True,
+    episodes: int = 10,
+    seed: int = 1000,
+) -> Path:
+    """Copy a finished run's logs and figures into ``checks_dir/<algorithm>-<entry>-<variant>-seed<k>/``.
+
+    :param run_dir: a finished trainer run (``policy.pt`` and ``eval.csv``; ``train.csv`` when present).
+    :param checks_dir: where checks live (``policies/checks``).
+    :param variant: the label of the settings (``beta1-0.05``); default ``betas-<beta_1>-<beta_2>`` when the
+        run stored its betas, otherwise required.
+    :param note: one line on why the check was run or what it replaced.
+    :param calibrate: measure the critic against the actor's returns (:func:`value_calibration`, seconds).
+    :param episodes: calibration episodes.
+    :param seed: first calibration reset seed (the zoo's evaluation seeds).
+    :return: the check's folder.
+    """
+    from itpo_wrap.offline.run import run_name
+
+    run_dir = Path(run_dir)
+    policy = run_dir / "policy.pt"
+    if not policy.is_file() or not (run_dir / "eval.csv").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a finished run (it needs policy.pt and eval.csv); "
+                                "finish it by rerunning its trainer command, which resumes")
+    actor, critic, meta = load_offline_policy(policy)
+    config = meta.get("config", {})
+    stored = config.get("betas_used")
+    betas = (float(stored[0]), float(stored[1])) if stored else None
+    if variant is None:
+        if betas is None:
+            raise ValueError(f"{str(policy)!r} stored no betas to name the check by; pass variant=, e.g. "
+                             "'alpha-5.0'")
+        variant = f"betas-{betas[0]:g}-{betas[1]:g}"
+    if not variant or "/" in variant or variant.endswith("-seed") or " " in variant:
+        raise ValueError(f"variant={variant!r} must be a non-empty label without '/' or spaces, e.g. 'beta1-0.05'")
+    entry = run_name(str(meta["dataset_id"]))
+    algorithm = str(meta["algorithm"])
+    name = f"{algorithm}-{entry}-{variant}-seed{int(config.get('seed', 0))}"
+    info = meta.get("info", {})
+    record: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "entry": entry, "algorithm": algorithm,
+        "variant": variant, "dataset_id": meta["dataset_id"], "env_id": meta["env_id"], "status": "finished",
+        "updates": int(meta["updates"]), "betas": list(betas) if betas else None,
+        "command": check_command(str(info.get("command", "")), betas), "eval": info.get("eval", {}),
+        "note": note, "recorded": datetime.date.today().isoformat(), "critic_calibration": None,
+    }
+    if calibrate:
+        from itpo_wrap.offline.calibration import value_calibration
+
+        result = value_calibration(actor, critic, str(meta["env_id"]), episodes=episodes, seed=seed,
+                                   gamma=float(config.get("gamma", 0.99)))
+        record["critic_calibration"] = {"seed": seed, **result.summary()}
+    folder = Path(checks_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for log in ("eval.csv", "train.csv"):
+        if (run_dir / log).is_file() and (run_dir / log).resolve() != (folder / log).resolve():
+            shutil.copyfile(run_dir / log, folder / log)
+    (folder / "check.json").write_text(json.dumps(record, indent=1) + "\n")
+    return folder
+
+
+def read_checks(checks_dir: str | Path) -> list[dict[str, Any]]:
+    """Every ``check.json`` under ``checks_dir`` (sorted by name), each with ``folder`` added."""
+    checks_dir = Path(checks_dir)
+    out = []
+    for path in sorted(checks_dir.glob("*/check.json")) if checks_dir.is_dir() else []:
+        record = json.loads(path.read_text())
+        if record.get("format") != FORMAT:
+            raise ValueError(f"{str(path)!r} is not an itpo check record (format {record.get('format')!r}); "
+                             "write it with itpo record-check")
+        out.append({**record, "folder": path.parent})
+    return out

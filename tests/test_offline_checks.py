@@ -1,0 +1,88 @@
+"""itpo_wrap.offline.checks: a finished settings check keeps its figures, and its command never writes the zoo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.offline.checkpoint import save_offline_policy
+from itpo_wrap.offline.checks import check_command, read_checks, record_check
+
+EVAL = "update,episodes,seed,eval/score_mean,eval/score_std\n5000,10,1000,12.0,1.0\n10000,10,1000,20.5,2.0\n"
+
+
+def _finished_run(folder: Path, betas: tuple[float, float] | None = (0.05, 0.01)) -> Path:
+    actor = TanhActor(11, 3, hidden=(8,))
+    critic = TwinQ(11, 3, hidden=(8,))
+    config = {"seed": 3, "gamma": 0.99, **({"betas_used": list(betas)} if betas else {})}
+    save_offline_policy(folder / "policy.pt", actor, critic, algorithm="rebrac", config=config,
+                        dataset_id="itpo/hopper/medium-v0", env_id="Hopper-v5", action_low=-np.ones(3),
+                        action_high=np.ones(3), updates=10_000,
+                        info={"command": "python policies/rebrac.py --dataset itpo/hopper/medium-v0 --zoo-dir "
+                                         "policies/zoo --no-progress",
+                              "eval": {"episodes": 10, "score_mean": 20.5, "score_std": 2.0}})
+    (folder / "eval.csv").write_text(EVAL)
+    (folder / "train.csv").write_text("update,loss\n500,1.0\n")
+    return folder
+
+
+def test_check_command_drops_the_zoo_and_states_the_betas() -> None:
+    cmd = "python policies/rebrac.py --dataset itpo/hopper/medium-v0 --zoo-dir policies/zoo --no-progress"
+    assert check_command(cmd, (0.01, 0.01)) == ("python policies/rebrac.py --dataset itpo/hopper/medium-v0 "
+                                                "--actor-bc-coef 0.01 --critic-bc-coef 0.01 --no-progress")
+    explicit = "python policies/rebrac.py --dataset d --actor-bc-coef 0.05 --zoo-dir=z"
+    assert check_command(explicit, (0.05, 0.01)) == ("python policies/rebrac.py --dataset d --critic-bc-coef 0.01 "
+                                                     "--actor-bc-coef 0.05")
+    assert check_command("python policies/td3_bc.py --dataset d --zoo-dir z", None) == \
+        "python policies/td3_bc.py --dataset d"
+
+
+def test_record_check_keeps_logs_figures_and_calibration(tmp_path: Path) -> None:
+    from itpo_wrap.zoo_tables import checks_markdown, learning_curves
+
+    run = _finished_run(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints").mkdir()  # training states are never copied
+    checks = tmp_path / "checks"
+    folder = record_check(run, checks, note="CORL's pair", episodes=1)
+    assert folder.name == "rebrac-hopper-medium-betas-0.05-0.01-seed3"
+    assert sorted(p.name for p in folder.iterdir()) == ["check.json", "eval.csv", "train.csv"]
+    assert (folder / "eval.csv").read_text() == EVAL
+    record = json.loads((folder / "check.json").read_text())
+    assert record["entry"] == "hopper-medium" and record["betas"] == [0.05, 0.01] and record["updates"] == 10_000
+    assert "--zoo-dir" not in record["command"] and "--actor-bc-coef 0.05" in record["command"]
+    cal = record["critic_calibration"]
+    assert cal["episodes"] == 1 and cal["states"] > 0 and np.isfinite(cal["ratio"])
+
+    [read] = read_checks(checks)
+    assert read["folder"] == folder and read["note"] == "CORL's pair"
+    table = checks_markdown(checks)
+    assert "| hopper-medium | rebrac | betas-0.05-0.01 | 0.05 / 0.01 | 10000 | 20.5 ± 2.0 |" in "\n".join(table)
+    assert any(record["command"] in line for line in table)
+    curves = learning_curves(tmp_path / "zoo", tmp_path / "resume", checks)
+    assert curves["hopper-medium"]["rebrac betas-0.05-0.01"] == ([5000, 10000], [12.0, 20.5], True)
+
+
+def test_record_check_refuses_unfinished_runs_and_unnamed_settings(tmp_path: Path) -> None:
+    (tmp_path / "running").mkdir()
+    (tmp_path / "running" / "eval.csv").write_text(EVAL)
+    with pytest.raises(FileNotFoundError, match="not a finished run"):
+        record_check(tmp_path / "running", tmp_path / "checks")
+    run = _finished_run((tmp_path / "alpha"), betas=None)
+    with pytest.raises(ValueError, match="pass variant="):
+        record_check(run, tmp_path / "checks", calibrate=False)
+    with pytest.raises(ValueError, match="variant='a b'"):
+        record_check(run, tmp_path / "checks", variant="a b", calibrate=False)
+    assert record_check(run, tmp_path / "checks", variant="alpha-5", calibrate=False).name == \
+        "rebrac-hopper-medium-alpha-5-seed3"
+
+
+def test_read_checks_refuses_foreign_records(tmp_path: Path) -> None:
+    assert read_checks(tmp_path / "none") == []
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "check.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="itpo record-check"):
+        read_checks(tmp_path)
