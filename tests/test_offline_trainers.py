@@ -184,7 +184,7 @@ def test_rebrac_betas_table() -> None:
     Args = policy_script("rebrac").Args
     assert Args(dataset="itpo/hopper/medium-replay-v0").betas() == (0.05, 0.5)
     assert Args(dataset="itpo/halfcheetah/medium-v0").betas() == (0.001, 0.01)
-    assert Args(dataset="itpo/walker2d/medium-expert-v0", critic_bc_coef=0.3).betas() == (0.01, 0.3)
+    assert Args(dataset="itpo/walker2d/medium-expert-v0", critic_bc_coef=0.3).betas() == (0.05, 0.3)
     with pytest.raises(ValueError, match="--actor-bc-coef"):
         Args(dataset="itpo/ant/medium-v0").betas()
 
