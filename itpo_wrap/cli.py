@@ -86,14 +86,13 @@ def cmd_critic_calibration(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.policy_file is not None:
         # a run that is not (yet) a zoo entry, e.g. a betas check in policies/resume/: its own env, nothing recorded
-        from itpo_wrap.offline.checkpoint import load_offline_policy
+        from itpo_wrap.offline.calibration import calibrate_policy_file
 
         if args.record or args.policy is not None:
             raise SystemExit(f"--policy-file {args.policy_file} is not a zoo entry: drop --record and --policy, "
                              "or pass --entry to calibrate (and record into) a zoo policy")
-        actor, critic, meta = load_offline_policy(args.policy_file)
-        result = value_calibration(actor, critic, str(meta["env_id"]), episodes=args.episodes, seed=args.seed,
-                                   gamma=args.gamma)
+        result, meta = calibrate_policy_file(args.policy_file, episodes=args.episodes, seed=args.seed,
+                                             gamma=args.gamma)
         print(json.dumps({"policy_file": str(args.policy_file), "algorithm": meta.get("algorithm"),
                           "dataset_id": meta.get("dataset_id"), **result.summary()}, indent=2))
         return 0
@@ -112,11 +111,9 @@ def cmd_record_check(args: argparse.Namespace) -> int:
     import torch
 
     from itpo_wrap.offline.checks import record_check
-    from itpo_wrap.utils import policies_root
 
     torch.set_num_threads(args.threads)
-    checks_dir = args.checks_dir if args.checks_dir is not None else policies_root() / "checks"
-    folder = record_check(args.run_dir, checks_dir, variant=args.variant, note=args.note,
+    folder = record_check(args.run_dir, args.checks_dir, variant=args.variant, note=args.note,
                           calibrate=not args.no_calibration, episodes=args.episodes, seed=args.seed)
     print(f"recorded {folder}; regenerate the docs with: itpo zoo-tables --out-dir docs")
     return 0

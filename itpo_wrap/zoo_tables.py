@@ -129,7 +129,7 @@ def checks_markdown(checks_dir: Path | None = None) -> list[str]:
     """The settings checks (``itpo record-check``): finished runs with other settings than the zoo's."""
     from itpo_wrap.offline.checks import read_checks
 
-    checks = read_checks(checks_dir if checks_dir is not None else policies_root() / "checks")
+    checks = read_checks(checks_dir)
     lines = ["## Settings checks", "",
              "Finished runs with other settings than the zoo's policy of the same entry (`policies/checks/`, "
              "written by `itpo record-check --run-dir <run>`): what a choice in the zoo was checked against. "
@@ -229,7 +229,7 @@ def learning_curves(root: Path | None = None, resume_dir: Path | None = None,
         entry = next((e for e in known if name.startswith(e + "-")), None)
         if entry is not None:
             curves.setdefault(entry, {})[f"{algorithm} {name[len(entry) + 1:]}"] = (*_read_curve(run), False)
-    for check in read_checks(checks_dir if checks_dir is not None else policies_root() / "checks"):
+    for check in read_checks(checks_dir):
         if (check["folder"] / "eval.csv").is_file():
             key = f"{check['algorithm']} {check['variant']}"
             curves.setdefault(check["entry"], {})[key] = (*_read_curve(check["folder"] / "eval.csv"), True)

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,3 +135,22 @@ def value_calibration(
         raise ValueError(f"no state had {tail} steps left before the time limit in {episodes} episodes; "
                          "raise tail_tolerance or use an env with longer episodes")
     return ValueCalibration(np.asarray(predicted), np.asarray(realised), np.asarray(start_q), np.asarray(start_g), gamma)
+
+
+def calibrate_policy_file(
+    path: str | Path, episodes: int = 10, seed: int = 1000, gamma: float | None = None
+) -> tuple[ValueCalibration, dict[str, Any]]:
+    """:func:`value_calibration` of an offline trainer's ``policy.pt`` in the env it was trained for.
+
+    :param path: an offline policy checkpoint (``run_dir/policy.pt`` or a zoo entry's ``.pt``).
+    :param episodes: episodes, reset with ``seed + i``.
+    :param seed: first reset seed.
+    :param gamma: the critic's discount; ``None``: the one in the checkpoint's config (else 0.99).
+    :return: ``(calibration, meta)``, ``meta`` as from :func:`load_offline_policy`.
+    """
+    from itpo_wrap.offline.checkpoint import load_offline_policy
+
+    actor, critic, meta = load_offline_policy(path)
+    if gamma is None:
+        gamma = float(meta.get("config", {}).get("gamma", 0.99))
+    return value_calibration(actor, critic, str(meta["env_id"]), episodes=episodes, seed=seed, gamma=gamma), meta

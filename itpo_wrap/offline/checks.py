@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from itpo_wrap.offline.checkpoint import load_offline_policy
+from itpo_wrap.utils import policies_root
 
 FORMAT = "itpo-check"
 FORMAT_VERSION = 1
@@ -52,9 +53,14 @@ def check_command(command: str, betas: tuple[float, float] | None) -> str:
     return shlex.join(out)
 
 
+def checks_root(checks_dir: str | Path | None = None) -> Path:
+    """``checks_dir``, or ``policies/checks`` (:func:`~itpo_wrap.utils.policies_root`) when ``None``."""
+    return Path(checks_dir) if checks_dir is not None else policies_root() / "checks"
+
+
 def record_check(
     run_dir: str | Path,
-    checks_dir: str | Path,
+    checks_dir: str | Path | None = None,
     *,
     variant: str | None = None,
     note: str = "",
@@ -65,7 +71,7 @@ def record_check(
     """Copy a finished run's logs and figures into ``checks_dir/<algorithm>-<entry>-<variant>-seed<k>/``.
 
     :param run_dir: a finished trainer run (``policy.pt`` and ``eval.csv``; ``train.csv`` when present).
-    :param checks_dir: where checks live (``policies/checks``).
+    :param checks_dir: where checks live (:func:`checks_root`: ``policies/checks`` when ``None``).
     :param variant: the label of the settings (``beta1-0.05``); default ``betas-<beta_1>-<beta_2>`` when the
         run stored its betas, otherwise required.
     :param note: one line on why the check was run or what it replaced.
@@ -81,7 +87,7 @@ def record_check(
     if not policy.is_file() or not (run_dir / "eval.csv").is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a finished run (it needs policy.pt and eval.csv); "
                                 "finish it by rerunning its trainer command, which resumes")
-    actor, critic, meta = load_offline_policy(policy)
+    _, _, meta = load_offline_policy(policy)  # metadata first: a bad variant fails before the 10 episodes
     config = meta.get("config", {})
     stored = config.get("betas_used")
     betas = (float(stored[0]), float(stored[1])) if stored else None
@@ -90,7 +96,7 @@ def record_check(
             raise ValueError(f"{str(policy)!r} stored no betas to name the check by; pass variant=, e.g. "
                              "'alpha-5.0'")
         variant = f"betas-{betas[0]:g}-{betas[1]:g}"
-    if not variant or "/" in variant or variant.endswith("-seed") or " " in variant:
+    if not variant or "/" in variant or " " in variant:
         raise ValueError(f"variant={variant!r} must be a non-empty label without '/' or spaces, e.g. 'beta1-0.05'")
     entry = run_name(str(meta["dataset_id"]))
     algorithm = str(meta["algorithm"])
@@ -98,18 +104,17 @@ def record_check(
     info = meta.get("info", {})
     record: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "entry": entry, "algorithm": algorithm,
-        "variant": variant, "dataset_id": meta["dataset_id"], "env_id": meta["env_id"], "status": "finished",
+        "variant": variant, "dataset_id": meta["dataset_id"], "env_id": meta["env_id"],
         "updates": int(meta["updates"]), "betas": list(betas) if betas else None,
         "command": check_command(str(info.get("command", "")), betas), "eval": info.get("eval", {}),
         "note": note, "recorded": datetime.date.today().isoformat(), "critic_calibration": None,
     }
     if calibrate:
-        from itpo_wrap.offline.calibration import value_calibration
+        from itpo_wrap.offline.calibration import calibrate_policy_file
 
-        result = value_calibration(actor, critic, str(meta["env_id"]), episodes=episodes, seed=seed,
-                                   gamma=float(config.get("gamma", 0.99)))
+        result, _ = calibrate_policy_file(policy, episodes=episodes, seed=seed)
         record["critic_calibration"] = {"seed": seed, **result.summary()}
-    folder = Path(checks_dir) / name
+    folder = checks_root(checks_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for log in ("eval.csv", "train.csv"):
         if (run_dir / log).is_file() and (run_dir / log).resolve() != (folder / log).resolve():
@@ -118,9 +123,9 @@ def record_check(
     return folder
 
 
-def read_checks(checks_dir: str | Path) -> list[dict[str, Any]]:
-    """Every ``check.json`` under ``checks_dir`` (sorted by name), each with ``folder`` added."""
-    checks_dir = Path(checks_dir)
+def read_checks(checks_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every ``check.json`` under ``checks_dir`` (:func:`checks_root`; sorted by name), each with ``folder`` added."""
+    checks_dir = checks_root(checks_dir)
     out = []
     for path in sorted(checks_dir.glob("*/check.json")) if checks_dir.is_dir() else []:
         record = json.loads(path.read_text())
