@@ -33,6 +33,7 @@ from itpo_wrap.config import AdaptConfig
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entry", default="hopper-medium-replay")
+    p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo)")
     p.add_argument("--meanflow-steps", type=int, nargs="+", default=[1, 3, 5], help="E values for MeanFlow")
     p.add_argument("--meanflow-particles", type=int, nargs="+", default=None, metavar="M",
                    help="rollouts M for MeanFlow (default: its tuned M)")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    entry = zoo.load(args.entry)
+    entry = zoo.load(args.entry, root=args.zoo_dir)
     # load_world_model names the kinds an entry has when one is missing; the wrappers share the one policy
     # (each restores the pretrained weights after every call)
     diffusion_wm, mf_wm = entry.load_world_model("diffusion"), entry.load_world_model("meanflow")

@@ -4,8 +4,11 @@
 ``.actor``, ``.critic``, ``.world_model`` (lazy, ``None`` when absent), ``.dataset_id``,
 ``.env_id`` and ``.make_env()``.
 
-Where: ``$ITPO_ZOO_PATH`` if set, else ``policies/zoo/`` of the source checkout this package lives
-in. One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-replay-v0`` ->
+Where (:func:`zoo_path`): a folder given explicitly (``zoo.load(name, root=...)``, ``--zoo-dir`` on
+every command), else ``$ITPO_ZOO_PATH``, else ``policies/zoo/`` of the source checkout this package
+lives in (all nine datasets), else the demo entry shipped inside the package (``itpo_wrap/zoo_demo``:
+Hopper medium's TD3+BC and SAC bases with its MeanFlow world model, so ``pip install itpo-wrap`` has
+a zoo). One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-replay-v0`` ->
 ``hopper-medium-replay``)::
 
     policies/zoo/hopper-medium-replay/
@@ -53,10 +56,35 @@ KINDS = ("offline", "sb3")
 _DATASET_ID = re.compile(r"(?:^|/)(?P<env>[a-z0-9_]+)[/-](?P<level>[a-z0-9_-]+?)-v\d+$")
 
 
+PACKAGED_ZOO = Path(__file__).resolve().parent / "zoo_demo"
+"""The demo zoo inside the package (package data): what a wheel install finds when nothing else is set."""
+
+
 def zoo_path() -> Path:
-    """The zoo root: ``$ITPO_ZOO_PATH``, else ``policies/zoo`` next to the ``itpo_wrap`` package."""
+    """The zoo root: ``$ITPO_ZOO_PATH``; else ``policies/zoo`` of the source checkout next to the
+    ``itpo_wrap`` package (an editable install); else :data:`PACKAGED_ZOO`, the one demo entry a wheel
+    carries."""
     env = os.environ.get("ITPO_ZOO_PATH")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "policies" / "zoo"
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[1] / "policies" / "zoo"
+    return checkout if checkout.is_dir() else PACKAGED_ZOO
+
+
+def zoo_source(root: str | Path | None = None) -> str:
+    """Where a zoo root came from, in words (for messages and ``itpo zoo list``).
+
+    :param root: an explicit folder, or ``None`` for :func:`zoo_path`'s choice.
+    """
+    if root is not None:
+        return f"{str(root)!r} (given explicitly)"
+    path = zoo_path()
+    if os.environ.get("ITPO_ZOO_PATH"):
+        return f"{str(path)!r} (from $ITPO_ZOO_PATH)"
+    if path == PACKAGED_ZOO:
+        return (f"{str(path)!r} (the demo entry shipped in the package; the full zoo lives in a source checkout's "
+                "policies/zoo: point ITPO_ZOO_PATH or --zoo-dir at it)")
+    return f"{str(path)!r} (the source checkout)"
 
 
 def entry_name(dataset_id: str) -> str:
@@ -175,8 +203,10 @@ class ZooEntry:
         elif kind in self.world_model_files:
             file = self.world_model_files[kind]
         else:
+            hint = ("the full zoo of a source checkout has more: point ITPO_ZOO_PATH or --zoo-dir at its "
+                    "policies/zoo" if self.directory.parent == PACKAGED_ZOO else "train one with itpo train-world-model")
             raise KeyError(f"zoo entry {self.name!r} has no {kind!r} world model; it has "
-                           f"{self.world_model_kinds or 'none'} (train one with itpo train-world-model)")
+                           f"{self.world_model_kinds or 'none'} ({hint})")
         if not file:
             raise KeyError(f"zoo entry {self.name!r} has no world model")
         wm = WorldModel.load(self.directory / file, map_location=device, env_id=self.env_id)
@@ -222,8 +252,9 @@ def read_entry(name: str, root: str | Path | None = None) -> dict[str, Any]:
     path = base / name / "entry.json"
     if not path.is_file():
         known = list(base)
-        raise KeyError(f"no zoo entry named {name!r} in {str(base)!r}; known entries: {known or 'none'}"
-                       + ("" if known else " (set ITPO_ZOO_PATH to a zoo folder)"))
+        raise KeyError(f"no zoo entry named {name!r} in {zoo_source(root)}; known entries: "
+                       f"{', '.join(known) if known else 'none'}"
+                       + ("" if known else " (set ITPO_ZOO_PATH or --zoo-dir to a zoo folder)"))
     try:
         entry = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -241,7 +272,7 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
     base = Path(root) if root is not None else zoo_path()
-    entry = read_entry(name, base)
+    entry = read_entry(name, root)
     policy_name = str(policy or entry.get("default_policy") or next(iter(entry["policies"]), ""))
     if policy_name not in entry["policies"]:
         raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
@@ -442,6 +473,57 @@ def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
     set_tuned_settings(name, kind, {"step_size": step_size}, note=note, root=root)
+
+
+def export_entry(name: str, dest: str | Path, *, policies: builtins.list[str], world_models: builtins.list[str],
+                 root: str | Path | None = None) -> Path:
+    """Write a slim, self-contained copy of an entry: only the named policies and world-model kinds.
+
+    Every weight file is copied into the new entry folder (a policy whose file lives outside its entry,
+    such as an SB3 behaviour model shared by several entries, is copied in too), training logs are left
+    behind, ``entry.json`` keeps every other recorded fact and ``MODEL_CARD.md`` is regenerated. This is
+    how the package's demo entry (:data:`PACKAGED_ZOO`) is made from the full zoo.
+
+    :param name: the entry to export.
+    :param dest: the zoo folder to write into (the entry becomes ``<dest>/<name>``; replaced when present).
+    :param policies: policy keys to keep; the first is the default unless the entry's default is kept.
+    :param world_models: world-model kinds to keep (may be empty).
+    :param root: the zoo folder to read from (:func:`zoo_path` when ``None``).
+    :return: the new entry folder.
+    """
+    base = Path(root) if root is not None else zoo_path()
+    entry = read_entry(name, base)
+    missing = [p for p in policies if p not in entry["policies"]] + \
+        [k for k in world_models if k not in entry.get("world_models", {})]
+    if not policies or missing:
+        raise KeyError(f"cannot export {name!r}: {missing or 'no policies asked'}; it has policies "
+                       f"{sorted(entry['policies'])} and world models {sorted(entry.get('world_models', {}))}")
+    out = Path(dest) / name
+    if out.resolve() == (base / name).resolve():
+        raise ValueError(f"export destination {str(out)!r} is the entry itself; choose another folder")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    slim = {k: v for k, v in entry.items() if k not in ("policies", "world_models", "world_model")}
+    slim["policies"] = {}
+    for key in policies:
+        spec = {k: v for k, v in entry["policies"][key].items() if k not in ("eval_curve", "train_log")}
+        src = (base / name / spec["file"]).resolve()
+        spec["file"] = f"{key}{src.suffix or '.pt'}"
+        shutil.copyfile(src, out / spec["file"])
+        slim["policies"][key] = spec
+    if slim.get("default_policy") not in policies:
+        slim["default_policy"] = policies[0]
+    slim["world_models"] = {}
+    for kind in world_models:
+        spec = dict(entry["world_models"][kind])
+        shutil.copyfile(base / name / spec["file"], out / spec["file"])
+        slim["world_models"][kind] = spec
+    kept: dict[str, dict[str, Any]] = slim["world_models"]
+    first: dict[str, Any] = kept.get("diffusion") or next(iter(kept.values()), {})
+    slim["world_model"] = first.get("file")
+    _write_entry(Path(dest), name, slim)
+    return out
 
 
 def model_card(entry: dict[str, Any]) -> str:

@@ -173,7 +173,7 @@ def write_dataset(
     target = datasets_root() / dataset_id
     if target.exists():
         if not overwrite:
-            raise FileExistsError(f"dataset {dataset_id!r} already exists at {target}; pass overwrite=True to replace it")
+            raise FileExistsError(f"dataset {dataset_id!r} already exists at {target}; replace it with --overwrite (overwrite=True from Python)")
         shutil.rmtree(target)
     buffers = []
     for i, ep in enumerate(episodes):

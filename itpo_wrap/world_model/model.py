@@ -150,7 +150,7 @@ class WorldModel(nn.Module):
     def baseline_next(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Next state from the deterministic MLP baseline (for evaluation and ablations)."""
         if self.baseline is None:
-            raise RuntimeError("this world model was saved without its MLP baseline (train with baseline=True)")
+            raise RuntimeError("this world model was saved without its MLP baseline (train it without --no-baseline)")
         s, a = self._check(s, "s", self.obs_dim), self._check(a, "a", self.act_dim, s.shape[0])
         d = self.baseline.sample((s - self.obs_mean) / self.obs_std, (a - self.act_mean) / self.act_std)
         return s + d * self.delta_std + self.delta_mean
