@@ -541,8 +541,9 @@ def model_card(entry: dict[str, Any]) -> str:
         wall = f"{p['wall_s'] / 60:.1f} min" if "wall_s" in p else "-"
         lines.append(f"| `{key}` (`{p['file']}`) | {p.get('algorithm', '-')} | {p.get('updates', '-')} | {wall} "
                      f"| {ret} | {score} |")
-    lines += ["", "Scores: deterministic actions, D4RL normalization `100 * (R - R_min) / (R_max - R_min)` with the "
-              "dataset's reference returns.", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
+    lines += ["", "Scores: deterministic actions, `100 * (R - R_min) / (R_max - R_min)` with our own fixed reference "
+              "returns: 100 = our own SAC expert, not D4RL's (do not compare with D4RL tables; both sets of "
+              "references are in docs/datasets.md).", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
               f"entry = zoo.load({entry['name']!r})  # or policy='<name>' from the table", "env = entry.make_env()",
               "```", "", "## Remake", ""]
     for key, p in entry["policies"].items():

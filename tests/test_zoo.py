@@ -67,7 +67,7 @@ def test_unknown_names_list_known_ones(tmp_path: Path, monkeypatch: pytest.Monke
                    dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", root=root)
     monkeypatch.setenv("ITPO_ZOO_PATH", str(root))
     assert zoo.zoo_path() == root and zoo.list() == ["pendulum-medium"]
-    with pytest.raises(KeyError, match=r"known entries: \['pendulum-medium'\]"):
+    with pytest.raises(KeyError, match=r"from \$ITPO_ZOO_PATH\); known entries: pendulum-medium\W*$"):
         zoo.load("hopper-medium")
     with pytest.raises(KeyError, match=r"has no policy 'rebrac'; it has \['td3_bc'\]"):
         zoo.load("pendulum-medium", policy="rebrac")
@@ -108,3 +108,28 @@ def test_world_model_is_loaded_lazily(tmp_path: Path) -> None:
     if entry.world_model_file and __import__("importlib").util.find_spec("itpo_wrap.world_model.model"):
         with pytest.raises((FileNotFoundError, ValueError, OSError)):
             _ = entry.world_model
+
+
+def test_zoo_root_order_explicit_env_checkout_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # explicit root > $ITPO_ZOO_PATH > the checkout's policies/zoo > the package's demo entry
+    monkeypatch.delenv("ITPO_ZOO_PATH", raising=False)
+    checkout = Path(zoo.__file__).resolve().parents[1] / "policies" / "zoo"
+    assert zoo.zoo_path() == (checkout if checkout.is_dir() else zoo.PACKAGED_ZOO)
+    monkeypatch.setenv("ITPO_ZOO_PATH", str(tmp_path))
+    assert zoo.zoo_path() == tmp_path and zoo.list() == []
+    assert zoo.list(zoo.PACKAGED_ZOO) == ["hopper-medium"]
+    assert zoo.load("hopper-medium", root=zoo.PACKAGED_ZOO).directory == zoo.PACKAGED_ZOO / "hopper-medium"
+    with pytest.raises(KeyError, match=r"\(set ITPO_ZOO_PATH or --zoo-dir to a zoo folder\)"):
+        zoo.load("hopper-medium")
+
+
+def test_export_entry_is_self_contained_and_refuses_unknown_parts(tmp_path: Path) -> None:
+    if "hopper-medium" not in zoo.list():
+        pytest.skip("needs the checkout zoo")
+    out = zoo.export_entry("hopper-medium", tmp_path, policies=["sac_medium"], world_models=[])
+    entry = zoo.read_entry("hopper-medium", tmp_path)
+    assert entry["default_policy"] == "sac_medium" and entry["world_models"] == {} and entry["world_model"] is None
+    assert entry["policies"]["sac_medium"]["file"] == "sac_medium.zip" and (out / "sac_medium.zip").is_file()
+    assert entry["ref_min_score"] == zoo.read_entry("hopper-medium")["ref_min_score"]
+    with pytest.raises(KeyError, match="cannot export 'hopper-medium': \\['nope'\\]"):
+        zoo.export_entry("hopper-medium", tmp_path, policies=["nope"], world_models=[])

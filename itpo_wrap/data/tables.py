@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from itpo_wrap.data.collect import ENVS, LEVELS
+from itpo_wrap.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, REFERENCE_SCORES, normalization_note
 
 
 def datasets_markdown(behavior_root: Path) -> str:
@@ -23,10 +24,7 @@ def datasets_markdown(behavior_root: Path) -> str:
         "itpo collect --env all --levels all --summary   # then: itpo datasets-table --out docs/datasets.md",
         "```",
         "",
-        "Normalized score = 100 x (return - ref_min_score) / (ref_max_score - ref_min_score), D4RL's x100 scale",
-        "(Minari's `get_normalized_score` is the same on a 0-1 scale). `ref_min_score` is the mean return of",
-        "the `random` level's episodes, `ref_max_score` the mean return of the `expert` level's episodes; both",
-        "are stored in every dataset of the env.",
+        *reference_markdown(),
         "",
         "## Behaviour policies (SB3 SAC, online, one torch thread)",
         "",
@@ -79,3 +77,29 @@ def datasets_markdown(behavior_root: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def reference_markdown() -> list[str]:
+    """The reference-scores section: what 0 and 100 mean, ours beside D4RL's, from :mod:`itpo_wrap.data.reference`."""
+    lines = [
+        "## Reference scores: 100 is our own expert, not D4RL's",
+        "",
+        normalization_note(),
+        "",
+        f"Measured once with `itpo collect --env <env> --levels all --summary` at its defaults (seed {MEASURED_SEED}, "
+        f">= {MEASURED_TRANSITIONS:,} transitions per sampled level): the `random` and `expert` levels' mean returns. "
+        "`itpo collect` writes these constants into every dataset of the env and never re-measures them (it logs "
+        "the random/expert means of the episodes it generates as a check), so another `--transitions` or `--seed` "
+        "does not move the scale. Minari's `get_normalized_score` is the same formula on a 0-1 scale.",
+        "",
+        "| env | ref_min_score (ours): uniform random | ref_max_score (ours): our SAC expert | D4RL random | D4RL expert |",
+        "|---|---|---|---|---|",
+    ]
+    for ref in REFERENCE_SCORES.values():
+        lines.append(
+            f"| {ref.env_id} | {ref.ref_min_score:.1f} ({ref.random_episodes:,} episodes, "
+            f"{ref.random_transitions:,} transitions) | {ref.ref_max_score:.1f} (`expert.zip`, "
+            f"{ref.expert_step:,} training steps; {ref.expert_episodes:,} episodes, {ref.expert_transitions:,} "
+            f"transitions) | {ref.d4rl_ref_min_score} | {ref.d4rl_ref_max_score} |"
+        )
+    return lines

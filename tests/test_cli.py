@@ -1,0 +1,83 @@
+"""The ``itpo`` command line as a newcomer meets it: defaults shown, user and maintainer commands apart,
+one-line errors that name flags and list the known zoo entries, ``itpo zoo list/show``."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from itpo_wrap import zoo
+from itpo_wrap.cli import MAINTAINER_COMMANDS, USER_COMMANDS, build_parser, main
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every (nested) subcommand parser, keyed by its command path (``"zoo list"``)."""
+    out: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[name] = sub
+                out.update({f"{name} {k}": v for k, v in _subparsers(sub).items()})
+    return out
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    for path, sub in _subparsers(build_parser()).items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"itpo {path}: {action.option_strings or action.dest} has no help text"
+            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+                assert f"(default: {action.default})" in " ".join(text.split()), (path, action.dest)
+
+
+def test_help_lists_user_commands_and_maintainer_commands_apart() -> None:
+    text = build_parser().format_help()
+    commands, maintainer = text.split("maintainer commands", 1)
+    for name in USER_COMMANDS:
+        assert f"\n    {name}" in commands, name
+    for name in MAINTAINER_COMMANDS:
+        assert name not in commands and f"\n  {name}" in maintainer, name
+    assert set(_subparsers(build_parser())) >= set(USER_COMMANDS) | set(MAINTAINER_COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--entry", "no-such-entry"],
+    ["zoo", "show", "no-such-entry"],
+    ["critic-calibration", "--entry", "no-such-entry"],
+    ["eval-world-model", "--entry", "no-such-entry", "--dataset", "itpo/hopper/medium-v0"],
+])
+def test_unknown_entry_is_one_line_listing_the_known_ones(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "no zoo entry named 'no-such-entry'" in err
+    assert all(name in err for name in zoo.list())
+
+
+def test_errors_name_the_flag_not_the_python_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["collect", "--env", "hopper", "--transitions", "0"])
+    err = capsys.readouterr().err
+    assert "--transitions 0" in err and "transitions=0" not in err
+
+
+def test_zoo_list_shows_policies_world_models_and_tuned_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.list():
+        assert name in out
+    assert "td3_bc*" in out and "meanflow" in out and "a=0.0003" in out
+
+
+def test_zoo_list_and_show_on_the_packaged_demo_zoo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "list", "--zoo-dir", str(zoo.PACKAGED_ZOO)]) == 0
+    out = capsys.readouterr().out
+    assert "hopper-medium" in out and "hopper-medium-replay" not in out and "sac_medium" in out
+    assert main(["zoo", "show", "hopper-medium", "--zoo-dir", str(zoo.PACKAGED_ZOO)]) == 0
+    card = capsys.readouterr().out
+    assert card.count("# hopper-medium") == 1 and "wm_meanflow.pt" in card
