@@ -87,3 +87,24 @@ def test_demo_scores_are_normalized_by_the_entry(counted: _Count, tmp_path: Path
     entry = zoo.load(DEFAULT_ENTRY)
     for run in report.runs:
         np.testing.assert_allclose(run.scores, entry.normalized_score(run.returns))
+
+
+def test_progress_bar_has_a_total_and_ends_full_when_episodes_end_early(capsys: pytest.CaptureFixture[str]) -> None:
+    from itpo_wrap.demo import _Progress
+
+    def step(progress: _Progress, length: int, done: bool) -> None:
+        progress({"done": done, "i": 0, "current_lengths": np.array([length])}, {})
+
+    live = _Progress("base", episodes=2, step_cap=10, live=True)
+    assert live.bar.total == 20
+    for t in range(1, 4):  # a fall after 3 steps: the bar skips to the second episode's slot
+        step(live, t, t == 3)
+    assert live.bar.n == 10
+    for t in range(1, 11):
+        step(live, t, t == 10)
+    assert live.bar.n == live.bar.total == 20
+    live.close()
+    piped = _Progress("base", episodes=2, step_cap=10, live=False)  # piped: a plain line per episode, no \r
+    step(piped, 3, True)
+    out = capsys.readouterr().out
+    assert out == "base: episode 1/2 ended after 3 steps\n"
