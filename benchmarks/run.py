@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
+    p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo)")
     p.add_argument("--method", choices=["base", "itpo", "mppi"], required=True)
     p.add_argument("--kind", choices=["diffusion", "meanflow", "mlp"], default="meanflow",
                    help="world model; mlp: the diffusion bundle's deterministic MLP baseline as dynamics (ablation)")
@@ -125,12 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    entry = zoo.load(args.entry, policy=args.policy)
+    entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
     critic_from = None
     if args.critic_policy is not None:
         if args.method == "base":
             raise SystemExit("--critic-policy needs --method itpo or mppi: the base policy uses no critic")
-        critic_from = zoo.load(args.entry, policy=args.critic_policy)  # an unknown name lists the entry's policies
+        critic_from = zoo.load(args.entry, policy=args.critic_policy, root=args.zoo_dir)  # an unknown name lists the entry's policies
     seeds = args.seeds if args.seeds is not None else (list(range(1000, 1010)) if args.split == "eval" else
                                                        list(range(5)))
     out = Path(args.out)

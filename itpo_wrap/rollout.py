@@ -18,11 +18,6 @@ import numpy as np
 
 PredictFn = Callable[..., tuple[np.ndarray, Any]]
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (beyond, the normal 1.96 is within 2%).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
 @dataclass(frozen=True)
 class Episode:
     """One finished episode.
@@ -80,10 +75,18 @@ def run_episode(predict: PredictFn, env: Any, seed: int, *, deterministic: bool 
 
 
 def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom."""
+    """Two-sided 95% Student-t quantile ``t_{0.975, df}`` (the half-width factor of a 95% interval).
+
+    :param df: degrees of freedom, ``n - 1`` for ``n`` paired episodes.
+    :return: ``scipy.stats.t.ppf(0.975, df)``; e.g. 2.262 for ``df = 9`` (10 seeds).
+    """
     if df < 1:
         raise ValueError(f"df={df} must be >= 1 (at least two paired episodes)")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    # imported here, not at the top: scipy.stats takes ~1.5 s to import and every benchmarks/run.py process
+    # imports this module for run_episode alone
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Usage::
 
     python policies/rebrac.py --dataset itpo/hopper/medium-replay-v0
     python policies/rebrac.py --dataset itpo/hopper/medium-replay-v0 --zoo-dir policies/zoo
+    python policies/rebrac.py --dataset itpo/hopper/medium-replay-v0 --tensorboard runs/tb  # tensorboard --logdir runs/tb
 
 Writes ``runs/rebrac/<env>-<level>-seed<seed>/`` (``train.csv``, ``eval.csv``, ``checkpoints/``,
 ``policy.pt``); rerunning the same command resumes from the newest checkpoint.
@@ -57,6 +58,7 @@ from itpo_wrap.offline.run import (
     run_name,
     train_actor_critic,
 )
+from itpo_wrap.tensorboard import check_tensorboard
 from itpo_wrap.utils import set_seed
 
 ALGORITHM = "rebrac"
@@ -82,7 +84,7 @@ BETAS: dict[str, tuple[float, float]] = {
     "walker2d-medium-expert": (0.05, 0.01),
 }
 MAY_DIFFER = ("total_updates", "eval_every", "eval_episodes", "checkpoint_every", "log_every", "threads",
-              "progress", "zoo_dir", "run_dir")
+              "progress", "zoo_dir", "run_dir", "tensorboard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +127,8 @@ class Args:
     threads: int = 1
     progress: bool = True
     zoo_dir: str | None = None  # also add the final policy to <zoo_dir>/<env>-<level>/rebrac.pt
+    # also write TensorBoard scalars under <DIR>/rebrac-<run dir name>_<n> (pip install 'itpo-wrap[tensorboard]')
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("total_updates", "batch_size", "hidden", "actor_n_hidden", "critic_n_hidden", "policy_freq",
@@ -237,6 +241,7 @@ def build(args: Args, dataset: OfflineDataset) -> TrainerParts:
 def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
     """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
     torch.set_num_threads(args.threads)
+    check_tensorboard(args.tensorboard)  # a missing package fails before the dataset is read
     args.betas()  # an unknown dataset without explicit betas fails before the dataset is read
     dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
     require_env(dataset, args.eval_every)

@@ -18,6 +18,7 @@ Usage::
 
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0 --zoo-dir policies/zoo
+    python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0 --tensorboard runs/tb  # tensorboard --logdir runs/tb
 
 Writes ``runs/td3_bc/<env>-<level>-seed<seed>/`` (``train.csv``, ``eval.csv``, ``checkpoints/``,
 ``policy.pt``); rerunning the same command resumes from the newest checkpoint.
@@ -44,12 +45,13 @@ from itpo_wrap.offline import (
     soft_update,
 )
 from itpo_wrap.offline.run import TrainerParts, load_offline_dataset, require_env, train_actor_critic
+from itpo_wrap.tensorboard import check_tensorboard
 from itpo_wrap.utils import set_seed
 
 ALGORITHM = "td3_bc"
 # Settings that may change when resuming a run (budget and cadence, not the experiment).
 MAY_DIFFER = ("total_updates", "eval_every", "eval_episodes", "checkpoint_every", "log_every", "threads",
-              "progress", "zoo_dir", "run_dir")
+              "progress", "zoo_dir", "run_dir", "tensorboard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Args:
     threads: int = 1
     progress: bool = True
     zoo_dir: str | None = None  # also add the final policy to <zoo_dir>/<env>-<level>/td3_bc.pt
+    # also write TensorBoard scalars under <DIR>/td3_bc-<run dir name>_<n> (pip install 'itpo-wrap[tensorboard]')
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("total_updates", "batch_size", "hidden", "n_hidden", "policy_freq", "eval_episodes", "threads"):
@@ -153,6 +157,7 @@ def build(args: Args, dataset: OfflineDataset) -> TrainerParts:
 def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
     """Train (or resume) and write ``policy.pt``; ``dataset`` overrides ``args.dataset`` (tests)."""
     torch.set_num_threads(args.threads)
+    check_tensorboard(args.tensorboard)  # a missing package fails before the dataset is read
     dataset = dataset if dataset is not None else load_offline_dataset(args.dataset)
     require_env(dataset, args.eval_every)
     parts = build(args, dataset)

@@ -7,10 +7,13 @@ A run lives in one folder::
       train.csv                         update, wall_s, updates_per_s, losses (every ``log_every``)
       eval.csv                          update, wall_s, eval/return_mean, eval/score_mean, ...
       policy.pt                         the final offline policy (written by the trainer)
+      tensorboard.txt                   with ``--tensorboard DIR``: the TensorBoard run folder it writes to
 
 Rerunning the same command resumes from the newest checkpoint: the update counter, the wall
 clock, the networks, the optimizers and the sampling generator are restored, and CSV rows written
-after that checkpoint are dropped, so the logs read as if the run had never stopped.
+after that checkpoint are dropped, so the logs read as if the run had never stopped. The TensorBoard
+run (``train/...``, ``time/...``, ``eval/...`` scalars) continues in the same folder and hides the steps
+after that checkpoint the same way.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ import typing
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from itpo_wrap.tensorboard import TensorBoardLog
 
 _CKPT = re.compile(r"^update_(\d+)\.pt$")
 
@@ -105,6 +111,8 @@ class TrainLoop:
         self.train_log = CsvLog(self.run_dir / "train.csv")
         self.eval_log = CsvLog(self.run_dir / "eval.csv")
         self._bar: Any = None
+        # set after resume() by a run with --tensorboard (itpo_wrap.tensorboard.open_run): rows go there too
+        self.tensorboard: TensorBoardLog | None = None
 
     # ----------------------------------------------------------------- resume
     def checkpoints(self) -> list[Path]:
@@ -191,12 +199,17 @@ class TrainLoop:
         self._last_log = (now, update)
         row = {"update": update, "wall_s": self.elapsed(), "updates_per_s": rate, **metrics}
         self.train_log.write(row)
+        if self.tensorboard is not None:
+            self.tensorboard.write(update, {"time/wall_s": row["wall_s"], "time/updates_per_s": rate,
+                                            **{f"train/{k}": v for k, v in metrics.items()}})
         if self._bar is not None:
             self._bar.set_postfix({"upd/s": f"{rate:.0f}"}, refresh=False)
 
     def log_eval(self, update: int, row: dict[str, Any]) -> None:
         """Append an ``eval.csv`` row and print the means."""
         self.eval_log.write({**row, "update": update, "wall_s": self.elapsed()})
+        if self.tensorboard is not None:  # the scores; episodes and seed are settings, not curves
+            self.tensorboard.write(update, {k: v for k, v in row.items() if k.startswith("eval/")})
         msg = " ".join(f"{k.split('/')[-1]}={_fmt(v)}" for k, v in row.items() if k.endswith("_mean"))
         tqdm.write(f"[{self.desc}] update {update}: {msg}")
 

@@ -99,8 +99,9 @@ def finalize_run(
     :param extra_config: resolved settings to store next to the arguments (e.g. ReBRAC's betas).
     :return: the path of ``policy.pt``.
     """
-    # the run folder is where this run happened to live, not part of how to remake the policy
-    command = format_command(script, dataclasses.replace(args, run_dir=None))
+    # the run and TensorBoard folders are where this run happened to log, not part of how to remake the policy
+    where = {"run_dir": None, **({"tensorboard": None} if hasattr(args, "tensorboard") else {})}
+    command = format_command(script, dataclasses.replace(args, **where))
     ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items() if k != "update"}
     info = {"wall_s": round(wall_s, 1), "command": command, "eval": ev}
     path = save_offline_policy(run_dir / "policy.pt", actor, critic, algorithm=algorithm,
@@ -169,7 +170,8 @@ def train_actor_critic(
 
     :param args: the trainer's ``Args`` (fields ``run_dir``, ``dataset``, ``seed``, ``total_updates``,
         ``checkpoint_every``, ``eval_every``, ``log_every``, ``progress``, ``batch_size``,
-        ``eval_episodes``, ``eval_seed``, ``zoo_dir``).
+        ``eval_episodes``, ``eval_seed``, ``zoo_dir``; optionally ``tensorboard``, a folder for TensorBoard
+        scalars under ``<tensorboard>/<algorithm>-<run dir name>_<n>``).
     :param data: the dataset as ``TransitionTensors``.
     :param nets: ``actor``, ``critic``, ``actor_target``, ``critic_target``.
     :param opts: ``actor`` and ``critic`` optimizers.
@@ -181,7 +183,9 @@ def train_actor_critic(
     :param extra_config: settings resolved at run time, stored in the config and checkpoint.
     """
     from itpo_wrap.offline.loop import TrainLoop, collect_state, restore_state
+    from itpo_wrap.tensorboard import check_tensorboard, open_run
 
+    check_tensorboard(getattr(args, "tensorboard", None))  # before the run folder is created
     extra = extra_config or {}
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algorithm, args.dataset, args.seed)
     loop = TrainLoop(run_dir, total_updates=args.total_updates, checkpoint_every=args.checkpoint_every,
@@ -193,19 +197,27 @@ def train_actor_critic(
     if state is not None:
         restore_state(state, **nets, actor_opt=opts["actor"], critic_opt=opts["critic"], generator=generator)
         last_eval = state.get("last_eval")
+    tensorboard = getattr(args, "tensorboard", None)
+    if tensorboard is not None:  # a resumed run hides its TensorBoard steps after the checkpoint, as train.csv drops them
+        loop.tensorboard = open_run(tensorboard, f"{algorithm}-{run_dir.name}", run_dir, resume=state is not None,
+                                    purge_from=loop.start + 1)
     actor = nets["actor"]
-    for u in loop:
-        latest.update(step(u, data.sample(args.batch_size, generator)))
-        done = u
-        if loop.due_log(u):
-            loop.log(u, latest)
-        if loop.due_eval(u):
-            with loop.pause():
-                last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, u)
-            loop.log_eval(u, last_eval)
-        if loop.due_checkpoint(u):
-            loop.save(u, {**collect_state(**nets, actor_opt=opts["actor"], critic_opt=opts["critic"],
-                                          generator=generator), "config": config, "last_eval": last_eval})
+    try:
+        for u in loop:
+            latest.update(step(u, data.sample(args.batch_size, generator)))
+            done = u
+            if loop.due_log(u):
+                loop.log(u, latest)
+            if loop.due_eval(u):
+                with loop.pause():
+                    last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, u)
+                loop.log_eval(u, last_eval)
+            if loop.due_checkpoint(u):
+                loop.save(u, {**collect_state(**nets, actor_opt=opts["actor"], critic_opt=opts["critic"],
+                                              generator=generator), "config": config, "last_eval": last_eval})
+    finally:
+        if loop.tensorboard is not None:
+            loop.tensorboard.close()
     if args.eval_every > 0 and (last_eval is None or last_eval["update"] != done):
         last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, done)
     return finalize_run(run_dir, actor, nets["critic"], algorithm=algorithm, script=script, args=args,

@@ -28,37 +28,40 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train-world-model", help="train a world-model bundle on an offline dataset",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", required=True, help="Minari dataset id or local path")
-    p.add_argument("--dynamics", choices=("diffusion", "meanflow", "mlp"), default="diffusion")
+    p.add_argument("--dynamics", choices=("diffusion", "meanflow", "mlp"), default="diffusion", help="dynamics kind: diffusion (DDPM/DDIM chain), meanflow (one-step), mlp (deterministic baseline)")
     p.add_argument("--out", required=True, help="bundle file to write (e.g. policies/zoo/<env>-<level>/wm_diffusion.pt)")
     p.add_argument("--run-dir", default=None, help="checkpoints and metrics (default: <out>.run)")
     p.add_argument("--steps", type=int, default=d.dynamics_steps, help="dynamics (and MLP baseline) updates")
-    p.add_argument("--reward-steps", type=int, default=d.reward_steps)
-    p.add_argument("--termination-steps", type=int, default=d.termination_steps)
+    p.add_argument("--reward-steps", type=int, default=d.reward_steps, help="reward-head updates")
+    p.add_argument("--termination-steps", type=int, default=d.termination_steps, help="termination-head updates")
     p.add_argument("--critic-steps", type=int, default=d.critic_steps, help="FQE updates (with --fqe-policy)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="transitions per update")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (peak of the schedule)")
     p.add_argument("--hidden", type=int, default=d.diffusion.net.hidden_dim, help="width of the dynamics net")
     p.add_argument("--blocks", type=int, default=d.diffusion.net.num_blocks, help="residual blocks")
     p.add_argument("--train-timesteps", type=int, default=d.diffusion.num_train_timesteps, help="diffusion K")
     p.add_argument("--sampling-steps", type=int, default=None,
                    help=f"denoising / MeanFlow steps (default {d.diffusion.num_inference_steps} / "
                         f"{d.meanflow.num_inference_steps})")
-    p.add_argument("--schedule", choices=("linear", "cosine"), default=d.diffusion.beta_schedule)
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=d.diffusion.sampler)
+    p.add_argument("--schedule", choices=("linear", "cosine"), default=d.diffusion.beta_schedule, help="diffusion noise (beta) schedule")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=d.diffusion.sampler, help="diffusion reverse-chain sampler")
     p.add_argument("--critic", default=None, help="SB3 SAC/TD3 .zip whose policy.critic becomes the terminal critic")
     p.add_argument("--fqe-policy", default=None,
                    help="SB3 .zip or TorchScript policy (outputs in [-1, 1]) to fit a critic for by FQE")
     p.add_argument("--tilt-policy", default=None, help="policy (as --fqe-policy) for MeanFlow's tilt weights")
-    p.add_argument("--tilt-eta", type=float, default=0.0)
-    p.add_argument("--tilt-sigma", type=float, default=d.meanflow.tilt_sigma)
+    p.add_argument("--tilt-eta", type=float, default=0.0, help="MeanFlow: strength of the policy-tilted sample weights (0 = off)")
+    p.add_argument("--tilt-sigma", type=float, default=d.meanflow.tilt_sigma, help="MeanFlow: width of the tilt kernel around the policy's action")
     p.add_argument("--holdout", type=float, default=d.holdout_fraction, help="share of held-out episodes")
     p.add_argument("--no-baseline", action="store_true", help="skip the same-budget MLP baseline")
-    p.add_argument("--workers", type=int, choices=(1, 2), default=d.workers)
-    p.add_argument("--threads", type=int, default=d.num_threads)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--workers", type=int, choices=(1, 2), default=d.workers, help="threads of parts: 2 trains the dynamics beside the heads")
+    p.add_argument("--threads", type=int, default=d.num_threads, help="torch threads per worker")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, batches and the held-out split")
+    p.add_argument("--device", default=d.device, help="cpu, cuda or auto")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --run-dir")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write the training metrics as TensorBoard scalars under DIR/wm_<kind>-<entry>_<n> "
+                        "(a resumed run appends to its folder); needs pip install 'itpo-wrap[tensorboard]'")
     p.add_argument("--zoo-dir", default=None,
                    help="also add the bundle (without a critic) to the zoo entry of --dataset in this folder, "
                         "with its held-out evaluation, e.g. policies/zoo")
@@ -84,13 +87,18 @@ def register(subparsers: Any) -> None:
 
     e = subparsers.add_parser("eval-world-model", help="score a bundle on held-out episodes (vs its MLP baseline)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("--model", required=True, help="bundle file")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", default=None, help="bundle file")
+    which.add_argument("--entry", default=None, help="a zoo entry's bundle instead of a file (with --kind)")
+    e.add_argument("--kind", default="diffusion", help="with --entry: which of its world models")
+    e.add_argument("--zoo-dir", default=None, help="with --entry: the zoo folder (default: $ITPO_ZOO_PATH, else "
+                                                   "the checkout's policies/zoo, else the package's demo entry)")
     e.add_argument("--dataset", required=True, help="Minari dataset id or local path")
-    e.add_argument("--horizon", type=int, default=10)
-    e.add_argument("--max-rows", type=int, default=50_000)
-    e.add_argument("--max-starts", type=int, default=2_000)
+    e.add_argument("--horizon", type=int, default=10, help="open-loop horizon of the multi-step error")
+    e.add_argument("--max-rows", type=int, default=50_000, help="held-out rows scored at most")
+    e.add_argument("--max-starts", type=int, default=2_000, help="open-loop start states at most")
     e.add_argument("--all-episodes", action="store_true", help="score on all episodes, not the held-out ones")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the row and start-state sampling")
     e.add_argument("--json", default=None, help="write the full result here")
     e.add_argument("--csv", default=None, help="write per-horizon rows here")
     e.set_defaults(func=eval_command)
@@ -176,12 +184,15 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
 
 def train_command(args: argparse.Namespace) -> int:
     """Run ``train-world-model``."""
+    from itpo_wrap.tensorboard import check_tensorboard
     from itpo_wrap.training.evaluate import evaluate_world_model
     from itpo_wrap.training.world_model import train_world_model
     from itpo_wrap.world_model.heads import CriticHead
     from itpo_wrap.world_model.model import WorldModel
 
     cfg = config_from_args(args)
+    tensorboard = getattr(args, "tensorboard", None)
+    check_tensorboard(tensorboard)  # before the (possibly slow) dataset load, not after it
     dataset = _load_dataset(args.dataset)
     low, high = _box(dataset)
     critic = CriticHead.from_sb3(_load_sb3(args.critic)) if args.critic else None
@@ -190,7 +201,7 @@ def train_command(args: argparse.Namespace) -> int:
     teacher = WorldModel.load(args.teacher) if getattr(args, "teacher", None) else None
     wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
                            tilt_policy=tilt, teacher=teacher, resume=not args.no_resume,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, tensorboard=tensorboard)
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
     result = evaluate_world_model(wm, dataset)
     _print_eval(result)
@@ -224,7 +235,16 @@ def eval_command(args: argparse.Namespace) -> int:
     from itpo_wrap.training.evaluate import evaluate_world_model, summary_rows
     from itpo_wrap.world_model.model import WorldModel
 
-    wm = WorldModel.load(args.model)
+    if args.entry is not None:
+        from itpo_wrap import zoo
+
+        spec = zoo.read_entry(args.entry, args.zoo_dir).get("world_models", {})
+        if args.kind not in spec:
+            raise ValueError(f"--entry {args.entry} has no --kind {args.kind} world model; it has {sorted(spec)}")
+        base = Path(args.zoo_dir) if args.zoo_dir is not None else zoo.zoo_path()
+        wm = WorldModel.load(base / args.entry / spec[args.kind]["file"])
+    else:
+        wm = WorldModel.load(args.model)
     dataset = _load_dataset(args.dataset)
     result = evaluate_world_model(wm, dataset, horizon=args.horizon, max_rows=args.max_rows,
                                   max_starts=args.max_starts, seed=args.seed, heldout=not args.all_episodes)

@@ -16,11 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from itpo_wrap.tensorboard import TensorBoardLog
 
 LossFn = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 EvalFn = Callable[[], dict[str, float]]
@@ -49,13 +52,15 @@ class Component:
 
 
 class MetricsLog:
-    """Thread-safe metric sink: long-format CSV (``component, step, wall_s, metric, value``) and,
-    when ``tensorboard`` is importable, TensorBoard scalars under ``<run_dir>/tb``.
+    """Thread-safe metric sink: long-format CSV (``component, step, wall_s, metric, value``) and, when given a
+    TensorBoard log (``--tensorboard``), the same rows as scalars tagged ``<component>/<metric>``.
 
-    :param run_dir: where ``metrics.csv`` (appended on resume) and ``tb/`` go.
+    :param run_dir: where ``metrics.csv`` goes (appended on resume).
+    :param tensorboard: an :class:`itpo_wrap.tensorboard.TensorBoardLog` (closed with this log); ``None`` writes
+        nothing TensorBoard-related.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, tensorboard: TensorBoardLog | None = None) -> None:
         self.path = run_dir / "metrics.csv"
         self._lock = threading.Lock()
         new = not self.path.exists()
@@ -63,21 +68,15 @@ class MetricsLog:
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(["component", "step", "wall_s", "metric", "value"])
-        self._tb: Any = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(run_dir / "tb"))
-        except ImportError:  # tensorboard is optional
-            self._tb = None
+        self._tb = tensorboard
 
     def write(self, component: str, step: int, wall_s: float, metrics: dict[str, float]) -> None:
         with self._lock:
             for key, value in metrics.items():
                 self._csv.writerow([component, step, f"{wall_s:.2f}", f"{component}/{key}", f"{value:.6g}"])
-                if self._tb is not None:
-                    self._tb.add_scalar(f"{component}/{key}", value, step)
             self._file.flush()
+            if self._tb is not None:
+                self._tb.write(step, {f"{component}/{key}": value for key, value in metrics.items()})
 
     def close(self) -> None:
         self._file.close()

@@ -15,6 +15,7 @@ import torch
 import itpo_wrap
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.tensorboard import check_tensorboard, open_run
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import Component, MetricsLog, fit_component
 from itpo_wrap.training.parts import (
@@ -88,6 +89,16 @@ def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) ->
     cfg_path.write_text(json.dumps(current, indent=2))
 
 
+def _tensorboard_name(dataset: OfflineDataset, cfg: WorldModelTrainConfig) -> str:
+    """``wm_<kind>-<zoo entry>`` (``wm_<kind>`` for data without a standard dataset id)."""
+    from itpo_wrap.zoo import entry_name
+
+    try:
+        return f"wm_{cfg.dynamics}-{entry_name(dataset.dataset_id or '')}"
+    except ValueError:
+        return f"wm_{cfg.dynamics}"
+
+
 def teacher_from_bundle(teacher: WorldModel, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
     """A diffusion bundle's DDIM map as MeanFlow's teacher, after checking it was trained in the student's
     normalized units (the same dataset, holdout and seed give the same normalizers).
@@ -111,7 +122,7 @@ def train_world_model(
     dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, out: str | os.PathLike[str] | None = None, *,
     run_dir: str | os.PathLike[str] | None = None, critic: CriticHead | None = None, policy: Policy | None = None,
     tilt_policy: Policy | None = None, teacher: WorldModel | None = None, resume: bool = True,
-    progress: bool = True,
+    progress: bool = True, tensorboard: str | os.PathLike[str] | None = None,
 ) -> WorldModel:
     """Train dynamics, the same-budget MLP baseline, reward and termination heads (and an FQE
     critic when ``policy`` is given without ``critic``) and assemble a ``WorldModel``.
@@ -123,7 +134,7 @@ def train_world_model(
     :param dataset: the offline data (env units).
     :param cfg: budgets and settings (defaults: ``WorldModelTrainConfig()``).
     :param out: where to save the bundle (``None``: do not save).
-    :param run_dir: checkpoints, ``metrics.csv``, ``config.json``, ``tb/`` (default ``<out>.run``).
+    :param run_dir: checkpoints, ``metrics.csv``, ``config.json`` (default ``<out>.run``).
     :param critic: a ready terminal critic to attach (e.g. ``CriticHead.from_sb3(model)``).
     :param policy: raw obs -> env action; with no ``critic``, a critic is fitted by FQE of it.
     :param tilt_policy: the policy MeanFlow's tilt weights lean toward (needs ``meanflow.tilt_eta > 0``).
@@ -131,8 +142,15 @@ def train_world_model(
         MeanFlow's one-step targets (needs ``meanflow.teacher_ratio > 0``).
     :param resume: continue from the checkpoints in ``run_dir``.
     :param progress: show progress bars.
+    :param tensorboard: also write the metrics as TensorBoard scalars under ``<tensorboard>/wm_<kind>-<entry>_<n>``
+        (``--tensorboard``; needs ``pip install 'itpo-wrap[tensorboard]'``). A run option, not a config field: it
+        does not change what is trained, so resuming with or without it is the same run. A resumed run appends
+        to the folder it used before; steps between a part's last checkpoint and the interruption then appear
+        twice, as in ``metrics.csv`` (parts resume from different steps, and TensorBoard can only hide a restart's
+        stale steps for all tags at once).
     """
     cfg = cfg or WorldModelTrainConfig()
+    check_tensorboard(tensorboard)  # a missing package fails here, before the run dir is touched
     _check_dataset(dataset)
     if (tilt_policy is not None) != (cfg.dynamics == "meanflow" and cfg.meanflow.tilt_eta > 0):
         raise ValueError("a tilt needs both tilt_policy and dynamics='meanflow' with meanflow.tilt_eta > 0 "
@@ -186,7 +204,8 @@ def train_world_model(
     if cfg.workers == 1:
         groups = [groups[0] + groups[1]]
 
-    log = MetricsLog(run_dir)
+    tb = None if tensorboard is None else open_run(tensorboard, _tensorboard_name(dataset, cfg), run_dir, resume=resume)
+    log = MetricsLog(run_dir, tb)
     seeds = {name: cfg.seed * 1000 + i for i, name in enumerate(("dynamics", "baseline", "reward", "termination", "critic"))}
 
     def run(pos: int, comps: list[Component]) -> dict[str, dict[str, float]]:
