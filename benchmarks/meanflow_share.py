@@ -21,13 +21,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from itpo_wrap import ITPOPolicyWrapper, zoo
+from itpo_wrap import ITPOPolicyWrapper
 from itpo_wrap.config import AdaptConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (benchmarks/run.py, a script beside this one: its load_entry)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    entry = zoo.load(args.entry, root=args.zoo_dir)
+    entry = run.load_entry(args.entry, root=args.zoo_dir)
     # load_world_model names the kinds an entry has when one is missing; the wrappers share the one policy
     # (each restores the pretrained weights after every call)
     diffusion_wm, mf_wm = entry.load_world_model("diffusion"), entry.load_world_model("meanflow")

@@ -93,6 +93,15 @@ def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig |
     raise ValueError(f"method={method!r}; choose base, itpo or mppi")
 
 
+def load_entry(name: str, policy: str | None = None, root: str | None = None) -> zoo.ZooEntry:
+    """``zoo.load`` for the scripts: a wrong entry or policy name ends the script with the library's one-line
+    message (it lists the known names), not a traceback."""
+    try:
+        return zoo.load(name, policy=policy, root=root)
+    except KeyError as err:
+        raise SystemExit(f"error: {err.args[0]}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
@@ -126,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
+    entry = load_entry(args.entry, args.policy, args.zoo_dir)
     critic_from = None
     if args.critic_policy is not None:
         if args.method == "base":
             raise SystemExit("--critic-policy needs --method itpo or mppi: the base policy uses no critic")
-        critic_from = zoo.load(args.entry, policy=args.critic_policy, root=args.zoo_dir)  # an unknown name lists the entry's policies
+        critic_from = load_entry(args.entry, args.critic_policy, args.zoo_dir)  # an unknown name lists the entry's policies
     seeds = args.seeds if args.seeds is not None else (list(range(1000, 1010)) if args.split == "eval" else
                                                        list(range(5)))
     out = Path(args.out)

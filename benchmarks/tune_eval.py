@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.zoo_dir:
         os.environ["ITPO_ZOO_PATH"] = str(Path(args.zoo_dir).resolve())  # run.py's zoo.load reads it
 
-    entry = zoo.load(args.entry)
+    entry = run.load_entry(args.entry)
     common = ["--entry", args.entry, "--out", args.out]
     cap = ["--max-steps", str(args.tune_max_steps)] if args.tune_max_steps else []
     tune = [*common, "--split", "tune", "--seeds", *map(str, args.tune_seeds), *cap]

@@ -81,3 +81,18 @@ def test_zoo_list_and_show_on_the_packaged_demo_zoo(capsys: pytest.CaptureFixtur
     assert main(["zoo", "show", "hopper-medium", "--zoo-dir", str(zoo.PACKAGED_ZOO)]) == 0
     card = capsys.readouterr().out
     assert card.count("# hopper-medium") == 1 and "wm_meanflow.pt" in card
+
+
+@pytest.mark.parametrize("script", ["run.py", "meanflow_share.py"])
+def test_benchmark_scripts_take_zoo_dir_and_refuse_unknown_entries_in_one_line(script: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    args = [sys.executable, str(path), "--entry", "no-such-entry", "--zoo-dir", str(zoo.PACKAGED_ZOO)]
+    if script == "run.py":
+        args += ["--method", "base", "--out", str(tmp_path / "rows.csv")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "known entries: hopper-medium" in proc.stderr
