@@ -18,6 +18,7 @@ leading ``N`` dim (``stacked=True``). Rows never interact, so ``grad (sum_i J_i)
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -66,12 +67,14 @@ class AdaptStats:
     :ivar j_after: J after the last update on the same bank (NaN when not tracked).
     :ivar grad_norm: L2 norm of the first gradient, before clipping.
     :ivar ok: every objective and gradient of this env was finite (else its updates stopped).
+    :ivar steps_taken: ascent steps taken (``cfg.steps`` unless a deadline stopped them earlier).
     """
 
     j_before: torch.Tensor
     j_after: torch.Tensor
     grad_norm: torch.Tensor
     ok: torch.Tensor
+    steps_taken: int = 0
 
 
 def imagine(policy: PolicyFn, wm: WorldModelLike, s0: torch.Tensor, noise: torch.Tensor, horizon: int) -> Rollout:
@@ -129,6 +132,7 @@ def adapt(
     n_envs: int,
     stacked: bool,
     objective_fn: ObjectiveFn | None = None,
+    deadline: float | None = None,
 ) -> AdaptStats:
     """``cfg.steps`` ascent steps on ``J``, updating ``params`` in place.
 
@@ -142,6 +146,8 @@ def adapt(
     :param stacked: whether ``params`` carry the leading env dim (else ``N`` must be 1).
     :param objective_fn: ``(s0, noise) -> J``, the same objective in another form (e.g. from
         :func:`trace_objective`); ``None`` runs :func:`objective` eagerly.
+    :param deadline: a ``time.perf_counter()`` value after which no further step starts
+        (``AdaptConfig.time_budget_ms``); ``None``: all ``cfg.steps`` steps.
     """
     # inference_mode is ~15% cheaper than no_grad for a report-only forward, but a traced graph run in it
     # can cache inference tensors that its later gradient runs then refuse: no_grad for traces.
@@ -154,7 +160,11 @@ def adapt(
     nan = torch.full((n_envs,), float("nan"), device=s0.device)
     j_before, grad_norm = nan, nan
     moments: list[list[torch.Tensor]] = []
+    taken = 0
     for step in range(cfg.steps):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break  # checked before a step starts: the call overruns its budget by at most the step in flight
+        taken += 1
         J = objective_fn(s0, noise)
         with _range("itpo/backward"):
             # autograd.grad with explicit inputs prunes the world model's own weight gradients
@@ -174,7 +184,7 @@ def adapt(
             j_before = j_after
     else:
         j_after = nan
-    return AdaptStats(j_before=j_before, j_after=j_after, grad_norm=grad_norm, ok=ok)
+    return AdaptStats(j_before=j_before, j_after=j_after, grad_norm=grad_norm, ok=ok, steps_taken=taken)
 
 
 def per_env_norm(grads: Sequence[torch.Tensor], n_envs: int) -> torch.Tensor:

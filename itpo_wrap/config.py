@@ -54,6 +54,13 @@ class AdaptConfig:
         on the policy too).
     :param track_j_after: evaluate J once more after the last step (no gradient) for diagnostics; one extra
         forward, about 5 to 9% of a call at E = 5.
+    :param time_budget_ms: a latency budget per ``predict`` call, in milliseconds from the call's start:
+        no further ascent step starts once it is spent, so a call is never late by more than one step (the
+        one running when the budget ran out), and a budget spent before the first step returns the action
+        of the parameters the call started from (the base action unless ``persistent`` mode carried an
+        adapted policy over). ``last_info[i]["adapt_steps"]`` reports the steps taken. ``None`` (default):
+        always ``steps`` steps. A budget makes results depend on the machine's speed, so leave it off for
+        reproducible experiments.
     :param trace: run the one-env objective as a TorchScript trace (``torch.jit.trace``, built once per batch
         shape and set of weights): the same math with less per-op overhead, 1.3x (MeanFlow) to 1.8x
         (10-step diffusion) faster on a CPU at M = 8 (``benchmarks/latency_probe.py``). On by default since
@@ -81,6 +88,7 @@ class AdaptConfig:
     gate_max_disagreement: float | None = None
     max_action_change: float | None = None
     track_j_after: bool = True
+    time_budget_ms: float | None = None
     trace: bool = True
 
     def __post_init__(self) -> None:
@@ -118,6 +126,9 @@ class AdaptConfig:
                 f"max_action_change={self.max_action_change!r} must be a finite float >= 0 (policy output units, "
                 "e.g. 0.1 on a [-1, 1] action), or None for no trust region"
             )
+        if self.time_budget_ms is not None and (not _finite(self.time_budget_ms) or self.time_budget_ms <= 0):
+            raise ValueError(f"time_budget_ms={self.time_budget_ms!r} must be a finite float > 0 (milliseconds per "
+                             "predict call, e.g. 20.0), or None for no budget")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} must be 'auto' or a torch device string such as 'cpu'")
 

@@ -107,6 +107,7 @@ class ITPOPolicyWrapper:
         self._traced: dict[tuple[int, ...], A.ObjectiveFn | None] = {}
         self._calls, self._lent = 0, False
         self.last_info: list[dict[str, Any]] = []
+        self._deadline: float | None = None  # AdaptConfig.time_budget_ms of the call in progress
 
     # ----------------------------------------------------------------- public API
     def predict(
@@ -126,6 +127,8 @@ class ITPOPolicyWrapper:
         :return: env-space actions ``(n_envs, act_dim)`` (or ``(act_dim,)`` for an unbatched observation), ``state``.
         """
         start = time.perf_counter()
+        budget = self.config.time_budget_ms
+        self._deadline = None if budget is None else start + budget / 1e3
         with torch.inference_mode(False), torch.enable_grad():
             obs, vectorized = observation_tensor(observation, self.world_model.obs_dim, self.device)
             self._prepare(obs.shape[0], episode_starts(episode_start, obs.shape[0]))
@@ -319,7 +322,8 @@ class ITPOPolicyWrapper:
         """``adapt`` plus the optional gate; returns stats extended with parameter changes and gate decisions."""
         cfg = self.config
         start = [v.detach().clone() for v in views]
-        stats = A.adapt(policy, params, self.world_model, s0, noise, cfg, n, stacked, objective_fn)
+        stats = A.adapt(policy, params, self.world_model, s0, noise, cfg, n, stacked, objective_fn,
+                        deadline=self._deadline)
         accepted = torch.ones(n, dtype=torch.bool, device=s0.device)
         if cfg.gate == "held_out" and held_out is not None:
             accepted = A.held_out_gate(policy, views, start, self.world_model, s0, held_out, cfg, n)
@@ -336,6 +340,10 @@ class ITPOPolicyWrapper:
                 n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Fallbacks (non-finite anything -> the base action, that env's parameters -> pretrained), numpy
         actions mapped to the Box exactly as SB3 does, and the per-env info rows."""
+        if step is not None and step.stats.steps_taken == 0:
+            # a spent time budget: envs still at the pretrained parameters act exactly as the base policy does
+            # (the stacked N-env forward can differ from the plain one in the last bit)
+            final = torch.where((step.param_drift == 0)[:, None], base, final)
         finite_action = torch.isfinite(final).all(1)
         finite_adapt = step.stats.ok if step is not None else torch.ones_like(finite_action)
         ok = finite_action & finite_adapt
@@ -378,6 +386,7 @@ def _info_rows(
         accepted = step.accepted.cpu().numpy()
     return [
         {**dict(zip(keys, map(float, values[i]), strict=True)), "action_change": float(change[i]),
+         "adapt_steps": 0 if step is None else step.stats.steps_taken,
          "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
         for i in range(n)
     ]
