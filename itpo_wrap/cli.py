@@ -147,11 +147,10 @@ def cmd_zoo_show(args: argparse.Namespace) -> int:
     from itpo_wrap import zoo
 
     entry = zoo.read_entry(args.name, args.zoo_dir)  # an unknown name lists the known ones
-    base = Path(args.zoo_dir) if args.zoo_dir is not None else zoo.zoo_path()
     if args.json:
         print(json.dumps(entry, indent=2))
     else:
-        print(f"<!-- {base / args.name} -->")
+        print(f"<!-- {zoo.zoo_path(args.zoo_dir) / args.name} -->")
         print(zoo.model_card(entry))
     return 0
 

@@ -60,10 +60,15 @@ PACKAGED_ZOO = Path(__file__).resolve().parent / "zoo_demo"
 """The demo zoo inside the package (package data): what a wheel install finds when nothing else is set."""
 
 
-def zoo_path() -> Path:
-    """The zoo root: ``$ITPO_ZOO_PATH``; else ``policies/zoo`` of the source checkout next to the
-    ``itpo_wrap`` package (an editable install); else :data:`PACKAGED_ZOO`, the one demo entry a wheel
-    carries."""
+def zoo_path(root: str | Path | None = None) -> Path:
+    """The zoo root: ``root`` when given (``--zoo-dir``); else ``$ITPO_ZOO_PATH``; else ``policies/zoo`` of the
+    source checkout next to the ``itpo_wrap`` package (an editable install); else :data:`PACKAGED_ZOO`, the one
+    demo entry a wheel carries.
+
+    :param root: an explicit zoo folder, which always wins.
+    """
+    if root is not None:
+        return Path(root)
     env = os.environ.get("ITPO_ZOO_PATH")
     if env:
         return Path(env)
@@ -104,7 +109,7 @@ def list(root: str | Path | None = None) -> builtins.list[str]:  # noqa: A001 - 
 
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     if not base.is_dir():
         return []
     return sorted(p.name for p in base.iterdir() if (p / "entry.json").is_file())
@@ -248,7 +253,7 @@ class ZooEntry:
 
 def read_entry(name: str, root: str | Path | None = None) -> dict[str, Any]:
     """The parsed ``entry.json`` of ``name`` (validated), without loading any weights."""
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     path = base / name / "entry.json"
     if not path.is_file():
         known = list(base)
@@ -271,7 +276,7 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
     :param policy: which of the entry's policies (``"rebrac"``, ``"td3_bc"``, ...); its default when ``None``.
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     entry = read_entry(name, root)
     policy_name = str(policy or entry.get("default_policy") or next(iter(entry["policies"]), ""))
     if policy_name not in entry["policies"]:
@@ -299,11 +304,14 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
                     world_model_file=entry.get("world_model"),
                     world_model_files={k: v["file"] for k, v in entry.get("world_models", {}).items()},
                     ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"),
-                    tuned_settings={k: _tuned(w) for k, w in entry.get("world_models", {}).items() if _tuned(w)})
+                    tuned_settings={k: t for k, w in entry.get("world_models", {}).items() if (t := tuned_settings_of(w))})
 
 
-def _tuned(wm: dict[str, Any]) -> dict[str, Any]:
-    """A world model record's tuned ``AdaptConfig`` fields (older entries stored only ``tuned_step_size``)."""
+def tuned_settings_of(wm: dict[str, Any]) -> dict[str, Any]:
+    """A world model record's tuned ``AdaptConfig`` fields (older entries stored only ``tuned_step_size``).
+
+    :param wm: one ``entry.json`` ``world_models`` record.
+    """
     if "tuned" in wm:
         return dict(wm["tuned"])
     return {"step_size": float(wm["tuned_step_size"])} if "tuned_step_size" in wm else {}
@@ -354,7 +362,7 @@ def add_policy(
     src = Path(file)
     if not src.is_file():
         raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
-    folder = (Path(root) if root is not None else zoo_path()) / name
+    folder = zoo_path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "entry.json"
     entry: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
@@ -388,7 +396,7 @@ def record_policy_facts(name: str, policy_name: str, facts: dict[str, Any], root
     :param facts: JSON-ready fields; ``file`` and ``kind`` cannot be changed this way.
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     """
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     entry = read_entry(name, base)
     if policy_name not in entry["policies"]:
         raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
@@ -418,7 +426,7 @@ def add_world_model(
     src = Path(file)
     if not src.is_file():
         raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     entry = read_entry(name, base)
     folder = base / name
     dest = folder / f"wm_{kind}.pt"
@@ -446,7 +454,7 @@ def set_tuned_settings(name: str, kind: str, settings: dict[str, Any], *, note: 
     """
     from itpo_wrap.config import AdaptConfig
 
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     entry = read_entry(name, base)
     if kind not in entry.get("world_models", {}):
         raise KeyError(f"zoo entry {name!r} has no {kind!r} world model; it has {sorted(entry.get('world_models', {}))}")
@@ -491,7 +499,7 @@ def export_entry(name: str, dest: str | Path, *, policies: builtins.list[str], w
     :param root: the zoo folder to read from (:func:`zoo_path` when ``None``).
     :return: the new entry folder.
     """
-    base = Path(root) if root is not None else zoo_path()
+    base = zoo_path(root)
     entry = read_entry(name, base)
     missing = [p for p in policies if p not in entry["policies"]] + \
         [k for k in world_models if k not in entry.get("world_models", {})]
@@ -575,7 +583,8 @@ def model_card(entry: dict[str, Any]) -> str:
         lines += [""]
         for kind, w in wms.items():
             lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
-            if _tuned(w):
-                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in _tuned(w).items())
+            tuned = tuned_settings_of(w)
+            if tuned:
+                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
                 lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def entry_rows(root: str | Path | None = None) -> list[dict[str, str]]:
             "dataset": str(entry.get("dataset_id", "")),
             "policies": ", ".join(f"{p}*" if p == default else p for p in policies),
             "world models": ", ".join(f"{k} ({w.get('size_mb', '?')} MB)" for k, w in wms.items()) or "none",
-            "tuned settings": "; ".join(f"{k}: {tuned_text(zoo._tuned(w))}" for k, w in wms.items() if zoo._tuned(w))
+            "tuned settings": "; ".join(f"{k}: {tuned_text(t)}" for k, w in wms.items() if (t := zoo.tuned_settings_of(w)))
                               or "none (AdaptConfig defaults, step size 1e-4)",
         })
     return rows

@@ -191,11 +191,11 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
         made["random"] = timed("random", lambda: random_episodes(cfg.env_id, cfg.transitions, cfg.seed))
     if {"expert", "medium-expert"} & levels:
         made["expert"] = timed("expert", lambda: policy_episodes(cfg.env_id, bdir / "expert.zip", cfg.transitions, cfg.seed + 1_000_000))
-    if {"medium", "medium-expert"} & set(cfg.levels):
+    if {"medium", "medium-expert"} & levels:
         made["medium"] = timed("medium", lambda: policy_episodes(cfg.env_id, bdir / "medium.zip", cfg.transitions, cfg.seed + 2_000_000))
-    if "medium-replay" in cfg.levels:
+    if "medium-replay" in levels:
         made["medium-replay"] = load_episodes(bdir / "medium_replay.npz")
-    if "medium-expert" in cfg.levels:
+    if "medium-expert" in levels:
         made["medium-expert"] = made["medium"] + made["expert"]
     for level, name, fixed in (("random", "ref_min_score", ref_min), ("expert", "ref_max_score", ref_max)):
         if level in made:  # a check only: what is written is the fixed value

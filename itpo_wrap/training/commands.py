@@ -191,8 +191,7 @@ def train_command(args: argparse.Namespace) -> int:
     from itpo_wrap.world_model.model import WorldModel
 
     cfg = config_from_args(args)
-    tensorboard = getattr(args, "tensorboard", None)
-    check_tensorboard(tensorboard)  # before the (possibly slow) dataset load, not after it
+    check_tensorboard(args.tensorboard)  # before the (possibly slow) dataset load, not after it
     dataset = _load_dataset(args.dataset)
     low, high = _box(dataset)
     critic = CriticHead.from_sb3(_load_sb3(args.critic)) if args.critic else None
@@ -201,7 +200,7 @@ def train_command(args: argparse.Namespace) -> int:
     teacher = WorldModel.load(args.teacher) if getattr(args, "teacher", None) else None
     wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
                            tilt_policy=tilt, teacher=teacher, resume=not args.no_resume,
-                           progress=not args.no_progress, tensorboard=tensorboard)
+                           progress=not args.no_progress, tensorboard=args.tensorboard)
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
     result = evaluate_world_model(wm, dataset)
     _print_eval(result)
@@ -238,11 +237,8 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.entry is not None:
         from itpo_wrap import zoo
 
-        spec = zoo.read_entry(args.entry, args.zoo_dir).get("world_models", {})
-        if args.kind not in spec:
-            raise ValueError(f"--entry {args.entry} has no --kind {args.kind} world model; it has {sorted(spec)}")
-        base = Path(args.zoo_dir) if args.zoo_dir is not None else zoo.zoo_path()
-        wm = WorldModel.load(base / args.entry / spec[args.kind]["file"])
+        # the zoo's own loader: its messages list the entries and the kinds an entry has
+        wm = zoo.load(args.entry, root=args.zoo_dir).load_world_model(args.kind)
     else:
         wm = WorldModel.load(args.model)
     dataset = _load_dataset(args.dataset)
