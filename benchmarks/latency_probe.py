@@ -8,8 +8,8 @@ hits them alike; compare the ratios more than the absolute numbers.
 
 Variants: the base policy's own predict (numpy in/out, as SB3 does), the wrapper at E = 0, a
 straightforward eager ITPO step (copy of the actor, torch.optim.SGD, loss.backward(); no termination
-masks, no diagnostics), the wrapper (defaults: traced objective, J after adaptation tracked), the wrapper
-with ``track_j_after=False`` ("-j_after", the same work as the naive loop), with ``trace=False``, and one call
+masks, no diagnostics), the wrapper (defaults: compiled step where available, J after adaptation tracked), the wrapper
+with ``track_j_after=False`` ("-j_after", the same work as the naive loop), with ``backend="eager"``, and one call
 for 4 envs (per env step = call / 4); the world model's parameters trainable (requires_grad, as a fresh
 nn.Module has them) or frozen (as ``WorldModel`` ships).
 Wall time and process CPU time are both printed: under background load the CPU time is the steadier one.
@@ -179,7 +179,7 @@ def variants(args: Args) -> dict[str, Callable[[np.ndarray], object]]:
             out[f"wrapper {tag}"] = ITPOPolicyWrapper(actor, wm, cfg).predict
         lean = AdaptConfig(**{**cfg.to_dict(), "track_j_after": False})
         out[f"-j_after {name}, wm frozen"] = ITPOPolicyWrapper(actor, ToyWM(k).requires_grad_(False), lean).predict
-        eager = AdaptConfig(**{**cfg.to_dict(), "trace": False})
+        eager = AdaptConfig(**{**cfg.to_dict(), "backend": "eager"})
         out[f"eager   {name}, wm frozen"] = ITPOPolicyWrapper(actor, ToyWM(k).requires_grad_(False), eager).predict
         vec = ITPOPolicyWrapper(actor, ToyWM(k).requires_grad_(False), cfg)
         out[f"x{N_VEC} envs  {name}, wm frozen"] = lambda obs, vec=vec: vec.predict(np.tile(obs, (N_VEC, 1)))

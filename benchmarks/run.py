@@ -78,9 +78,8 @@ def make_agent(entry: zoo.ZooEntry, method: str, kind: str, adapt: AdaptConfig |
                mppi: MPPIConfig | None, sampling: tuple[int, str] | None = None, wm: Any = None) -> tuple[Any, Any]:
     """``(predict, info_fn)`` for one configuration.
 
-    :param wm: a world model loaded once for the configuration (:func:`load_world_model`); loading it per
-        episode would give every episode's wrapper new tensors, hence a new TorchScript trace, and PyTorch
-        never frees traces (the wrappers share one trace over the same objects instead).
+    :param wm: a world model loaded once for the configuration (:func:`load_world_model`), so episodes do
+        not pay its loading again (the compiled step is shared by every wrapper either way).
     """
     if method == "base":
         return entry.base_predict(), None
@@ -102,7 +101,8 @@ def load_entry(name: str, policy: str | None = None, root: str | None = None) ->
         raise SystemExit(f"error: {err.args[0]}") from None
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (also what other scripts parse to name its rows)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
@@ -117,7 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--particles", type=int, default=8, help="M")
     p.add_argument("--horizon", type=int, default=5, help="H")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--gate", choices=["off", "held_out"], default="off")
+    p.add_argument("--gate", choices=["off", "held_out", "paired"], default="off")
+    p.add_argument("--gate-z", type=float, default=1.0, help="AdaptConfig.gate_z (with --gate paired)")
+    p.add_argument("--max-drift", type=float, default=None, help="AdaptConfig.max_drift (default: no bound)")
+    p.add_argument("--termination", choices=["hard", "soft"], default="hard", help="AdaptConfig.termination")
+    p.add_argument("--backend", choices=["auto", "eager", "compile"], default="auto",
+                   help="AdaptConfig.backend (not part of the row key: the backends compute the same steps)")
     p.add_argument("--persistence", choices=["persistent", "reset_each_step"], default="persistent")
     p.add_argument("--max-action-change", type=float, default=None,
                    help="AdaptConfig.max_action_change: trust region on the executed action (default: none)")
@@ -132,7 +137,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests, short tuning runs); part of the row key")
     p.add_argument("--tag", default="", help="label of the world model's version (part of the row key), e.g. after "
                                              "retraining a bundle, so its rows never mix with the old one's")
-    args = p.parse_args(argv)
+    return p
+
+
+def itpo_grid(args: argparse.Namespace) -> list[tuple[dict[str, Any], AdaptConfig]]:
+    """``(row-key settings, config)`` per step size of an ``--method itpo`` command line."""
+    grid = []
+    for alpha in args.step_size:
+        cfg = AdaptConfig(horizon=args.horizon, particles=args.particles, steps=args.steps, step_size=alpha,
+                          optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False,
+                          persistence=args.persistence, max_action_change=args.max_action_change,
+                          gate_z=args.gate_z, max_drift=args.max_drift, termination=args.termination,
+                          backend=args.backend, model_check="off")
+        keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
+        # a new setting joins the row key only when used, so older rows keep their keys
+        keep += ("max_action_change",) if cfg.max_action_change is not None else ()
+        keep += ("gate_z",) if cfg.gate == "paired" else ()
+        keep += ("max_drift",) if cfg.max_drift is not None else ()
+        keep += ("termination",) if cfg.termination != "hard" else ()
+        grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg))
+    return grid
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
 
     entry = load_entry(args.entry, args.policy, args.zoo_dir)
@@ -150,14 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     kind = "" if args.method == "base" else args.kind
     grid: list[tuple[dict[str, Any], AdaptConfig | None, MPPIConfig | None]] = []
     if args.method == "itpo":
-        for alpha in args.step_size:
-            cfg = AdaptConfig(horizon=args.horizon, particles=args.particles, steps=args.steps, step_size=alpha,
-                              optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False,
-                              persistence=args.persistence, max_action_change=args.max_action_change)
-            keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
-            # a new setting joins the row key only when used, so older rows keep their keys
-            keep += ("max_action_change",) if cfg.max_action_change is not None else ()
-            grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg, None))
+        grid.extend((settings, cfg, None) for settings, cfg in itpo_grid(args))
     elif args.method == "mppi":
         mcfg = MPPIConfig(**json.loads(args.mppi))
         grid.append((mcfg.to_dict(), None, mcfg))

@@ -4,7 +4,10 @@ Models have the zoo's shapes and widths (obs 17 / act 6 as HalfCheetah; TD3+BC a
 3 residual blocks of 256, reward head 3x256, termination head 2x256, twin critic 2x256); weights are
 untrained, which does not change the time. The grid is one factor at a time around the default
 (H = 5, M = 8, E = 5, one env): H = 1, M = 32, E = 1, and a vectorised batch of 8 envs, for the
-diffusion model with 10 and 5 sampling steps and for one-step MeanFlow.
+diffusion model with 10 and 5 sampling steps and for one-step MeanFlow, on the eager backend; the
+compiled backend (``AdaptConfig(backend="compile")``) at the default setting and with 8 envs (its first
+call, not timed, compiles for the shape: minutes the first time on a machine, seconds from inductor's
+cache afterwards).
 
     make bench    # JSON in benchmarks/results/latency.json; docs/latency.md is rendered from it
 """
@@ -65,21 +68,24 @@ def test_base_policy_predict(benchmark: Any) -> None:
     benchmark.pedantic(predict, rounds=200, warmup_rounds=10, iterations=1)
 
 
+@pytest.mark.parametrize("backend", ["eager", "compile"])
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("model", list(MODELS))
-def test_wrapper_predict(benchmark: Any, model: str, setting: str) -> None:
+def test_wrapper_predict(benchmark: Any, model: str, setting: str, backend: str) -> None:
     horizon, particles, steps, n_envs = SETTINGS[setting]
     kind, k = MODELS[model]
     if model == "diffusion-K5" and setting != "default":
         pytest.skip("K = 5 only at the default setting: the other factors scale as for K = 10")
-    cfg = AdaptConfig(horizon=horizon, particles=particles, steps=steps, device="cpu")
+    if backend == "compile" and setting not in ("default", "8envs"):
+        pytest.skip("compiled: the default setting and 8 envs only (each shape compiles once, in minutes)")
+    cfg = AdaptConfig(horizon=horizon, particles=particles, steps=steps, device="cpu", backend=backend)  # type: ignore[arg-type]
     wrapper = ITPOPolicyWrapper(_actor(), world_model(kind, k), cfg)
     obs = np.random.default_rng(0).normal(size=(n_envs, OBS))
-    for _ in range(2):  # build the trace for these shapes before timing
+    for _ in range(2):  # compile (or warm up) for these shapes before timing
         wrapper.predict(obs)
     benchmark.group = f"predict-{setting}"
     _record(benchmark, model=model, setting=setting, horizon=horizon, particles=particles, steps=steps,
-            n_envs=n_envs, trace=cfg.trace)
+            n_envs=n_envs, backend=backend)
     rounds = 5 if (kind == "diffusion" and (n_envs > 1 or particles > 8)) else 10
     actions, _ = benchmark.pedantic(wrapper.predict, args=(obs,), rounds=rounds, warmup_rounds=1, iterations=1)
     assert actions.shape == (n_envs, ACT) and np.all(np.isfinite(actions))

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                           track_j_after=False))
                 for b in (None, *args.budgets)}
     for w in wrappers.values():
-        w.predict(obs, deterministic=True)  # first call builds the trace: not timed
+        w.predict(obs, deterministic=True)  # first call compiles the step (or warms up): not timed
     ms: dict[float | None, list[float]] = {b: [] for b in wrappers}
     steps: dict[float | None, list[int]] = {b: [] for b in wrappers}
     for _ in range(args.rounds):

@@ -19,7 +19,7 @@ from typing import Any
 
 # Optional subcommand modules: each exposes ``register(subparsers)``. A module that is absent from an
 # install (or fails to import for a missing optional dependency) simply contributes no subcommand.
-_OPTIONAL_COMMANDS = ("itpo_wrap.training.commands",)
+_OPTIONAL_COMMANDS = ("itpo_wrap.training.commands", "itpo_wrap.tune_command")
 
 
 def _parse_levels(text: str) -> tuple[str, ...]:
@@ -126,7 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from itpo_wrap.demo import run_demo
 
     run_demo(entry_name=args.entry, kind=args.kind, episodes=args.episodes, seed=args.seed, out_dir=Path(args.out),
-             step_size=args.step_size, max_steps=args.max_steps, zoo_dir=args.zoo_dir)
+             step_size=args.step_size, max_steps=args.max_steps, zoo_dir=args.zoo_dir, device=args.device,
+             backend=args.backend)
     return 0
 
 
@@ -157,7 +158,7 @@ def cmd_zoo_show(args: argparse.Namespace) -> int:
 
 # Commands a user runs; the rest keep the project's own records (tables, settings checks, behaviour
 # exports) and are listed apart in `itpo -h` so a newcomer is not handed the lab's tools first.
-USER_COMMANDS = ("demo", "zoo", "collect", "train-world-model", "eval-world-model")
+USER_COMMANDS = ("demo", "zoo", "tune", "collect", "train-world-model", "eval-world-model")
 MAINTAINER_COMMANDS = {
     "critic-calibration": "a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects",
     "zoo-tables": "render docs/base_policies.md and docs/world_models.md from the zoo",
@@ -211,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="cap each episode at this many steps; default: the env's limit")
     p.add_argument("--out", default="runs/demo", help="where the plot goes")
     p.add_argument("--zoo-dir", default=None, help=_ZOO_DIR_HELP)
+    p.add_argument("--device", default="cpu", help="where policy, world model and adaptation run: cpu, cuda, cuda:1")
+    p.add_argument("--backend", default="auto", choices=["auto", "eager", "compile"],
+                   help="adaptation step: auto compiles where a compiler is available (first call compiles, "
+                        "cached on disk after), eager starts at once and runs slower")
     p.set_defaults(func=cmd_demo)
 
     z = sub.add_parser("zoo", help="list the zoo's entries, or show one's model card")

@@ -14,11 +14,17 @@ from typing import Any, Literal
 
 Optimizer = Literal["sgd", "adam"]
 Persistence = Literal["persistent", "reset_each_step"]
-Gate = Literal["off", "held_out", "disagreement"]
+Gate = Literal["off", "held_out", "disagreement", "paired"]
+BackendName = Literal["auto", "eager", "compile"]
+Termination = Literal["hard", "soft"]
+ModelCheck = Literal["warn", "strict", "off"]
 
 _OPTIMIZERS = ("sgd", "adam")
 _PERSISTENCE = ("persistent", "reset_each_step")
-_GATES = ("off", "held_out", "disagreement")
+_GATES = ("off", "held_out", "disagreement", "paired")
+_BACKENDS = ("auto", "eager", "compile")
+_TERMINATIONS = ("hard", "soft")
+_MODEL_CHECKS = ("warn", "strict", "off")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,14 @@ class AdaptConfig:
     :param gate: acceptance gate, ``"off"`` (default), ``"held_out"`` (keep the step's update only if it
         raises J on a second, held-out noise bank) or ``"disagreement"`` (keep it only where the world
         model's ``disagreement(s, a)`` along the adapted rollout is at most ``gate_max_disagreement``).
-    :param gate_margin: the held-out gate demands ``J_adapted > J_start + gate_margin``.
+        ``"paired"`` is the acceptance test of the safety layer: on a second, held-out noise bank each particle's
+        imagined return under the adapted policy is paired with the same particle's under the **pretrained**
+        policy; the adapted action is executed only when the mean paired gain exceeds ``gate_margin`` plus
+        ``gate_z`` standard errors (the margin grows with the model's disagreement across particles), else
+        the base action is, and this call's update is undone.
+    :param gate_margin: the held-out gate demands ``J_adapted > J_start + gate_margin``; the paired gate a mean
+        paired gain above ``gate_margin + gate_z * SE``.
+    :param gate_z: standard errors of the paired gain the ``"paired"`` gate demands (``0``: any mean gain).
     :param gate_max_disagreement: threshold of the disagreement gate (required by it).
     :param max_action_change: a trust region on what is executed: each coordinate of the returned action
         differs from the base policy's action at the same observation by at most this much, in the
@@ -52,6 +65,20 @@ class AdaptConfig:
         the base action. It clips the executed action only: the adapted parameters are unchanged, so
         with ``persistence="persistent"`` they may still drift (use ``reset_each_step`` for a strict bound
         on the policy too).
+    :param max_drift: a trust region in parameter space toward the pretrained weights: after every ascent
+        step, env ``i``'s parameters are projected back onto the ball ``||psi - psi_0|| <= max_drift *
+        ||psi_0||`` (L2 over all adapted parameters, relative to the pretrained norm), so however many steps
+        ``persistent`` mode accumulates over an episode, the policy stays that close to the data's policy.
+        ``None``: no bound (the paper).
+    :param termination: how predicted terminations weigh the imagined return. ``"hard"``: rewards count until
+        the termination head's probability crosses one half (no gradient through the event); ``"soft"``:
+        each reward and the terminal value are also weighted by the predicted probability of having survived
+        so far, ``prod_k (1 - p_term(s~_k))``, a differentiable discount that lets the gradient steer away from
+        falls (needs the model's ``termination_probability``; models without it are treated as ``"hard"``).
+    :param model_check: at construction, compare the world model's recorded held-out accuracy with the limits
+        of ``itpo_wrap.world_model.trust`` (one-step error, dimensions worse than their mean, reward error,
+        termination recall): ``"warn"`` names the failed numbers in a warning, ``"strict"`` refuses the model
+        (``ValueError``), ``"off"`` skips the check. Models that record no accuracy are not judged.
     :param track_j_after: evaluate J once more after the last step (no gradient) for diagnostics; one extra
         forward, about 5 to 9% of a call at E = 5.
     :param time_budget_ms: a latency budget per ``predict`` call, in milliseconds from the call's start:
@@ -61,14 +88,13 @@ class AdaptConfig:
         adapted policy over). ``last_info[i]["adapt_steps"]`` reports the steps taken. ``None`` (default):
         always ``steps`` steps. A budget makes results depend on the machine's speed, so leave it off for
         reproducible experiments.
-    :param trace: run the one-env objective as a TorchScript trace (``torch.jit.trace``, built once per batch
-        shape and set of weights): the same math with less per-op overhead, 1.3x (MeanFlow) to 1.8x
-        (10-step diffusion) faster on a CPU at M = 8 (``benchmarks/latency_probe.py``). On by default since
-        ``predict`` latency is what users wait for; a world model whose trace reports data-dependent
-        Python control flow is run eagerly instead, with a warning; vectorised calls (N > 1) run eagerly.
-        PyTorch never frees a trace (pytorch#35600): wrappers over the same policy and world-model objects
-        share one, but a process that builds wrappers over thousands of freshly loaded models should turn
-        this off (about 50-300 MB per trace).
+    :param backend: how the ascent step runs (``itpo_wrap.step``): ``"eager"`` runs it as written (the
+        reference: always available, no start-up cost); ``"compile"`` runs it through ``torch.compile`` as
+        one graph per batch shape (forward, backward and update), 2-4x faster per call on a CPU once
+        compiled, at a one-off compile of one to a few minutes per shape that inductor caches on disk, so
+        later processes start in seconds; ``"auto"`` (default): ``"compile"`` where the compiler has what
+        it needs (a C++ compiler on CPU, Triton on CUDA), else ``"eager"``. A world model the compiler
+        cannot capture whole falls back to eager with a warning. ``docs/latency.md`` has the figures.
     """
 
     horizon: int = 5
@@ -89,7 +115,11 @@ class AdaptConfig:
     max_action_change: float | None = None
     track_j_after: bool = True
     time_budget_ms: float | None = None
-    trace: bool = True
+    backend: BackendName = "auto"
+    gate_z: float = 1.0
+    max_drift: float | None = None
+    termination: Termination = "hard"
+    model_check: ModelCheck = "warn"
 
     def __post_init__(self) -> None:
         self._check_int("horizon", 1)
@@ -106,6 +136,14 @@ class AdaptConfig:
         self._check_choice("optimizer", _OPTIMIZERS)
         self._check_choice("persistence", _PERSISTENCE)
         self._check_choice("gate", _GATES)
+        self._check_choice("backend", _BACKENDS)
+        self._check_choice("termination", _TERMINATIONS)
+        self._check_choice("model_check", _MODEL_CHECKS)
+        if not _finite(self.gate_z) or self.gate_z < 0:
+            raise ValueError(f"gate_z={self.gate_z!r} must be a finite float >= 0 (standard errors, e.g. 1.0)")
+        if self.max_drift is not None and (not _finite(self.max_drift) or self.max_drift <= 0):
+            raise ValueError(f"max_drift={self.max_drift!r} must be a finite float > 0 (a fraction of the pretrained "
+                             "parameters' L2 norm, e.g. 0.05), or None for no bound")
         b1, b2 = self.adam_betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"adam_betas={self.adam_betas!r} must both be in [0, 1), e.g. (0.9, 0.999)")

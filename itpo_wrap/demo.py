@@ -36,7 +36,8 @@ class PolicyRun:
     :param lengths: env steps of each episode.
     :param scores: normalized score of each episode (100 = our own expert, see ``docs/datasets.md``).
     :param predict_calls: calls of the policy's ``predict`` (one per env step with one env).
-    :param seconds: wall time spent inside ``predict``.
+    :param seconds: wall time spent inside ``predict``, the first call included.
+    :param first_call_s: wall time of the first ``predict`` call alone (a compiled backend compiles in it).
     """
 
     name: str
@@ -45,6 +46,7 @@ class PolicyRun:
     scores: np.ndarray
     predict_calls: int
     seconds: float
+    first_call_s: float = 0.0
 
     @property
     def steps(self) -> int:
@@ -53,8 +55,10 @@ class PolicyRun:
 
     @property
     def ms_per_step(self) -> float:
-        """Mean wall milliseconds per ``predict`` call."""
-        return 1e3 * self.seconds / max(self.predict_calls, 1)
+        """Mean wall milliseconds per ``predict`` call after the first (which may compile)."""
+        if self.predict_calls <= 1:
+            return 1e3 * self.seconds
+        return 1e3 * (self.seconds - self.first_call_s) / (self.predict_calls - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,8 @@ class DemoReport:
     runs: tuple[PolicyRun, ...]
     plot: Path | None
     wall_s: float
+    backend: str = "eager"
+    device: str = "cpu"
 
 
 class _Counted:
@@ -76,13 +82,16 @@ class _Counted:
     so the table states what actually ran, not what was asked)."""
 
     def __init__(self, predict: Any) -> None:
-        self._predict, self.seconds, self.calls = predict, 0.0, 0
+        self._predict, self.seconds, self.calls, self.first_call_s = predict, 0.0, 0, 0.0
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
         t0 = time.perf_counter()
         out = self._predict(observation, state=state, episode_start=episode_start, deterministic=deterministic)
-        self.seconds += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.seconds += took
+        if self.calls == 0:
+            self.first_call_s = took
         self.calls += 1
         return out
 
@@ -124,7 +133,7 @@ class _Progress:
 def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes: int = DEFAULT_EPISODES,
              seed: int = 1000, out_dir: Path = Path("runs/demo"), step_size: float | None = None,
              max_steps: int | None = None, zoo_dir: str | Path | None = None,
-             console: Console | None = None) -> DemoReport:
+             console: Console | None = None, device: str = "cpu", backend: str = "auto") -> DemoReport:
     """Evaluate a zoo entry's base policy and the same policy wrapped, print one table, save a plot.
 
     :param entry_name: a zoo entry with a world model (``itpo zoo list`` shows them).
@@ -138,6 +147,10 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     :param max_steps: cap each episode at this many env steps; the env's own limit (1000) when ``None``.
     :param zoo_dir: the zoo folder; ``None`` finds one as :func:`itpo_wrap.zoo.zoo_path` does.
     :param console: where the table goes (a fresh ``rich`` console on stdout when ``None``).
+    :param device: where the policy, world model and adaptation run (``"cpu"``, ``"cuda"``).
+    :param backend: ``AdaptConfig.backend``; ``"auto"`` compiles the step where a compiler is available
+        (its first call compiles: about 1.5 minutes the first time on a machine for the default entry,
+        seconds once inductor's cache holds it), ``"eager"`` starts at once and runs 3x slower per step.
     :return: what ran, per policy.
     """
     if episodes < 1:
@@ -154,22 +167,24 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     torch.set_num_threads(1)  # one thread: the latency a laptop core sees (two threads on two busy cores crawl)
     console = console or (Console() if sys.stdout.isatty() else Console(width=120))
     started = time.perf_counter()
-    entry = zoo.load(entry_name, root=zoo_dir)
+    entry = zoo.load(entry_name, root=zoo_dir, device=device)
     if kind not in entry.world_model_kinds:
         raise ValueError(f"zoo entry {entry_name!r} has no {kind!r} world model (it has {entry.world_model_kinds}); "
                          f"pick --kind from those or another --entry from {zoo.list(zoo_dir)}")
-    wm = entry.load_world_model(kind)
+    wm = entry.load_world_model(kind, device=device)
     env = DummyVecEnv([lambda: Monitor(entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {})))])
     step_cap = int(max_steps or env.envs[0].spec.max_episode_steps or 1000)  # type: ignore[union-attr]
 
-    cfg = entry.adapt_config(kind, device="cpu", track_j_after=False,
+    cfg = entry.adapt_config(kind, device=device, track_j_after=False, backend=backend,
                              **({"step_size": step_size} if step_size is not None else {}))
     wrapped = ITPOPolicyWrapper(entry.policy, wm, cfg)
     console.print(f"[bold]itpo-wrap demo[/]: zoo entry [cyan]{entry.name}[/] ({entry.algorithm} base on "
                   f"{entry.dataset_id}), {kind} world model with the entry's tuned settings: H={cfg.horizon} "
                   f"M={cfg.particles} E={cfg.steps} step size {cfg.step_size:g}, {cfg.persistence}. "
                   f"{episodes} episode(s) per policy capped at {step_cap} steps, SB3 evaluate_policy, "
-                  f"env seed {seed} for both, 1 torch thread.")
+                  f"env seed {seed} for both, 1 torch thread, {wrapped.backend} step on {device}"
+                  + (" (its first call compiles: minutes the first time on this machine, seconds after)"
+                     if wrapped.backend == "compile" else "") + ".")
     live = sys.stderr.isatty()
     runs = []
     for name, predict in (("base", entry.base_predict()), (f"ITPO ({kind})", wrapped.predict)):
@@ -186,10 +201,11 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
             raise RuntimeError(f"{name}: ran {len(rets)} episodes and {counted.calls} predict calls for "
                                f"{int(lens.sum())} env steps; asked for {episodes} episodes")
         runs.append(PolicyRun(name, rets, lens, np.asarray(entry.normalized_score(rets), dtype=float),
-                              counted.calls, counted.seconds))
+                              counted.calls, counted.seconds, counted.first_call_s))
     env.close()
     plot = _plot(runs, entry.name, out_dir)
-    report = DemoReport(entry.name, kind, episodes, step_cap, seed, tuple(runs), plot, time.perf_counter() - started)
+    report = DemoReport(entry.name, kind, episodes, step_cap, seed, tuple(runs), plot, time.perf_counter() - started,
+                        wrapped.backend, device)
     console.print(render_table(report))
     return report
 
@@ -199,14 +215,16 @@ def render_table(report: DemoReport) -> Table:
     caption = (f"plot: {report.plot}" if report.plot else "plot: none (pip install matplotlib)") + \
         f"; demo wall time {report.wall_s:.0f} s. Score 100 = our own SAC expert (docs/datasets.md). " \
         "A few episodes are a smoke view; the paired 10-seed experiment is in docs/results.md."
-    table = Table(title=f"{report.entry}: base vs wrapped ({report.kind} world model), env seed {report.seed}",
+    table = Table(title=f"{report.entry}: base vs wrapped ({report.kind} world model, {report.backend} step on "
+                        f"{report.device}), env seed {report.seed}",
                   caption=caption)
-    for col in ("policy", "episodes", "env steps", "normalized score", "return", "ms / step"):
+    for col in ("policy", "episodes", "env steps", "normalized score", "return", "ms / step", "first call s"):
         table.add_column(col, justify="right")
     for run in report.runs:
         table.add_row(run.name, str(len(run.returns)), str(run.steps),
                       f"{run.scores.mean():.1f} ± {run.scores.std():.1f}",
-                      f"{run.returns.mean():.0f} ± {run.returns.std():.0f}", f"{run.ms_per_step:.2f}")
+                      f"{run.returns.mean():.0f} ± {run.returns.std():.0f}", f"{run.ms_per_step:.2f}",
+                      f"{run.first_call_s:.1f}")
     return table
 
 

@@ -1,24 +1,22 @@
 """``ITPOPolicyWrapper``: inference-time policy optimisation inside SB3's ``predict`` contract.
 
 Per call and per env: a fresh noise bank (``M`` particles x ``H`` steps) from that env's own generator,
-``E`` ascent steps on J (``itpo_wrap.adapt``, METHOD.md section 3), then the adapted policy's action at
-the real observation. Parameter storage, and why the module is always pretrained between calls:
+``E`` ascent steps on J (``itpo_wrap.step``, METHOD.md section 3), then the adapted policy's action at
+the real observation. Parameter storage, and why the module is always pretrained:
 
-- one env: the policy's **own** parameters are adapted in place during the call (plain module
-  calls, the fastest path); the adapted values are then saved in the wrapper and the pretrained
-  snapshot is copied back in a ``finally``, so ``model.save()`` can never write adapted weights;
-- ``N`` envs: per-env copies stacked on a leading dim, run with ``vmap(functional_call)``.
-
-Env ``i`` of a vectorised call draws its noise from a generator seeded ``noise_seed + i`` and its rows
-never mix with other envs', so it acts exactly as a single-env wrapper seeded ``noise_seed + i``.
+- every env's adapted parameters live in a ``ParameterBank``, per-env copies stacked on a leading dim
+  (one env is ``N = 1``), updated by a pure functional step; the policy module itself is never written,
+  so ``model.save()`` can never write adapted weights;
+- one env and ``N`` envs run the same step on the same kernels (``AdaptConfig.backend``, eager or
+  compiled), so env ``i`` of a vectorised call, whose noise comes from a generator seeded
+  ``noise_seed + i`` and whose rows never mix with other envs', acts exactly, bit for bit, as a
+  single-env wrapper seeded ``noise_seed + i``.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-import weakref
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,13 +35,9 @@ from itpo_wrap.adapters.validation import (
     observation_tensor,
 )
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.step import AscentStep, resolve_backend
 from itpo_wrap.world_model.protocol import WorldModelLike
-
-# PyTorch never frees a trace's graph (its global compilation unit keeps every trace, pytorch#35600): a
-# wrapper per episode used to leak ~0.3 GB per episode on the zoo's bundles. Wrappers over the same
-# policy and world-model objects (same tensors, shapes, bounds and config) therefore share one trace.
-_SHARED_TRACES: OrderedDict[tuple[Any, ...], tuple[Any, Any, A.ObjectiveFn | None]] = OrderedDict()
-_SHARED_TRACES_MAX = 16
+from itpo_wrap.world_model.trust import fitness_of
 
 
 @dataclass
@@ -94,6 +88,7 @@ class ITPOPolicyWrapper:
         if log_interval is not None and (logger is None or log_interval < 1):
             raise ValueError(f"log_interval={log_interval!r} needs a logger and must be >= 1")
         self.adapter: PolicyAdapter = make_adapter(policy, obs_normalizer=obs_normalizer, squashed=squashed)
+        _check_fitness(world_model, self.config.model_check)
         self.world_model = world_model
         self.logger, self.log_interval = logger, log_interval
         with torch.inference_mode(False):
@@ -104,7 +99,9 @@ class ITPOPolicyWrapper:
             self._noise_dim = noise_batch_dim(world_model, self.config.horizon, self.device)
             self._snapshot = [p.detach().clone() for p in self.adapter.params]
         self._bank: ParameterBank | None = None
-        self._traced: dict[tuple[int, ...], A.ObjectiveFn | None] = {}
+        self.backend = resolve_backend(self.config.backend, self.device)
+        self._steps: dict[int, AscentStep] = {}  # per env count N (the step's shapes)
+        self._anchors: tuple[int, tuple[torch.Tensor, ...]] | None = None
         self._calls, self._lent = 0, False
         self.last_info: list[dict[str, Any]] = []
         self._deadline: float | None = None  # AdaptConfig.time_budget_ms of the call in progress
@@ -142,7 +139,7 @@ class ITPOPolicyWrapper:
     def reset(self) -> None:
         """A fresh start: every env back to the pretrained parameters, noise generators reseeded, info cleared."""
         self.restore()
-        self._bank, self.last_info, self._calls, self._traced = None, [], 0, {}
+        self._bank, self.last_info, self._calls = None, [], 0
 
     def restore(self) -> None:
         """Put the pretrained parameters back into the policy, bit for bit, and drop all adapted ones."""
@@ -207,7 +204,7 @@ class ITPOPolicyWrapper:
         warnings.warn("the policy's weights changed outside the wrapper; taking them as the new pretrained weights "
                       "and restarting adaptation", stacklevel=4)
         self._snapshot = [p.detach().clone() for p in self.adapter.params]
-        self._bank = None
+        self._bank, self._anchors = None, None
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
         with torch.inference_mode():  # the module holds the pretrained weights here
@@ -218,13 +215,14 @@ class ITPOPolicyWrapper:
         n, m = obs.shape[0], self.config.particles
         s0 = obs.repeat_interleave(m, dim=0)
         noise = self._draw(n)
-        held_out = self._draw(n) if self.config.gate == "held_out" else None
-        run = self._run_in_place if n == 1 else self._run_stacked
+        held_out = self._draw(n) if self.config.gate in ("held_out", "paired") else None
         with _imagined_inputs_unchecked(self.world_model):
-            final, stats = run(obs, s0, noise, held_out, deterministic)
+            final, stats = self._run(obs, s0, noise, held_out, deterministic)
         bound = self.config.max_action_change
         if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
             final = base + (final - base).clamp(-bound, bound)
+        if self.config.gate == "paired":  # a rejected env executes the base action (its update was undone)
+            final = torch.where(stats.accepted[:, None], final, base)
         return self._finish(base, final, stats, n)
 
     def _draw(self, n: int) -> torch.Tensor:
@@ -237,39 +235,14 @@ class ITPOPolicyWrapper:
         # == SB3's low + 0.5 (a + 1)(high - low), fused into one op: this sits inside every imagined step.
         return torch.addcmul(self._mid, self._half, a) if self.adapter.squashed else a.clamp(self._low, self._high)
 
-    def _run_in_place(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
-                      deterministic: bool) -> tuple[torch.Tensor, _Step]:
-        """One env: adapt the policy's own parameters, then save them and put the pretrained ones back."""
-        assert self._bank is not None
-        params, flags = self.adapter.params, [p.requires_grad for p in self.adapter.params]
-        try:
-            with torch.no_grad():
-                torch._foreach_copy_(params, [b[0] for b in self._bank.params])
-            for p in params:
-                p.requires_grad_(True)
-            views = [p.unsqueeze(0) for p in params]
-            stats = self._adapt(lambda x: self._to_env(self.adapter.forward(x)), params, views, s0, noise, held_out, 1,
-                                stacked=False, objective_fn=self._objective_fn(s0, noise))
-            with torch.inference_mode():
-                final = self.adapter.forward(obs) if deterministic else self.adapter.sample(obs)
-            with torch.no_grad():
-                torch._foreach_copy_([b[0] for b in self._bank.params], [p.detach() for p in params])
-        finally:
-            for p, flag in zip(params, flags, strict=True):
-                p.requires_grad_(flag)
-            self.restore_module()
-        return final, stats
-
-    def _run_stacked(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
-                     deterministic: bool) -> tuple[torch.Tensor, _Step]:
-        """N envs: per-env stacked copies through ``vmap(functional_call)``; the module stays pretrained."""
+    def _run(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
+             deterministic: bool) -> tuple[torch.Tensor, _Step]:
+        """Adapt every env's row of the parameter bank with the functional step (``itpo_wrap.step``); the
+        policy module itself is never written, so it holds the pretrained weights throughout."""
         assert self._bank is not None
         n, bank = obs.shape[0], self._bank.params
-
-        def policy(x: torch.Tensor) -> torch.Tensor:
-            return self._to_env(self.adapter.batched_forward(bank, x.view(n, -1, x.shape[-1])).reshape(x.shape[0], -1))
-
-        stats = self._adapt(policy, bank, bank, s0, noise, held_out, n, stacked=True)
+        step = self._step_for(n)
+        stats = self._adapt(step, bank, s0, noise, held_out, n)
         with torch.no_grad():
             if deterministic:
                 final = self.adapter.batched_forward(bank, obs.unsqueeze(1)).squeeze(1)
@@ -277,63 +250,52 @@ class ITPOPolicyWrapper:
                 final = torch.cat([self.adapter.sample(obs[i : i + 1], [b[i] for b in bank]) for i in range(n)])
         return final, stats
 
-    def _objective_fn(self, s0: torch.Tensor, noise: torch.Tensor) -> A.ObjectiveFn | None:
-        """The traced objective for these shapes (``config.trace``), built on first use; ``None``: eager."""
-        if not self.config.trace:
-            return None
-        # A trace holds the tensors it saw: a replaced critic, reloaded weights or a new sampler grid must
-        # give a new trace, so the key carries the identity of every tensor both modules hold.
-        key = (*s0.shape, *noise.shape, *self._tensor_ids())
-        if key not in self._traced:
-            if len(self._traced) >= 8:  # shapes or weights keep changing: do not hoard traces
-                self._traced.clear()
-            self._traced[key] = self._shared_trace(key, s0, noise)
-        return self._traced[key]
+    def _anchor(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The pretrained parameters stacked for ``n`` envs (contiguous, so a compiled step sees one layout)."""
+        if self._anchors is None or self._anchors[0] != n:
+            self._anchors = (n, tuple(s.unsqueeze(0).expand(n, *s.shape).contiguous() for s in self._snapshot))
+        return self._anchors[1]
 
-    def _shared_trace(self, key: tuple[int, ...], s0: torch.Tensor, noise: torch.Tensor) -> A.ObjectiveFn | None:
-        """A trace from the process-wide cache when another wrapper built it over the very same objects,
-        else a new one (added to the cache). Weak references guard against ``id`` reuse after collection."""
-        full = (*key, *self._mid.flatten().tolist(), *self._half.flatten().tolist(),
-                *sorted((k, str(v)) for k, v in self.config.to_dict().items()))
-        hit = _SHARED_TRACES.get(full)
-        if hit is not None and hit[0]() is self.adapter.module and hit[1]() is self.world_model:
-            _SHARED_TRACES.move_to_end(full)
-            return hit[2]
-        traced, reason = A.trace_objective(self.adapter.module, self._to_env, self.world_model, s0, noise,
-                                           self.config, 1)
-        if traced is None:
-            warnings.warn(f"config.trace: running the objective eagerly, the trace was refused ({reason})",
-                          stacklevel=6)
-        try:
-            _SHARED_TRACES[full] = (weakref.ref(self.adapter.module), weakref.ref(self.world_model), traced)
-        except TypeError:  # an object without weak references: this wrapper keeps its own trace only
-            return traced
-        while len(_SHARED_TRACES) > _SHARED_TRACES_MAX:
-            _SHARED_TRACES.popitem(last=False)
-        return traced
+    def _step_for(self, n: int) -> AscentStep:
+        """The step for ``n`` envs, built on first use (a compiled one compiles on its first call)."""
+        if n not in self._steps:
+            if len(self._steps) >= 4:  # the env count keeps changing: do not hoard steps
+                self._steps.clear()
+            self._steps[n] = AscentStep(self.adapter, self._to_env, self.world_model, self.config, n, self.backend,
+                                        self.device)
+        return self._steps[n]
 
-    def _tensor_ids(self) -> tuple[int, ...]:
-        mods = [m for m in (self.adapter.module, self.world_model) if isinstance(m, torch.nn.Module)]
-        return tuple(id(t) for m in mods for t in (*m.parameters(), *m.buffers()))
-
-    def _adapt(self, policy: A.PolicyFn, params: list[torch.Tensor], views: list[torch.Tensor], s0: torch.Tensor,
-               noise: torch.Tensor, held_out: torch.Tensor | None, n: int, stacked: bool,
-               objective_fn: A.ObjectiveFn | None = None) -> _Step:
-        """``adapt`` plus the optional gate; returns stats extended with parameter changes and gate decisions."""
+    def _adapt(self, step: AscentStep, bank: list[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor,
+               held_out: torch.Tensor | None, n: int) -> _Step:
+        """The ascent plus the optional gate, written into ``bank``; returns the stats extended with
+        parameter changes and gate decisions."""
         cfg = self.config
-        start = [v.detach().clone() for v in views]
-        stats = A.adapt(policy, params, self.world_model, s0, noise, cfg, n, stacked, objective_fn,
-                        deadline=self._deadline)
-        accepted = torch.ones(n, dtype=torch.bool, device=s0.device)
-        if cfg.gate == "held_out" and held_out is not None:
-            accepted = A.held_out_gate(policy, views, start, self.world_model, s0, held_out, cfg, n)
-        elif cfg.gate == "disagreement":
-            accepted = A.disagreement_gate(policy, views, start, self.world_model, s0, noise, cfg, n)
+        start = [b.detach().clone() for b in bank]
+        anchor = self._anchor(n)
+        adapted, stats = step.run(bank, s0, noise, deadline=self._deadline, anchor=anchor)
         with torch.no_grad():
+            torch._foreach_copy_(bank, list(adapted))
             if not bool(stats.ok.all()):
-                A.select_rows_(views, ~stats.ok, start)  # a non-finite step leaves no trace in the parameters
-            change = A.per_env_norm([v - s for v, s in zip(views, start, strict=True)], n)
-            drift = A.per_env_norm([v - s.unsqueeze(0) for v, s in zip(views, self._snapshot, strict=True)], n)
+                A.select_rows_(bank, ~stats.ok, start)  # a non-finite step leaves no trace in the parameters
+        accepted = torch.ones(n, dtype=torch.bool, device=s0.device)
+
+        def policy(x: torch.Tensor) -> torch.Tensor:
+            return step.policy(bank, x)
+
+        if cfg.gate == "paired" and held_out is not None and stats.steps_taken > 0:
+            with torch.no_grad():
+                step.mark_step()
+                new = step.returns_fn(tuple(bank), s0, held_out)
+                step.mark_step()
+                accepted = A.paired_gate(new, step.returns_fn(anchor, s0, held_out), cfg)
+                A.select_rows_(bank, ~accepted, start)
+        elif cfg.gate == "held_out" and held_out is not None:
+            accepted = A.held_out_gate(policy, bank, start, self.world_model, s0, held_out, cfg, n)
+        elif cfg.gate == "disagreement":
+            accepted = A.disagreement_gate(policy, bank, start, self.world_model, s0, noise, cfg, n)
+        with torch.no_grad():
+            change = A.per_env_norm([v - s for v, s in zip(bank, start, strict=True)], n)
+            drift = A.per_env_norm([v - s.unsqueeze(0) for v, s in zip(bank, self._snapshot, strict=True)], n)
         return _Step(stats, accepted, change, drift)
 
     def _finish(self, base: torch.Tensor, final: torch.Tensor, step: _Step | None,
@@ -390,6 +352,25 @@ def _info_rows(
          "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
         for i in range(n)
     ]
+
+
+def _check_fitness(world_model: object, mode: str) -> None:
+    """``AdaptConfig.model_check``: warn about (or refuse) a world model whose recorded held-out accuracy
+    fails the limits of :mod:`itpo_wrap.world_model.trust`; checked before any state is set."""
+    if mode == "off":
+        return
+    fitness = fitness_of(world_model)
+    if fitness is None:
+        return
+    problems = fitness.problems()
+    if not problems:
+        return
+    msg = (f"this world model is not fit to plan with: {'; '.join(problems)} ({fitness.source}). Adaptation "
+           "would optimise against its errors and can make the policy worse; retrain it (more data or "
+           "updates, `itpo eval-world-model` to check), or wrap with AdaptConfig(steps=0) to act as the base")
+    if mode == "strict":
+        raise ValueError(msg + "; model_check='strict' refuses it (model_check='warn' only warns)")
+    warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 @contextmanager

@@ -136,6 +136,7 @@ class ZooEntry:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     tuned_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    device: str = "cpu"
 
     @property
     def tuned_step_sizes(self) -> dict[str, float]:
@@ -183,7 +184,7 @@ class ZooEntry:
         kind = "diffusion" if "diffusion" in self.world_model_files else next(iter(self.world_model_files), None)
         return self.load_world_model(kind)
 
-    def load_world_model(self, kind: str | None = None, device: str = "cpu") -> Any:
+    def load_world_model(self, kind: str | None = None, device: str | None = None) -> Any:
         """A fresh ``WorldModel`` of dynamics ``kind`` with the loaded policy's own twin critic as its
         terminal value (the bundles are stored without one, so every base policy of the entry pairs
         with its own critic).
@@ -191,9 +192,11 @@ class ZooEntry:
         :param kind: ``"diffusion"`` or ``"meanflow"`` (see :attr:`world_model_kinds`); ``"mlp"``: the
             diffusion bundle with its deterministic same-budget MLP baseline as the dynamics (an ablation);
             ``None``: the legacy single ``world_model`` file.
-        :param device: where to load it.
+        :param device: where to load it (default: the entry's own device, see :func:`load`).
         """
         from itpo_wrap.world_model.heads import CriticHead
+
+        device = self.device if device is None else str(_check_device(device))
         from itpo_wrap.world_model.model import WorldModel
 
         if kind == "mlp" and "mlp" not in self.world_model_files and "diffusion" in self.world_model_files:
@@ -239,7 +242,8 @@ class ZooEntry:
         def predict(observation: Any, state: Any = None, episode_start: Any = None,
                     deterministic: bool = True) -> tuple[Any, Any]:
             with torch.no_grad():
-                a = self.actor(torch.as_tensor(np.asarray(observation, dtype=np.float32))).numpy()
+                obs = torch.as_tensor(np.asarray(observation, dtype=np.float32), device=self.device)
+                a = self.actor(obs).cpu().numpy()
             return to_env_numpy(a, low, high, squashed=True), state
 
         return predict
@@ -269,13 +273,16 @@ def read_entry(name: str, root: str | Path | None = None) -> dict[str, Any]:
     return entry
 
 
-def load(name: str, policy: str | None = None, root: str | Path | None = None) -> ZooEntry:
+def load(name: str, policy: str | None = None, root: str | Path | None = None, device: str = "cpu") -> ZooEntry:
     """Load a zoo entry's base policy and critic.
 
     :param name: an entry from :func:`list`, e.g. ``"hopper-medium-replay"``.
     :param policy: which of the entry's policies (``"rebrac"``, ``"td3_bc"``, ...); its default when ``None``.
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
+    :param device: where the policy and critic live (``"cpu"``, ``"cuda"``); :meth:`ZooEntry.load_world_model`
+        loads onto the same device unless told otherwise.
     """
+    dev = _check_device(device)
     base = zoo_path(root)
     entry = read_entry(name, root)
     policy_name = str(policy or entry.get("default_policy") or next(iter(entry["policies"]), ""))
@@ -298,13 +305,32 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None) -
         the_policy = actor
     else:
         raise ValueError(f"zoo entry {name!r} policy {policy_name!r} has kind {spec.get('kind')!r}; expected one of {KINDS}")
-    return ZooEntry(name=name, directory=base / name, dataset_id=entry["dataset_id"], env_id=entry["env_id"],
+    if dev.type != "cpu":
+        actor.to(dev)
+        critic.to(dev)
+        if "model" in meta:  # SB3 reads its own .device when it turns observations into tensors
+            meta["model"].policy.to(dev)
+            meta["model"].device = dev
+    return ZooEntry(name=name, device=str(dev), directory=base / name, dataset_id=entry["dataset_id"], env_id=entry["env_id"],
                     policy_name=policy_name, algorithm=str(meta.get("algorithm") or spec.get("algorithm", "")),
                     policy=the_policy, actor=actor, critic=critic, meta=meta,
                     world_model_file=entry.get("world_model"),
                     world_model_files={k: v["file"] for k, v in entry.get("world_models", {}).items()},
                     ref_min_score=entry.get("ref_min_score"), ref_max_score=entry.get("ref_max_score"),
                     tuned_settings={k: t for k, w in entry.get("world_models", {}).items() if (t := tuned_settings_of(w))})
+
+
+def _check_device(device: str) -> Any:
+    """``torch.device(device)``, or a one-line error naming the value and the fix."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device ({err}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: this torch ({torch.__version__}) sees no CUDA GPU; use device='cpu'")
+    return dev
 
 
 def tuned_settings_of(wm: dict[str, Any]) -> dict[str, Any]:

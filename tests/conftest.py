@@ -17,6 +17,13 @@ def minari_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 
 @pytest.fixture(autouse=True)
+def _eager_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``AdaptConfig(backend="auto")`` resolves to eager in tests: a compile costs seconds to minutes per
+    shape. Tests of the compiled step ask for ``backend="compile"`` explicitly (tests/test_step_backends.py)."""
+    monkeypatch.setenv("ITPO_BACKEND", "eager")
+
+
+@pytest.fixture(autouse=True)
 def _one_thread() -> None:
     # Two threads on two busy cores can be far slower than one; tests are tiny anyway.
     torch.set_num_threads(1)

@@ -1,5 +1,6 @@
-"""``itpo_wrap.adapt``: the objective of METHOD.md section 3 against hand computations, masking after
-termination, the ascent update (SGD, Adam, clipping), per-env isolation and the gates."""
+"""``itpo_wrap.adapt`` and ``itpo_wrap.step``: the objective of METHOD.md section 3 against hand
+computations, masking after termination, the ascent update (SGD, Adam, clipping), per-env isolation and
+the gates. The step runs eagerly here; tests/test_step_backends.py compares the compiled one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 from torch import nn
 
 from itpo_wrap import adapt as A
+from itpo_wrap.adapters.base import PolicyAdapter
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.step import AscentStep
 from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
 
@@ -19,6 +22,21 @@ def _linear_policy(obs_dim: int, act_dim: int, seed: int = 0) -> nn.Linear:
     lin = nn.Linear(obs_dim, act_dim)
     nn.init.normal_(lin.weight, std=0.1)
     return lin
+
+
+def _adapt(pol: nn.Module, wm: object, s0: torch.Tensor, noise: torch.Tensor, cfg: AdaptConfig,
+           n_envs: int = 1, params: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], A.AdaptStats]:
+    """The eager step from ``params`` (default: ``pol``'s own, one env), actions = raw policy outputs.
+    With one env and no ``params``, the adapted values are written back into ``pol``."""
+    adapter = PolicyAdapter(pol, dict(pol.named_parameters()), squashed=False, kind="test policy")
+    step = AscentStep(adapter, lambda a: a, wm, cfg, n_envs, "eager")  # type: ignore[arg-type]
+    start = params if params is not None else [p.detach().unsqueeze(0) for p in pol.parameters()]
+    new, stats = step.run(start, s0, noise)
+    if params is None:
+        with torch.no_grad():
+            for p, q in zip(pol.parameters(), new, strict=True):
+                p.copy_(q[0])
+    return list(new), stats
 
 
 def test_surrogate_return_masks_after_termination() -> None:
@@ -63,7 +81,7 @@ def test_adapt_moves_the_first_action_to_the_lq_optimum() -> None:
     s = torch.tensor([[0.8, -0.5, 0.4]])
     a_star = wm.optimal_first_action(s[0], 0.9)
     before = (pol(s)[0] - a_star).norm().item()
-    stats = A.adapt(pol, list(pol.parameters()), wm, s, wm.draw_noise(1, 1), cfg, n_envs=1, stacked=False)
+    _, stats = _adapt(pol, wm, s, wm.draw_noise(1, 1), cfg)
     after = (pol(s)[0] - a_star).norm().item()
     assert bool(stats.ok.all()) and stats.j_after.item() > stats.j_before.item()
     assert before > 0.1 and after < 1e-3 * before + 1e-4
@@ -73,7 +91,7 @@ def test_zero_steps_leave_parameters_and_report_j() -> None:
     wm, pol = MLPWM(), _linear_policy(4, 2)
     before = [p.detach().clone() for p in pol.parameters()]
     cfg = AdaptConfig(horizon=2, particles=3, steps=0)
-    stats = A.adapt(pol, list(pol.parameters()), wm, torch.randn(3, 4), wm.draw_noise(3, 2), cfg, 1, stacked=False)
+    _, stats = _adapt(pol, wm, torch.randn(3, 4), wm.draw_noise(3, 2), cfg)
     assert all(torch.equal(a, b) for a, b in zip(before, pol.parameters(), strict=True))
     assert torch.equal(stats.j_before, stats.j_after) and torch.isfinite(stats.j_before).all()
 
@@ -86,7 +104,7 @@ def test_one_step_update_rule(optimizer: str) -> None:
     params = list(pol.parameters())
     before = [p.detach().clone() for p in params]
     grads = torch.autograd.grad(A.objective(pol, wm, s0, noise, cfg, 1).sum(), params)
-    A.adapt(pol, params, wm, s0, noise, cfg, 1, stacked=False)
+    _adapt(pol, wm, s0, noise, cfg)
     for p, p0, g in zip(params, before, grads, strict=True):
         # Adam's first bias-corrected step is sign(g) * |g| / (|g| + eps): ~ sign(g) for any g not tiny
         step = g if optimizer == "sgd" else g / (g.abs() + cfg.adam_eps)
@@ -98,14 +116,14 @@ def test_gradient_clip_bounds_each_envs_step() -> None:
     cfg = AdaptConfig(horizon=2, particles=2, steps=1, step_size=1.0, grad_clip=1e-3)
     params = list(pol.parameters())
     before = [p.detach().clone() for p in params]
-    stats = A.adapt(pol, params, wm, torch.randn(2, 4), wm.draw_noise(2, 2), cfg, 1, stacked=False)
+    _, stats = _adapt(pol, wm, torch.randn(2, 4), wm.draw_noise(2, 2), cfg)
     moved = A.per_env_norm([(p.detach() - b).unsqueeze(0) for p, b in zip(params, before, strict=True)], 1)
     assert stats.grad_norm.item() > 1e-3 and moved.item() == pytest.approx(1e-3, rel=1e-4)
 
 
 def _stacked_setup(n: int, obs_dim: int = 4) -> tuple[nn.Linear, list[torch.Tensor], A.PolicyFn]:
     pol = _linear_policy(obs_dim, 2)
-    stacked = [p.detach().unsqueeze(0).repeat(n, *[1] * p.dim()).requires_grad_() for p in pol.parameters()]
+    stacked = [p.detach().unsqueeze(0).repeat(n, *[1] * p.dim()) for p in pol.parameters()]
 
     def policy(x: torch.Tensor) -> torch.Tensor:
         w, b = stacked
@@ -120,15 +138,14 @@ def test_a_nan_env_stops_alone_and_others_match_their_solo_runs() -> None:
     cfg = AdaptConfig(horizon=2, particles=3, steps=3, step_size=1e-2)
     obs = torch.tensor([[0.1, 0.2, 0.3, 0.4], [100.0, 0.0, 0.0, 0.0]])
     noise = wm.draw_noise(6, 2, torch.Generator().manual_seed(0))
-    pol, stacked, policy = _stacked_setup(2)
-    start = [p.detach().clone() for p in stacked]
-    stats = A.adapt(policy, stacked, wm, obs.repeat_interleave(3, 0), noise, cfg, 2, stacked=True)
+    pol, stacked, _ = _stacked_setup(2)
+    new, stats = _adapt(pol, wm, obs.repeat_interleave(3, 0), noise, cfg, n_envs=2, params=stacked)
     assert stats.ok.tolist() == [True, False]
-    assert all(torch.equal(p[1], s[1]) for p, s in zip(stacked, start, strict=True))  # env 1 untouched
+    assert all(torch.equal(p[1], s[1]) for p, s in zip(new, stacked, strict=True))  # env 1 untouched
     solo = _linear_policy(4, 2)
-    A.adapt(solo, list(solo.parameters()), wm, obs[:1].repeat(3, 1), noise[:, :, :3], cfg, 1, stacked=False)
-    for p, q in zip(stacked, solo.parameters(), strict=True):
-        assert torch.allclose(p[0], q, atol=1e-6)
+    solo_new, _ = _adapt(solo, wm, obs[:1].repeat(3, 1), noise[:, :, :3], cfg)
+    for p, q in zip(new, solo_new, strict=True):
+        assert torch.equal(p[0], q[0])  # bit for bit: the same step, one env's rows
 
 
 def test_held_out_gate_rejects_a_harmful_update() -> None:
@@ -151,7 +168,7 @@ def test_held_out_gate_accepts_an_improvement() -> None:
     params = list(pol.parameters())
     views = [p.unsqueeze(0) for p in params]
     start = [v.detach().clone() for v in views]
-    A.adapt(pol, params, wm, s0, wm.draw_noise(1, 1), cfg, 1, stacked=False)
+    _adapt(pol, wm, s0, wm.draw_noise(1, 1), cfg)
     adapted = [v.detach().clone() for v in views]
     assert A.held_out_gate(pol, views, start, wm, s0, wm.draw_noise(1, 1), cfg, 1).tolist() == [True]
     assert all(torch.equal(v, a) for v, a in zip(views, adapted, strict=True))

@@ -111,8 +111,8 @@ def test_module_is_pretrained_between_calls_and_restore_is_bit_exact() -> None:
 def test_module_is_restored_when_adaptation_raises() -> None:
     actor, wm = _actor(), MLPWM()
     pretrained = _params(actor)
-    # eager: a trace (the default) freezes the world model's Python methods, so the patch below would not reach it
-    w = ITPOPolicyWrapper(actor, wm, AdaptConfig(**{**CFG.to_dict(), "trace": False}))
+    # eager: a compiled step would have captured the world model's methods, so the patch below would not reach it
+    w = ITPOPolicyWrapper(actor, wm, AdaptConfig(**{**CFG.to_dict(), "backend": "eager"}))
     w.predict(_obs(1, 0))
 
     def boom(*_: object) -> torch.Tensor:

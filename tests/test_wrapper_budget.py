@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from itpo_wrap import adapt as A
+from itpo_wrap import step as S
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.wrapper import ITPOPolicyWrapper
 from tests.test_adapt_toys import MLPWM
@@ -44,7 +44,7 @@ def test_a_spent_budget_gives_the_base_action_exactly(n_envs: int, monkeypatch: 
     obs = _obs(n_envs, 2)
     base, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), AdaptConfig(steps=0)).predict(obs, deterministic=True)
     w = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), dataclasses.replace(CFG, time_budget_ms=1.0))
-    monkeypatch.setattr(A.time, "perf_counter", _Clock(tick=1.0))  # every reading is a second later
+    monkeypatch.setattr(S.time, "perf_counter", _Clock(tick=1.0))  # every reading is a second later
     actions, _ = w.predict(obs, deterministic=True)
     assert np.array_equal(actions, base)
     assert all(row["adapt_steps"] == 0 and row["param_change"] == 0.0 for row in w.last_info)
@@ -54,13 +54,13 @@ def test_steps_stop_at_the_first_check_past_the_deadline(monkeypatch: pytest.Mon
     # readings 1 ms apart: the call's start (0 ms, deadline 2.5 ms), then one per step check; the checks at
     # 1 and 2 ms pass and the one at 3 ms stops: 2 steps of 4, the same action as a 2-step config
     obs = _obs(1, 3)
-    w = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), dataclasses.replace(CFG, time_budget_ms=2.5, trace=False))
+    w = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), dataclasses.replace(CFG, time_budget_ms=2.5, backend="eager"))
     readings = itertools.count()
-    monkeypatch.setattr(A.time, "perf_counter", lambda: 1e-3 * next(readings))  # the one `time` module
+    monkeypatch.setattr(S.time, "perf_counter", lambda: 1e-3 * next(readings))  # the one `time` module
     actions, _ = w.predict(obs, deterministic=True)
     assert w.last_info[0]["adapt_steps"] == 2
     monkeypatch.undo()
-    two, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), dataclasses.replace(CFG, steps=2, trace=False)).predict(
+    two, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), dataclasses.replace(CFG, steps=2, backend="eager")).predict(
         obs, deterministic=True)
     assert np.array_equal(actions, two)
 

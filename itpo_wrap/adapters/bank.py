@@ -12,7 +12,7 @@ import torch
 
 
 class ParameterBank:
-    """``params[k]``: ``(n, *shape_k)`` autograd leaves, one row per env; ``generators[i]``: env ``i``'s.
+    """``params[k]``: ``(n, *shape_k)`` plain tensors (the functional step takes its own gradients), one row per env; ``generators[i]``: env ``i``'s.
 
     :param snapshot: the pretrained parameters every row starts from.
     :param n: number of envs.
@@ -21,7 +21,7 @@ class ParameterBank:
 
     def __init__(self, snapshot: list[torch.Tensor], n: int, seed: int) -> None:
         self.n = n
-        self.params = [s.unsqueeze(0).expand(n, *s.shape).clone().requires_grad_(True) for s in snapshot]
+        self.params = [s.detach().unsqueeze(0).expand(n, *s.shape).clone() for s in snapshot]
         device = snapshot[0].device
         self.generators = [torch.Generator(device=device).manual_seed(seed + i) for i in range(n)]
 

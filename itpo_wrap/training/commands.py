@@ -100,6 +100,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--all-episodes", action="store_true", help="score on all episodes, not the held-out ones")
     e.add_argument("--seed", type=int, default=0, help="seed of the row and start-state sampling")
     e.add_argument("--json", default=None, help="write the full result here")
+    e.add_argument("--record", action="store_true", help="store the held-out accuracy in the --model bundle "
+                   "(info[\"fitness\"]), which every wrapper over it then checks (AdaptConfig.model_check)")
     e.add_argument("--csv", default=None, help="write per-horizon rows here")
     e.set_defaults(func=eval_command)
 
@@ -189,6 +191,7 @@ def train_command(args: argparse.Namespace) -> int:
     from itpo_wrap.training.world_model import train_world_model
     from itpo_wrap.world_model.heads import CriticHead
     from itpo_wrap.world_model.model import WorldModel
+    from itpo_wrap.world_model.trust import fitness_of, fitness_record
 
     cfg = config_from_args(args)
     check_tensorboard(args.tensorboard)  # before the (possibly slow) dataset load, not after it
@@ -204,6 +207,12 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
     result = evaluate_world_model(wm, dataset)
     _print_eval(result)
+    # the bundle carries its own held-out accuracy, so every wrapper over it can judge it (issue 20)
+    wm.info["fitness"] = fitness_record(result)
+    wm.save(args.out)
+    problems = fitness_of(wm).problems()  # type: ignore[union-attr]
+    if problems:
+        print("WARNING: not fit to plan with: " + "; ".join(problems))
     if args.zoo_dir:
         _add_to_zoo(args, wm, result, dataset)
     return 0
@@ -245,6 +254,16 @@ def eval_command(args: argparse.Namespace) -> int:
     result = evaluate_world_model(wm, dataset, horizon=args.horizon, max_rows=args.max_rows,
                                   max_starts=args.max_starts, seed=args.seed, heldout=not args.all_episodes)
     _print_eval(result)
+    if getattr(args, "record", False):
+        from itpo_wrap.world_model.trust import fitness_of, fitness_record
+
+        if args.model is None:
+            raise ValueError("--record writes into a bundle file: pass --model PATH (not --entry)")
+        wm.info["fitness"] = fitness_record(result)
+        wm.save(args.model)
+        problems = fitness_of(wm).problems()  # type: ignore[union-attr]
+        print(f"recorded the held-out accuracy in {args.model}" + (f"; NOT fit to plan with: {'; '.join(problems)}"
+                                                                  if problems else "; within the limits"))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.csv:

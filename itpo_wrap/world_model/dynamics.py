@@ -77,8 +77,9 @@ class Dynamics(nn.Module):
         net: Any = getattr(self, "net")  # noqa: B009 - set by the subclasses
         times: torch.Tensor = getattr(self, "step_times")  # noqa: B009
         proj = net.time_proj
-        if proj.weight.requires_grad or torch.is_inference_mode_enabled() or torch.jit.is_tracing():
-            # (a trace sees shapes as tensors, so the Python-level cache key cannot be compared there)
+        if torch.compiler.is_compiling() or proj.weight.requires_grad or torch.is_inference_mode_enabled():
+            # under torch.compile the features are part of the graph: they depend on weights only, so the
+            # compiler computes them once per call, and a Python-level cache would break the graph
             return net.time_features(times[i:i + 1])
         key = (proj.weight._version, proj.bias._version, id(times), tuple(times.shape), times.device, times.dtype)
         if self._time_cache_key != key:

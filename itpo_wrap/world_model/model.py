@@ -137,6 +137,14 @@ class WorldModel(nn.Module):
         """``(B,)`` bool: does (next) state ``s`` end the episode."""
         return self.termination_head(self._check(s, "s", self.obs_dim))
 
+    def termination_probability(self, s: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` predicted probability that (next) state ``s`` ends the episode, differentiable in ``s``
+        (``AdaptConfig(termination="soft")``); ``terminated`` is this above one half."""
+        s = self._check(s, "s", self.obs_dim)
+        if self.termination_head.never_terminates:
+            return torch.zeros(s.shape[:1], dtype=s.dtype, device=s.device)
+        return torch.sigmoid(self.termination_head.logits(s))
+
     def value(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """``(B,)`` ``min_i Q_i(s, a)`` of the terminal critic."""
         if self.critic is None:

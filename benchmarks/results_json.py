@@ -1,0 +1,95 @@
+"""``docs/results.json``: one machine-readable row per (dataset, policy, configuration, world model) evaluated
+paired with its base on the evaluation seeds (issue 20, item 5).
+
+    python benchmarks/results_json.py [--csv benchmarks/results/episodes.csv] [--out docs/results.json]
+
+Fields: ``dataset, policy, config, world_model, n, base_mean, itpo_mean, gain, ci_low, ci_high, better,
+worst_gain, worst_seed`` (95% t interval of the paired gain; ``better``: seeds where the wrapped policy
+scored higher; ``worst_gain``: the single worst paired episode). ``config`` is ``"default"`` for the shipped
+``AdaptConfig()`` defaults, ``"tuned"`` for the entry's recorded tuned settings, else a candidate name of
+``benchmarks/safety_loeo.py`` or the row's settings label. Truncated episodes and critic swaps are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402
+import safety_loeo  # noqa: E402
+import summarize  # noqa: E402
+
+from itpo_wrap import AdaptConfig, zoo  # noqa: E402
+
+
+def default_settings(kind: str) -> dict[str, Any]:
+    """The row-key settings of ``AdaptConfig()`` (what ``run.py`` writes for the shipped defaults)."""
+    d = AdaptConfig()
+    argv = ["--entry", "x", "--method", "itpo", "--kind", kind, "--step-size", str(d.step_size), "--steps", str(d.steps),
+            "--particles", str(d.particles), "--horizon", str(d.horizon), "--persistence", d.persistence,
+            "--gate", d.gate, "--gate-z", str(d.gate_z), "--termination", d.termination]
+    if d.max_drift is not None:
+        argv += ["--max-drift", str(d.max_drift)]
+    return run.itpo_grid(run.build_parser().parse_args(argv))[0][0]
+
+
+def config_name(rec: dict[str, Any], tuned: dict[str, dict[str, Any]]) -> str:
+    s = {k: v for k, v in rec["settings"].items() if k not in ("method", "kind", "tag")}
+    if s == default_settings(rec["kind"]):
+        return "default"
+    if rec["kind"] in tuned and s.get("optimizer", "sgd") == "sgd":
+        want, have = summarize.with_defaults(tuned[rec["kind"]]), summarize.with_defaults(s)
+        if all(have.get(k) == v for k, v in want.items()) and not (set(s) - set(want) - {"optimizer", "discount"}):
+            return "tuned"
+    for name in safety_loeo.CANDIDATES:
+        key = json.loads(safety_loeo._key(name, rec["kind"], None))
+        if {k: v for k, v in key.items() if k not in ("method", "kind")} == s:
+            return name
+    return str(rec["config"])
+
+
+def rows(csv_path: Path) -> list[dict[str, Any]]:
+    out = []
+    episodes = summarize.load(csv_path)
+    base = summarize.group(episodes, "eval")
+    base_key = run.settings_key("base", "", {})
+    for rec in summarize.summary(episodes):
+        if rec["method"] != "itpo" or "gain" not in rec or rec["settings"].get("max_steps") is not None \
+                or "critic" in rec["settings"]:
+            continue
+        try:
+            entry = zoo.load(rec["entry"], policy=rec["policy"])
+            tuned = entry.tuned_settings if rec["policy"] == entry.policy_name else {}
+        except (KeyError, ValueError):
+            tuned = {}
+        ref = base.get((rec["entry"], rec["policy"], base_key), {})
+        seeds = sorted(set(rec["seed_scores"]) & set(ref))
+        d = np.array([rec["seed_scores"][s] - float(ref[s]["score"]) for s in seeds])
+        out.append({"dataset": rec["entry"], "policy": rec["policy"], "config": config_name(rec, tuned),
+                    "world_model": rec["kind"], "n": rec["pairs"],
+                    "base_mean": float(np.mean([float(ref[s]["score"]) for s in seeds])),
+                    "itpo_mean": float(np.mean([rec["seed_scores"][s] for s in seeds])), "gain": rec["gain"],
+                    "ci_low": rec["ci_low"], "ci_high": rec["ci_high"], "better": rec["wins"],
+                    "worst_gain": float(d.min()), "worst_seed": int(seeds[int(d.argmin())]),
+                    "settings": {k: v for k, v in rec["settings"].items() if k not in ("method", "kind")}})
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--csv", default=run.DEFAULT_OUT)
+    p.add_argument("--out", default="docs/results.json")
+    args = p.parse_args()
+    result = rows(Path(args.csv))
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{len(result)} rows -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

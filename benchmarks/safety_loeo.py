@@ -1,0 +1,129 @@
+"""Issue 20: choose the shipped defaults by leave-one-env-out, with every safety part measured on and off.
+
+    python benchmarks/safety_loeo.py grid   [--entries ...] [--kind meanflow]   # tuning seeds 0, 1
+    python benchmarks/safety_loeo.py choose --json benchmarks/results/safety_loeo.json
+    python benchmarks/safety_loeo.py eval   --candidate safe [--entries ...]    # evaluation seeds 1000..1009
+
+``grid`` runs the base and every candidate of :data:`CANDIDATES` on the tuning seeds of each entry
+(``benchmarks/run.py --split tune``, rows in ``benchmarks/results/episodes.csv``, resumable). ``choose``,
+for each env left out, picks the candidate with the best mean paired gain over the *other two* envs'
+datasets among those whose every dataset there stays at or above ``--floor`` (-1 normalized), and reports
+the left-out env's datasets under that choice; a candidate chosen for every left-out env is the default.
+``eval`` runs one candidate paired with the base on the evaluation seeds. One candidate is one setting
+for every dataset: nothing here is per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402
+import summarize  # noqa: E402
+
+ENVS = ("halfcheetah", "hopper", "walker2d")
+LEVELS = ("medium", "medium-replay", "medium-expert")
+SAFE = ["--gate", "paired", "--gate-z", "1.0", "--termination", "soft", "--max-drift", "0.05"]
+#: name -> run.py flags; "off" is the library's untuned setting before issue 20 (no safety layer)
+CANDIDATES: dict[str, list[str]] = {
+    "off": ["--step-size", "1e-4"],
+    "safe": ["--step-size", "1e-4", *SAFE],
+    "safe-reset": ["--step-size", "1e-4", "--persistence", "reset_each_step", *SAFE],
+    "safe-3e-4": ["--step-size", "3e-4", *SAFE],
+    "safe-no-gate": ["--step-size", "1e-4", "--termination", "soft", "--max-drift", "0.05"],
+    "safe-no-drift": ["--step-size", "1e-4", "--gate", "paired", "--gate-z", "1.0", "--termination", "soft"],
+    "safe-hard-termination": ["--step-size", "1e-4", "--gate", "paired", "--gate-z", "1.0", "--max-drift", "0.05"],
+}
+
+
+def entries(args: argparse.Namespace) -> list[str]:
+    return args.entries or [f"{e}-{lv}" for e in ENVS for lv in LEVELS]
+
+
+def _key(name: str, kind: str, max_steps: int | None) -> str:
+    """The row key ``run.py`` writes for candidate ``name`` (from run.py's own parser and grid)."""
+    ns = run.build_parser().parse_args(["--entry", "x", "--method", "itpo", "--kind", kind, *CANDIDATES[name]])
+    settings = run.itpo_grid(ns)[0][0]
+    if max_steps is not None:
+        settings = {**settings, "max_steps": max_steps}
+    return run.settings_key("itpo", kind, settings)
+
+
+def grid(args: argparse.Namespace) -> None:
+    cap = ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    for entry in entries(args):
+        common = ["--entry", entry, "--split", "tune", "--seeds", *map(str, args.seeds), "--out", args.out, *cap]
+        run.main(["--method", "base", *common])
+        for name in args.candidates or list(CANDIDATES):
+            run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[name], *common])
+
+
+def gains(args: argparse.Namespace, split: str, seeds: list[int]) -> dict[str, dict[str, list[float]]]:
+    """``candidate -> entry -> per-seed paired gains`` (only complete pairs)."""
+    groups = summarize.group(summarize.load(Path(args.out)), split)
+    out: dict[str, dict[str, list[float]]] = {}
+    base_key = run.settings_key("base", "", {"max_steps": args.max_steps} if args.max_steps else {})
+    for name in CANDIDATES:
+        key = _key(name, args.kind, args.max_steps)
+        for entry in entries(args):
+            base = next((v for (e, _p, k), v in groups.items() if e == entry and k == base_key), {})
+            mine = next((v for (e, _p, k), v in groups.items() if e == entry and k == key), {})
+            pairs = [float(mine[s]["score"]) - float(base[s]["score"]) for s in seeds if s in mine and s in base]
+            if len(pairs) == len(seeds):
+                out.setdefault(name, {})[entry] = pairs
+    return out
+
+
+def choose(args: argparse.Namespace) -> None:
+    table = gains(args, "tune", args.seeds)
+    result: dict[str, Any] = {"floor": args.floor, "seeds": args.seeds, "kind": args.kind, "gains": table, "loeo": {}}
+    for left_out in ENVS:
+        scores = {}
+        for name, per_entry in table.items():
+            seen = {e: float(np.mean(g)) for e, g in per_entry.items() if not e.startswith(left_out + "-")}
+            if len(seen) == 2 * len(LEVELS) and min(seen.values()) >= args.floor:
+                scores[name] = float(np.mean(list(seen.values())))
+        chosen = max(scores, key=lambda k: scores[k]) if scores else None
+        held = {e: float(np.mean(g)) for e, g in table.get(chosen or "", {}).items() if e.startswith(left_out + "-")}
+        result["loeo"][left_out] = {"chosen": chosen, "safe_candidates_on_others": scores, "left_out_gains": held}
+        print(f"left out {left_out}: chose {chosen} (mean gain on the others {scores.get(chosen or '', float('nan')):+.1f}); "
+              f"on {left_out}: " + ", ".join(f"{e} {g:+.1f}" for e, g in held.items()))
+    for name, per_entry in sorted(table.items()):
+        print(f"{name:>22}: " + "  ".join(f"{e} {np.mean(g):+.1f}" for e, g in per_entry.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    for entry in entries(args):
+        common = ["--entry", entry, "--split", "eval", "--seeds", *map(str, args.seeds), "--out", args.out]
+        run.main(["--method", "base", *common])
+        run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[args.candidate], *common])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("stage", choices=["grid", "choose", "eval"])
+    p.add_argument("--entries", nargs="*", default=None)
+    p.add_argument("--kind", default="meanflow", choices=["diffusion", "meanflow"])
+    p.add_argument("--candidates", nargs="*", default=None, choices=list(CANDIDATES))
+    p.add_argument("--candidate", default="safe", choices=list(CANDIDATES), help="eval: the one to evaluate")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 (grid, choose), 1000..1009 (eval)")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--floor", type=float, default=-1.0, help="worst dataset gain a safe candidate may have")
+    p.add_argument("--json", default=None)
+    p.add_argument("--out", default=run.DEFAULT_OUT)
+    args = p.parse_args()
+    if args.seeds is None:
+        args.seeds = list(range(1000, 1010)) if args.stage == "eval" else [0, 1]
+    {"grid": grid, "choose": choose, "eval": evaluate}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""``itpo tune``: choose adaptation settings on tuning seeds, where doing nothing is always a candidate.
+
+A user's own env, policy and world model, or a zoo entry: every candidate ``AdaptConfig`` and the base
+policy (``E = 0``, the base action exactly) run the same seeded episodes; the winner is the candidate with
+the highest mean score **that beats the base** on those seeds, and when none does the result is ``E = 0``,
+said in words. A candidate that lost to the base is never recorded as tuned (the failure that made this a
+library command: a benchmark script once recorded a step size that had already lost 8.4 vs 28.6).
+
+Capped tuning episodes are a risk, reported as one: a 300-step cap hid a fall at step 300 that full
+episodes showed; the report counts the episodes the cap cut short.
+
+Tune on seeds you will not evaluate on (the evaluation seeds of ``docs/results.md`` are 1000-1009).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from itpo_wrap.config import AdaptConfig
+from itpo_wrap.rollout import Episode, run_episode
+from itpo_wrap.world_model.protocol import WorldModelLike
+
+BASE = "base (E=0)"
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """What ``tune`` ran and chose.
+
+    :ivar seeds: the tuning seeds (``env.reset(seed=...)``).
+    :ivar max_steps: the episode cap, ``None`` for full episodes.
+    :ivar scores: per candidate label (``BASE`` included), the per-seed scores.
+    :ivar configs: per candidate label, its ``AdaptConfig`` (the base's has ``steps=0``).
+    :ivar chosen: the winning label (``BASE`` when no candidate beat the base).
+    :ivar capped: per label, how many of its episodes the cap cut short.
+    """
+
+    seeds: tuple[int, ...]
+    max_steps: int | None
+    scores: dict[str, list[float]]
+    configs: dict[str, AdaptConfig]
+    chosen: str
+    capped: dict[str, int]
+
+    @property
+    def chosen_config(self) -> AdaptConfig:
+        return self.configs[self.chosen]
+
+    @property
+    def beat_base(self) -> bool:
+        return self.chosen != BASE
+
+    def mean(self, label: str) -> float:
+        return float(np.mean(self.scores[label]))
+
+    def summary(self) -> str:
+        """The decision in words, with every mean and the cap's risk."""
+        base = self.mean(BASE)
+        lines = [f"{label}: {self.mean(label):.1f} ({self.mean(label) - base:+.1f} vs base)"
+                 for label in self.scores if label != BASE]
+        head = (f"chose {self.chosen}: {self.mean(self.chosen):.1f} vs base {base:.1f} on seeds {list(self.seeds)}"
+                if self.beat_base else
+                f"no setting beat the base ({base:.1f}) on seeds {list(self.seeds)}: chose E = 0, the base action "
+                "exactly (wrapping cannot help here with these settings)")
+        out = [head, *("  " + line for line in lines)]
+        cut = sum(self.capped.values())
+        if self.max_steps is not None and cut:
+            out.append(f"RISK: {cut} tuning episode(s) were cut at the {self.max_steps}-step cap; a fall after the "
+                       "cap is invisible to tuning. Tune on full episodes where compute allows.")
+        return "\n".join(out)
+
+
+def candidate_label(cfg: AdaptConfig, default: AdaptConfig | None = None) -> str:
+    """The fields where ``cfg`` differs from ``default`` (``AdaptConfig()``), e.g. ``step_size=0.0001``."""
+    ref = (default or AdaptConfig()).to_dict()
+    diff = [f"{k}={v}" for k, v in cfg.to_dict().items() if ref.get(k) != v and k not in ("backend", "device")]
+    return ", ".join(diff) or "defaults"
+
+
+def tune(
+    policy: Any,
+    world_model: WorldModelLike,
+    make_env: Callable[[], Any],
+    candidates: Sequence[AdaptConfig],
+    seeds: Sequence[int],
+    *,
+    max_steps: int | None = None,
+    score: Callable[[float], float] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TuneReport:
+    """Run the base and every candidate on ``seeds``; choose the best candidate that beats the base.
+
+    :param policy: what :class:`~itpo_wrap.ITPOPolicyWrapper` takes (SB3 model, torch actor, adapter).
+    :param world_model: the world model to plan with.
+    :param make_env: a fresh Gymnasium env per call.
+    :param candidates: configurations to try (the base, ``steps=0``, is always added).
+    :param seeds: tuning seeds, at least one; not the seeds you evaluate on.
+    :param max_steps: cap each episode (cheaper, and reported as a risk); ``None``: full episodes.
+    :param score: return -> score (e.g. a zoo entry's normalized score); identity when ``None``.
+    :param progress: called with one line per finished candidate.
+    """
+    from itpo_wrap.wrapper import ITPOPolicyWrapper
+
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one tuning seed (e.g. 0 1), distinct from evaluation seeds")
+    if not candidates:
+        raise ValueError("candidates is empty; pass at least one AdaptConfig to compare with the base")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps={max_steps} must be >= 1, or None for full episodes")
+    for c in candidates:
+        if not isinstance(c, AdaptConfig):
+            raise TypeError(f"candidates must be AdaptConfig objects, got a {type(c).__name__}")
+    to_score = score or (lambda r: r)
+    configs: dict[str, AdaptConfig] = {BASE: dataclasses.replace(candidates[0], steps=0)}
+    for c in candidates:
+        label = candidate_label(c)
+        if label in configs:
+            raise ValueError(f"two candidates are the same configuration ({label}); pass each once")
+        configs[label] = c
+    scores: dict[str, list[float]] = {}
+    capped: dict[str, int] = {}
+    env = make_env()
+    try:
+        for label, cfg in configs.items():
+            episodes: list[Episode] = []
+            for seed in seeds:  # a fresh wrapper per episode: no adapted state crosses episodes
+                w = ITPOPolicyWrapper(policy, world_model, cfg)
+                with w:
+                    episodes.append(run_episode(w.predict, env, seed, max_steps=max_steps))
+            scores[label] = [float(to_score(e.episode_return)) for e in episodes]
+            capped[label] = sum(max_steps is not None and e.length >= max_steps and not e.terminated for e in episodes)
+            if progress is not None:
+                progress(f"{label}: mean {np.mean(scores[label]):.1f} over seeds {list(seeds)}")
+    finally:
+        env.close()
+    return TuneReport(seeds, max_steps, scores, configs, choose(scores), capped)
+
+
+def choose(scores: dict[str, list[float]]) -> str:
+    """The label with the highest mean among those whose mean beats the base's; ``BASE`` when none does
+    (a tie goes to the base: the same score for no latency)."""
+    base = float(np.mean(scores[BASE]))
+    better = {k: float(np.mean(v)) for k, v in scores.items() if k != BASE and float(np.mean(v)) > base}
+    return max(better, key=lambda k: better[k]) if better else BASE
