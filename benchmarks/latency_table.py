@@ -1,6 +1,6 @@
-"""Render ``docs/latency.md`` from the pytest-benchmark JSON that ``make bench`` writes.
+"""Render ``docs/latency_grid.md`` from the pytest-benchmark JSON that ``make bench`` writes.
 
-    .venv/bin/python benchmarks/latency_table.py [--json benchmarks/results/latency.json] [--out docs/latency.md]
+    .venv/bin/python benchmarks/latency_table.py [--json benchmarks/results/latency.json] [--out docs/latency_grid.md]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def render(data: dict, notes: str = "") -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--json", default="benchmarks/results/latency.json")
-    p.add_argument("--out", default="docs/latency.md")
+    p.add_argument("--out", default="docs/latency_grid.md")
     p.add_argument("--notes", default="benchmarks/results/latency_notes.md")
     args = p.parse_args()
     notes = Path(args.notes).read_text().strip() if Path(args.notes).is_file() else ""

@@ -49,7 +49,7 @@ def config_name(rec: dict[str, Any], tuned: dict[str, dict[str, Any]]) -> str:
             return "tuned"
     for name in safety_loeo.CANDIDATES:
         key = json.loads(safety_loeo._key(name, rec["kind"], None))
-        if {k: v for k, v in key.items() if k not in ("method", "kind")} == s:
+        if {k: v for k, v in key.items() if k not in ("method", "kind", "tag")} == s:
             return name
     return str(rec["config"])
 

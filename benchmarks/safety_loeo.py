@@ -30,15 +30,18 @@ import summarize  # noqa: E402
 ENVS = ("halfcheetah", "hopper", "walker2d")
 LEVELS = ("medium", "medium-replay", "medium-expert")
 SAFE = ["--gate", "paired", "--gate-z", "1.0", "--termination", "soft", "--max-drift", "0.05"]
-#: name -> run.py flags; "off" is the library's untuned setting before issue 20 (no safety layer)
+RESET = ["--step-size", "1e-4", "--persistence", "reset_each_step"]
+#: name -> run.py flags; "off" is the library's untuned setting before issue 20 (no safety layer). The
+#: ablations drop one part of the safety layer from "safe-reset" (the persistent "safe" lost on HalfCheetah)
 CANDIDATES: dict[str, list[str]] = {
     "off": ["--step-size", "1e-4"],
     "safe": ["--step-size", "1e-4", *SAFE],
-    "safe-reset": ["--step-size", "1e-4", "--persistence", "reset_each_step", *SAFE],
+    "safe-reset": [*RESET, *SAFE],
     "safe-3e-4": ["--step-size", "3e-4", *SAFE],
-    "safe-no-gate": ["--step-size", "1e-4", "--termination", "soft", "--max-drift", "0.05"],
-    "safe-no-drift": ["--step-size", "1e-4", "--gate", "paired", "--gate-z", "1.0", "--termination", "soft"],
-    "safe-hard-termination": ["--step-size", "1e-4", "--gate", "paired", "--gate-z", "1.0", "--max-drift", "0.05"],
+    "safe-no-gate": [*RESET, "--termination", "soft", "--max-drift", "0.05"],
+    "safe-no-drift": [*RESET, "--gate", "paired", "--gate-z", "1.0", "--termination", "soft"],
+    "safe-hard-termination": [*RESET, "--gate", "paired", "--gate-z", "1.0", "--max-drift", "0.05"],
+    "off-reset": RESET,
 }
 
 
@@ -46,13 +49,21 @@ def entries(args: argparse.Namespace) -> list[str]:
     return args.entries or [f"{e}-{lv}" for e in ENVS for lv in LEVELS]
 
 
-def _key(name: str, kind: str, max_steps: int | None) -> str:
+def _key(name: str, kind: str, max_steps: int | None, tag: str = "") -> str:
     """The row key ``run.py`` writes for candidate ``name`` (from run.py's own parser and grid)."""
     ns = run.build_parser().parse_args(["--entry", "x", "--method", "itpo", "--kind", kind, *CANDIDATES[name]])
     settings = run.itpo_grid(ns)[0][0]
     if max_steps is not None:
         settings = {**settings, "max_steps": max_steps}
+    if tag:
+        settings = {**settings, "tag": tag}
     return run.settings_key("itpo", kind, settings)
+
+
+def _tag(args: argparse.Namespace) -> str:
+    """The world-model version label of the zoo's current bundles: MeanFlow's were retrained with a
+    diffusion teacher (tag ``teacher``; its older, untagged rows are of the first bundles)."""
+    return args.tag if args.tag is not None else ("teacher" if args.kind == "meanflow" else "")
 
 
 def grid(args: argparse.Namespace) -> None:
@@ -60,8 +71,9 @@ def grid(args: argparse.Namespace) -> None:
     for entry in entries(args):
         common = ["--entry", entry, "--split", "tune", "--seeds", *map(str, args.seeds), "--out", args.out, *cap]
         run.main(["--method", "base", *common])
+        tag = ["--tag", _tag(args)] if _tag(args) else []
         for name in args.candidates or list(CANDIDATES):
-            run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[name], *common])
+            run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[name], *tag, *common])
 
 
 def gains(args: argparse.Namespace, split: str, seeds: list[int]) -> dict[str, dict[str, list[float]]]:
@@ -70,7 +82,7 @@ def gains(args: argparse.Namespace, split: str, seeds: list[int]) -> dict[str, d
     out: dict[str, dict[str, list[float]]] = {}
     base_key = run.settings_key("base", "", {"max_steps": args.max_steps} if args.max_steps else {})
     for name in CANDIDATES:
-        key = _key(name, args.kind, args.max_steps)
+        key = _key(name, args.kind, args.max_steps, _tag(args))
         for entry in entries(args):
             base = next((v for (e, _p, k), v in groups.items() if e == entry and k == base_key), {})
             mine = next((v for (e, _p, k), v in groups.items() if e == entry and k == key), {})
@@ -98,13 +110,39 @@ def choose(args: argparse.Namespace) -> None:
         print(f"{name:>22}: " + "  ".join(f"{e} {np.mean(g):+.1f}" for e, g in per_entry.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(markdown(result)) + "\n")
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The tuning-seed gains (candidate x dataset) and the leave-one-env-out choices as markdown tables."""
+    names = [f"{e}-{lv}" for e in ENVS for lv in LEVELS]
+    lines = [f"Mean paired gain over the base on tuning seeds {result['seeds']} ({result['kind']} world model), "
+             "normalized points; blank: not run.", "",
+             "| candidate | " + " | ".join(n.replace("halfcheetah", "hc").replace("walker2d", "w2d") for n in names)
+             + " | worst |", "|---|" + "---|" * (len(names) + 1)]
+    for name in CANDIDATES:
+        row = result["gains"].get(name, {})
+        cells = [f"{np.mean(row[n]):+.1f}" if n in row else "" for n in names]
+        worst = f"{min(np.mean(v) for v in row.values()):+.1f}" if row else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {worst} |")
+    lines += ["", f"Leave one env out (safe: every dataset of the two other envs at or above {result['floor']}):", "",
+              "| left out | chosen on the other two | their mean gain | left-out datasets under that choice |",
+              "|---|---|---|---|"]
+    for env, r in result["loeo"].items():
+        mean = r["safe_candidates_on_others"].get(r["chosen"] or "")
+        held = ", ".join(f"{e} {g:+.1f}" for e, g in r["left_out_gains"].items())
+        lines.append(f"| {env} | {r['chosen'] or 'none safe: E = 0'} | {'' if mean is None else f'{mean:+.1f}'} "
+                     f"| {held} |")
+    return lines
 
 
 def evaluate(args: argparse.Namespace) -> None:
     for entry in entries(args):
         common = ["--entry", entry, "--split", "eval", "--seeds", *map(str, args.seeds), "--out", args.out]
         run.main(["--method", "base", *common])
-        run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[args.candidate], *common])
+        tag = ["--tag", _tag(args)] if _tag(args) else []
+        run.main(["--method", "itpo", "--kind", args.kind, *CANDIDATES[args.candidate], *tag, *common])
 
 
 def main() -> None:
@@ -118,6 +156,9 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--floor", type=float, default=-1.0, help="worst dataset gain a safe candidate may have")
     p.add_argument("--json", default=None)
+    p.add_argument("--markdown", default=None, help="choose: also write the tables here")
+    p.add_argument("--tag", default=None, help="world-model version label of the rows (default: teacher for "
+                                                "meanflow, the zoo's current bundles; none for diffusion)")
     p.add_argument("--out", default=run.DEFAULT_OUT)
     args = p.parse_args()
     if args.seeds is None:

@@ -10,7 +10,7 @@ seeds disjoint from evaluation, then report the chosen configuration on the eval
    capped at 300 steps, the winner tied the base, 32.6 vs 33.4; uncapped it gained +70.7);
 2. the configuration with the highest mean tuning score wins (ties: the cheaper one in E, M then H, the
    smaller step, then the defaults; ``--adapt-steps``, ``--particles`` and ``--horizon`` grid E, M and H);
-   with ``--fallback``, when no configuration beats the base it becomes E = 0, the base
+   when no configuration beats the base it becomes E = 0 (always, since issue 20), the base
    action exactly (the paper reports the base score where the method does not help). It is recorded with
    :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so ``itpo demo`` and
    ``ZooEntry.adapt_config`` use it. HalfCheetah medium-expert is why tuning episodes should be full length
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="rollouts per step M (a grid; fewer is cheaper, MeanFlow's latency lever with E)")
     p.add_argument("--horizon", type=int, nargs="+", default=[5], metavar="H", help="imagined horizon H (a grid)")
     p.add_argument("--fallback", action="store_true",
-                   help="if no configuration beats the base on the tuning seeds, record and evaluate E = 0 "
-                        "(the base action, exactly): the paper's fallback where the method does not help")
+                   help="kept for old command lines: the fallback is always on now (issue 20): when no "
+                        "configuration beats the base on the tuning seeds, E = 0 (the base action) is recorded")
     p.add_argument("--tune-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--tune-max-steps", type=int, default=None, help="truncate tuning episodes (cheaper tuning)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(range(1000, 1010)))
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     scores = {k: v for k, v in scores.items() if json.loads(k).get("tag", "") == args.tag
               or json.loads(k)["method"] == "base"}
     grid = {k: float(np.mean(v)) for k, v in scores.items() if json.loads(k)["kind"] == args.kind}
-    best, best_mean = choose(scores, args.kind, base_mean if args.fallback else None)
+    # never record a configuration that lost to the base on the tuning seeds (issue 20: one was, 8.4 vs 28.6)
+    best, best_mean = choose(scores, args.kind, base_mean)
     tuned = {k: best[k] for k in ("step_size", *summarize.TUNED_FIELDS) if k in best}
     shown = "; ".join(f"{summarize.label({'settings': k})}: {m:.1f}" for k, m in sorted(grid.items()))
     capped = f", episodes capped at {args.tune_max_steps} steps" if args.tune_max_steps else ""
@@ -132,7 +133,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{shown}.")
     if tuned["steps"] == 0:
         note += " No configuration beat the base: fallback to the base action (E = 0)."
-    print(f"{args.entry} {args.kind}: chose {tuned} ({best_mean:.1f} vs base {base_mean:.1f})")
+    print(f"{args.entry} {args.kind}: chose {tuned} ({best_mean:.1f} vs base {base_mean:.1f})"
+          + (" -- no configuration beat the base: E = 0 recorded" if tuned["steps"] == 0 else ""))
+    if args.tune_max_steps:
+        print(f"RISK: tuning episodes were capped at {args.tune_max_steps} steps; a fall after the cap is invisible "
+              "to tuning (the library's `itpo tune` reports how many episodes the cap cut)")
     zoo.set_tuned_settings(args.entry, args.kind, tuned, note=note)
     if args.skip_eval:
         return

@@ -97,10 +97,13 @@ def imagine(policy: PolicyFn, wm: WorldModelLike, s0: torch.Tensor, noise: torch
         a = policy(s)
         rewards.append(wm.reward(s, a))
         s = wm.next(s, a, noise[j])
-        with torch.no_grad():  # a discrete event: no gradient, and no graph to record
-            alive.append(alive[-1] & ~wm.terminated(s).bool())
         if prob is not None:  # the smooth counterpart: a gradient away from predicted falls
-            survival.append(survival[-1] * (1.0 - prob(s)))
+            p = prob(s)
+            survival.append(survival[-1] * (1.0 - p))
+            alive.append(alive[-1] & (p.detach() <= 0.5))  # terminated == p > 1/2: one head evaluation, not two
+        else:
+            with torch.no_grad():  # a discrete event: no gradient, and no graph to record
+                alive.append(alive[-1] & ~wm.terminated(s).bool())
         states.append(s)
         actions.append(a)
     actions.append(policy(s))

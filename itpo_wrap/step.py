@@ -58,14 +58,13 @@ class AscentStep:
         self.adapter, self.to_env, self.wm, self.cfg, self.n_envs = adapter, to_env, wm, cfg, n_envs
         self.backend = backend
         self.cuda_graphs = backend == "compile" and device is not None and device.type == "cuda"
-        # The compiler needs the functional transform; eager runs plain reverse-mode autograd on detached
-        # leaves, the same derivative without functorch's per-op wrapping (half the eager time).
-        self._grad = self._autograd_grad if backend == "eager" else self._func_grad
-        self.step_fn: Callable[..., StepOut] = self._step
+        # The compiler needs the functional transform (torch.func); eager runs plain reverse-mode autograd on
+        # detached leaves, the same derivative without functorch's per-op wrapping (half the eager time).
+        self.step_fn: Callable[..., StepOut] = self._step_eager
         self.returns_fn: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor] = self._returns
         if backend == "compile":
             mode = "reduce-overhead" if self.cuda_graphs else None
-            self.step_fn = _FirstCallFallback(_compiled(self._step, mode), self._eager_step, "step")
+            self.step_fn = _FirstCallFallback(_compiled(self._step_func, mode), self._step_eager, "step")
             self.returns_fn = _FirstCallFallback(_compiled(self._returns, mode), self._returns, "imagined returns")
 
     # ------------------------------------------------------------------ the pure functions
@@ -102,8 +101,14 @@ class AscentStep:
             grads = torch.autograd.grad(J.sum(), leaves, allow_unused=True, materialize_grads=True)
         return grads, J.detach()
 
-    def _step(self, params: Params, m: Params, v: Params, ok: torch.Tensor, bias: torch.Tensor,
-              anchor: Params, s0: torch.Tensor, noise: torch.Tensor) -> StepOut:
+    def _step_func(self, *args: Any) -> StepOut:
+        return self._step(self._func_grad, *args)
+
+    def _step_eager(self, *args: Any) -> StepOut:
+        return self._step(self._autograd_grad, *args)
+
+    def _step(self, grad_fn: Callable[..., tuple[Params, torch.Tensor]], params: Params, m: Params, v: Params,
+              ok: torch.Tensor, bias: torch.Tensor, anchor: Params, s0: torch.Tensor, noise: torch.Tensor) -> StepOut:
         """One ascent step ``psi <- psi + alpha * d`` per env, ``d`` the (clipped) gradient or Adam's direction,
         then (``max_drift``) the projection onto the trust region around the pretrained ``anchor``.
 
@@ -114,7 +119,7 @@ class AscentStep:
         step serves every step size.
         """
         cfg = self.cfg
-        grads, J = self._grad(params, s0, noise)
+        grads, J = grad_fn(params, s0, noise)
         norm = A.per_env_norm(grads, self.n_envs)
         ok = ok & torch.isfinite(J) & torch.isfinite(norm)
         g = [torch.where(ok.view(_env_shape(gi)), gi, 0.0) for gi in grads]
@@ -135,10 +140,6 @@ class AscentStep:
             scale = (radius / A.per_env_norm(delta, self.n_envs).clamp_min(1e-30)).clamp(max=1.0)
             new = tuple(a + d * scale.view(_env_shape(d)) for a, d in zip(anchor, delta, strict=True))
         return new, m, v, ok, J, norm
-
-    def _eager_step(self, *args: Any) -> StepOut:
-        self._grad = self._autograd_grad  # the compiled step failed: eager from now on, eager's gradient too
-        return self._step(*args)
 
     def mark_step(self) -> None:
         """Before a compiled call whose outputs outlive the next one: a new CUDA-graph step (no-op elsewhere)."""
@@ -229,22 +230,28 @@ def _env_shape(t: torch.Tensor) -> tuple[int, ...]:
 
 
 class _FirstCallFallback:
-    """A compiled function that, if its first call fails to compile (a graph break in a user's world model,
-    a missing toolchain), warns once and runs ``eager`` from then on; errors after a successful first call
-    are the caller's and propagate."""
+    """A compiled function whose first call runs ``eager`` (a world model's own lazy caches then fill with
+    plain tensors, not with the compiler's tracing tensors) and whose second call compiles; if that fails
+    (a graph break in a user's world model, a missing toolchain) it warns once and stays eager. Errors after
+    a successful compiled call are the caller's and propagate."""
 
     def __init__(self, compiled: Callable[..., Any], eager: Callable[..., Any], what: str) -> None:
-        self.compiled, self.eager, self.what, self.verified = compiled, eager, what, False
+        self.compiled, self.eager, self.what = compiled, eager, what
+        self.calls, self.verified = 0, False
 
     def __call__(self, *args: Any) -> Any:
         if self.verified:
             return self.compiled(*args)
+        self.calls += 1
+        if self.calls == 1:
+            return self.eager(*args)
         try:
             out = self.compiled(*args)
         except Exception as err:  # noqa: BLE001 - any compiler failure; eager re-raises a genuine input error
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().endswith("raised:")]
+            why = lines[0] if lines else type(err).__name__
             warnings.warn(f"backend='compile': the {self.what} could not be compiled ({type(err).__name__}: "
-                          f"{first[:300]}); running it eagerly. Pass AdaptConfig(backend='eager') to skip the "
+                          f"{why[:300]}); running it eagerly. Pass AdaptConfig(backend='eager') to skip the "
                           "attempt.", RuntimeWarning, stacklevel=4)
             self.compiled = self.eager
             out = self.eager(*args)
