@@ -81,14 +81,34 @@ def rows(csv_path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def markdown(result: list[dict[str, Any]], policy: str = "td3_bc") -> list[str]:
+    """Default against tuned, per dataset and world model, for one base policy."""
+    lines = ["| dataset | world model | base | default: gain [95% CI], better/n, worst episode | tuned: gain [95% CI], "
+             "better/n, worst episode |", "|---|---|---|---|---|"]
+    keys = sorted({(r["dataset"], r["world_model"]) for r in result if r["policy"] == policy})
+    for dataset, kind in keys:
+        cells, base = {}, ""
+        for r in result:
+            if (r["dataset"], r["world_model"], r["policy"]) == (dataset, kind, policy) and r["config"] in ("default", "tuned"):
+                cells[r["config"]] = (f"{r['gain']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}], {r['better']}/{r['n']}, "
+                                      f"{r['worst_gain']:+.1f}")
+                base = f"{r['base_mean']:.1f}"
+        if cells:
+            lines.append(f"| {dataset} | {kind} | {base} | {cells.get('default', '')} | {cells.get('tuned', '')} |")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", default=run.DEFAULT_OUT)
     p.add_argument("--out", default="docs/results.json")
+    p.add_argument("--markdown", default=None, help="also write the default-vs-tuned table (TD3+BC) here")
     args = p.parse_args()
     result = rows(Path(args.csv))
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{len(result)} rows -> {args.out}")
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(markdown(result)) + "\n")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ CANDIDATES: dict[str, list[str]] = {
     "safe-no-drift": [*RESET, "--gate", "paired", "--gate-z", "1.0", "--termination", "soft"],
     "safe-hard-termination": [*RESET, "--gate", "paired", "--gate-z", "1.0", "--max-drift", "0.05"],
     "off-reset": RESET,
+    "safe-reset-z2": [*RESET, "--gate", "paired", "--gate-z", "2.0", "--termination", "soft", "--max-drift", "0.05"],
+    "safe-reset-3e-5-z2": ["--step-size", "3e-5", "--persistence", "reset_each_step", "--gate", "paired", "--gate-z",
+                           "2.0", "--termination", "soft", "--max-drift", "0.05"],
+    "safe-reset-3e-5": ["--step-size", "3e-5", "--persistence", "reset_each_step", *SAFE],
 }
 
 

@@ -127,7 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(entry_name=args.entry, kind=args.kind, episodes=args.episodes, seed=args.seed, out_dir=Path(args.out),
              step_size=args.step_size, max_steps=args.max_steps, zoo_dir=args.zoo_dir, device=args.device,
-             backend=args.backend)
+             backend=args.backend, tuned=args.tuned)
     return 0
 
 
@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="world model: meanflow is one step per sample; diffusion gains more on most datasets at ~4x the cost")
     p.add_argument("--episodes", type=int, default=2, help="episodes per policy")
     p.add_argument("--seed", type=int, default=1000, help="env seed (same for both policies)")
-    p.add_argument("--step-size", type=float, default=None, help="ITPO step size; default: the entry's tuned one, else 1e-4")
+    p.add_argument("--step-size", type=float, default=None, help="ITPO step size over the settings that run")
+    p.add_argument("--tuned", action="store_true", help="run the entry's tuned settings instead of the defaults")
     p.add_argument("--max-steps", type=int, default=None, help="cap each episode at this many steps; default: the env's limit")
     p.add_argument("--out", default="runs/demo", help="where the plot goes")
     p.add_argument("--zoo-dir", default=None, help=_ZOO_DIR_HELP)

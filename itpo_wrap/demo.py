@@ -4,10 +4,10 @@ Loads a zoo entry (its base policy and one of its world models), runs SB3's ``ev
 the base policy and on the same policy wrapped with :class:`ITPOPolicyWrapper`, on the same env
 seeds, and prints one table of what ran: episodes, env steps, score, milliseconds per step, and
 where the plot went. The defaults are chosen so ``make demo`` ends within three minutes on a
-2-core laptop-class machine and still shows the gain: Hopper medium's TD3+BC base with its
-one-step MeanFlow world model and the entry's tuned settings (base 51.4 -> wrapped 120.9-124.9 on
-the ten evaluation seeds of ``docs/results.md``, about a quarter of the diffusion model's cost per
-step). A few episodes are a smoke view, not evidence: ``docs/results.md`` has the paired experiment.
+2-core laptop-class machine and shows the product as a user meets it: Hopper medium's TD3+BC base
+with its one-step MeanFlow world model and ``AdaptConfig()``'s defaults, the safety layer, no
+per-dataset tuning (``--tuned`` runs the entry's tuned settings instead). A few episodes are a smoke
+view, not evidence: ``docs/safety.md`` and ``docs/results.md`` have the paired experiments.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ class _Progress:
 def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes: int = DEFAULT_EPISODES,
              seed: int = 1000, out_dir: Path = Path("runs/demo"), step_size: float | None = None,
              max_steps: int | None = None, zoo_dir: str | Path | None = None,
-             console: Console | None = None, device: str = "cpu", backend: str = "auto") -> DemoReport:
+             console: Console | None = None, device: str = "cpu", backend: str = "auto",
+             tuned: bool = False) -> DemoReport:
     """Evaluate a zoo entry's base policy and the same policy wrapped, print one table, save a plot.
 
     :param entry_name: a zoo entry with a world model (``itpo zoo list`` shows them).
@@ -142,8 +143,7 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     :param episodes: episodes per policy, on the same env seeds for both (at least 1).
     :param seed: seed of the vectorised env (``DummyVecEnv.seed``).
     :param out_dir: where the plot goes.
-    :param step_size: ITPO step size; default the entry's tuned one when recorded, else 1e-4 (the other
-        tuned settings, e.g. persistence, apply either way).
+    :param step_size: ITPO step size over the settings that run (default: theirs).
     :param max_steps: cap each episode at this many env steps; the env's own limit (1000) when ``None``.
     :param zoo_dir: the zoo folder; ``None`` finds one as :func:`itpo_wrap.zoo.zoo_path` does.
     :param console: where the table goes (a fresh ``rich`` console on stdout when ``None``).
@@ -151,6 +151,7 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     :param backend: ``AdaptConfig.backend``; ``"auto"`` compiles the step where a compiler is available
         (its first call compiles: about 1.5 minutes the first time on a machine for the default entry,
         seconds once inductor's cache holds it), ``"eager"`` starts at once and runs 3x slower per step.
+    :param tuned: run the entry's tuned settings for ``kind`` instead of ``AdaptConfig()``'s defaults.
     :return: what ran, per policy.
     """
     if episodes < 1:
@@ -162,7 +163,7 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from itpo_wrap import ITPOPolicyWrapper, zoo
+    from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
 
     torch.set_num_threads(1)  # one thread: the latency a laptop core sees (two threads on two busy cores crawl)
     console = console or (Console() if sys.stdout.isatty() else Console(width=120))
@@ -175,12 +176,15 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     env = DummyVecEnv([lambda: Monitor(entry.make_env(**({"max_episode_steps": max_steps} if max_steps else {})))])
     step_cap = int(max_steps or env.envs[0].spec.max_episode_steps or 1000)  # type: ignore[union-attr]
 
-    cfg = entry.adapt_config(kind, device=device, track_j_after=False, backend=backend,
-                             **({"step_size": step_size} if step_size is not None else {}))
+    overrides: dict[str, Any] = {"device": device, "track_j_after": False, "backend": backend,
+                                 **({"step_size": step_size} if step_size is not None else {})}
+    cfg = entry.adapt_config(kind, **overrides) if tuned else AdaptConfig(**overrides)
     wrapped = ITPOPolicyWrapper(entry.policy, wm, cfg)
+    which = "the entry's tuned settings" if tuned else "the default settings (no tuning)"
     console.print(f"[bold]itpo-wrap demo[/]: zoo entry [cyan]{entry.name}[/] ({entry.algorithm} base on "
-                  f"{entry.dataset_id}), {kind} world model with the entry's tuned settings: H={cfg.horizon} "
-                  f"M={cfg.particles} E={cfg.steps} step size {cfg.step_size:g}, {cfg.persistence}. "
+                  f"{entry.dataset_id}), {kind} world model with {which}: H={cfg.horizon} "
+                  f"M={cfg.particles} E={cfg.steps} step size {cfg.step_size:g}, {cfg.persistence}, gate "
+                  f"{cfg.gate}, {cfg.termination} termination. "
                   f"{episodes} episode(s) per policy capped at {step_cap} steps, SB3 evaluate_policy, "
                   f"env seed {seed} for both, 1 torch thread, {wrapped.backend} step on {device}"
                   + (" (its first call compiles: minutes the first time on this machine, seconds after)"

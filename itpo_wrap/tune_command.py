@@ -66,10 +66,11 @@ def tune_command(args: argparse.Namespace) -> int:
                   score=lambda r: float(entry.normalized_score(r)), progress=print)
     print(report.summary())
     if args.record:
-        chosen = report.chosen_config
-        ref = AdaptConfig().to_dict()
-        settings = {k: v for k, v in dataclasses.asdict(chosen).items()
-                    if (ref[k] != v or k == "step_size") and k not in ("backend", "device")}
+        # every field that shapes the adaptation, named explicitly (ZooEntry.adapt_config treats records
+        # without "termination" as pre-issue-20 ones)
+        keep = ("step_size", "steps", "particles", "horizon", "persistence", "gate", "gate_z", "max_drift",
+                "termination", "optimizer", "max_action_change")
+        settings = {k: v for k, v in dataclasses.asdict(report.chosen_config).items() if k in keep}
         zoo.set_tuned_settings(entry.name, args.kind, settings, note="itpo tune: " + report.summary().replace("\n", " "),
                                root=args.zoo_dir)
         print(f"recorded {settings} for {entry.name} / {args.kind}"

@@ -146,15 +146,20 @@ class ZooEntry:
     def adapt_config(self, kind: str, **overrides: Any) -> Any:
         """The ``AdaptConfig`` tuned for this entry's ``kind`` world model, with ``overrides`` on top.
 
-        Untuned kinds get the ``AdaptConfig`` defaults with a step size of 1e-4 (the tuned value on most
-        entries; the class default of 1e-3 is the paper's reading and too large for our bundles).
+        A tuned record runs as it was evaluated: a record from before issue 20 (it names no
+        ``termination``) means the defaults of then by the fields it leaves out
+        (:data:`~itpo_wrap.config.LEGACY_DEFAULTS`: persistent, no gate, no trust region, hard mask); other
+        unnamed fields take ``AdaptConfig``'s defaults. Untuned kinds get today's defaults, the safety
+        layer's, which need no tuning (``docs/safety.md``).
 
         :param kind: ``"diffusion"``, ``"meanflow"`` or ``"mlp"``.
         :param overrides: ``AdaptConfig`` fields that win over the tuned ones (``device="cpu"``, say).
         """
-        from itpo_wrap.config import AdaptConfig
+        from itpo_wrap.config import LEGACY_DEFAULTS, AdaptConfig
 
-        return AdaptConfig(**{"step_size": 1e-4, **self.tuned_settings.get(kind, {}), **overrides})
+        tuned = self.tuned_settings.get(kind, {})
+        legacy = LEGACY_DEFAULTS if tuned and "termination" not in tuned else {}
+        return AdaptConfig(**{**legacy, **tuned, **overrides})
 
     def normalized_score(self, returns: Any) -> Any:
         """D4RL-style ``100 * (R - R_min) / (R_max - R_min)`` with the entry's dataset references.

@@ -77,7 +77,7 @@ def test_lq_objective_has_the_closed_form_value() -> None:
 
 def test_adapt_moves_the_first_action_to_the_lq_optimum() -> None:
     wm, pol = LinearQuadraticWM(), _linear_policy(3, 2)
-    cfg = AdaptConfig(horizon=1, particles=1, steps=300, step_size=0.05, discount=0.9)
+    cfg = AdaptConfig(horizon=1, particles=1, steps=300, step_size=0.05, discount=0.9, max_drift=None)
     s = torch.tensor([[0.8, -0.5, 0.4]])
     a_star = wm.optimal_first_action(s[0], 0.9)
     before = (pol(s)[0] - a_star).norm().item()
@@ -99,7 +99,8 @@ def test_zero_steps_leave_parameters_and_report_j() -> None:
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_one_step_update_rule(optimizer: str) -> None:
     wm, pol = MLPWM(), _linear_policy(4, 2)
-    cfg = AdaptConfig(horizon=2, particles=3, steps=1, step_size=1e-2, optimizer=optimizer, track_j_after=False)
+    cfg = AdaptConfig(horizon=2, particles=3, steps=1, step_size=1e-2, optimizer=optimizer, track_j_after=False,
+                      max_drift=None)
     s0, noise = torch.randn(1, 4).repeat(3, 1), wm.draw_noise(3, 2)
     params = list(pol.parameters())
     before = [p.detach().clone() for p in params]
@@ -186,6 +187,14 @@ def test_config_validation_names_the_bad_value() -> None:
     for bad in (-0.1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_action_change="):
             AdaptConfig(max_action_change=bad)
+    with pytest.raises(ValueError, match="gate_z=-1"):
+        AdaptConfig(gate_z=-1.0)
+    with pytest.raises(ValueError, match="max_drift=0"):
+        AdaptConfig(max_drift=0.0)
+    with pytest.raises(ValueError, match="termination='maybe'"):
+        AdaptConfig(termination="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model_check='loud'"):
+        AdaptConfig(model_check="loud")  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         AdaptConfig().steps = 3  # type: ignore[misc]
-    assert AdaptConfig().to_dict()["persistence"] == "persistent"
+    assert AdaptConfig().to_dict()["persistence"] == "reset_each_step"

@@ -72,7 +72,7 @@ def test_demo_defaults_are_in_the_shipped_and_the_packaged_zoo() -> None:
     for root in (None, zoo.PACKAGED_ZOO):
         entry = zoo.load(DEFAULT_ENTRY, root=root)
         assert DEFAULT_KIND in entry.world_model_kinds
-        assert DEFAULT_KIND in entry.tuned_settings  # the demo says it runs the tuned settings
+        assert DEFAULT_KIND in entry.tuned_settings  # --tuned runs them
 
 
 @pytest.mark.parametrize(("kwargs", "flag"), [({"episodes": 0}, "--episodes 0"), ({"max_steps": 0}, "--max-steps 0")])

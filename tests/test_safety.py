@@ -46,7 +46,8 @@ def test_paired_gate_margin_grows_with_particle_disagreement() -> None:
 def test_a_rejected_update_executes_the_base_action_and_is_undone() -> None:
     # a step size far too large for the LQ model: the update overshoots and lowers the held-out return
     wm = LinearQuadraticWM(obs_dim=4, act_dim=2)
-    cfg = AdaptConfig(horizon=1, particles=4, steps=1, step_size=50.0, gate="paired", backend="eager")
+    cfg = AdaptConfig(horizon=1, particles=4, steps=1, step_size=50.0, gate="paired", backend="eager",
+                      persistence="persistent", max_drift=None)
     base, _ = ITPOPolicyWrapper(_actor(), wm, dataclasses.replace(cfg, steps=0)).predict(_obs(0), deterministic=True)
     w = ITPOPolicyWrapper(_actor(), wm, cfg)
     action, _ = w.predict(_obs(0), deterministic=True)
@@ -161,7 +162,8 @@ def test_tune_runs_the_base_and_reports_the_cap_as_a_risk() -> None:
     wm = LinearQuadraticWM(obs_dim=3, act_dim=1)
     cands = [AdaptConfig(horizon=1, particles=2, steps=1, step_size=s, backend="eager") for s in (1e-3, 1e-2)]
     report = tune(_actor(3, 1), wm, lambda: gym.make("Pendulum-v1"), cands, seeds=[0, 1], max_steps=15)
-    assert set(report.scores) == {BASE, "horizon=1, particles=2, steps=1", "horizon=1, particles=2, steps=1, step_size=0.01"}
+    assert set(report.scores) == {BASE, "horizon=1, particles=2, steps=1, step_size=0.001",
+                                  "horizon=1, particles=2, steps=1, step_size=0.01"}
     assert report.configs[BASE].steps == 0 and all(len(v) == 2 for v in report.scores.values())
     assert report.chosen == BASE or report.mean(report.chosen) > report.mean(BASE)
     assert all(c == 2 for c in report.capped.values()) and "RISK: 6 tuning episode(s)" in report.summary()

@@ -153,3 +153,28 @@ def test_real_world_model_compiles_whole_and_matches_eager(kind: str) -> None:
         compiled = run("compile")
     for a, b in zip(compiled, run("eager"), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    from itpo_wrap import zoo
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="sees no CUDA GPU; use device='cpu'"):
+        zoo.load("hopper-medium", device="cuda")
+    with pytest.raises(ValueError, match="device='tpu9' is not a torch device"):
+        zoo.load("hopper-medium", device="tpu9")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend", ["eager", "compile"])
+def test_cuda_step_matches_the_cpu_step(backend: str) -> None:
+    from tests.test_world_model_bundle import ACT, OBS, make_wm
+
+    def run(device: str) -> np.ndarray:
+        torch.manual_seed(0)
+        cfg = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05, backend=backend, device=device)  # type: ignore[arg-type]
+        w = ITPOPolicyWrapper(TanhActor(OBS, ACT, (16, 16)).to(device), make_wm("meanflow").to(device), cfg)
+        return np.stack([w.predict(np.full(OBS, 0.1 * t), deterministic=True)[0] for t in range(3)])
+
+    np.testing.assert_allclose(run("cuda"), run("cpu"), atol=1e-4)

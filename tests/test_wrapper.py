@@ -12,7 +12,9 @@ from itpo_wrap.networks import TanhActor
 from itpo_wrap.wrapper import ITPOPolicyWrapper
 from tests.test_adapt_toys import MLPWM, LinearQuadraticWM
 
-CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05)
+# the wrapper's mechanics (persistence, resets, fallbacks) with the safety layer off: the paper's reading
+PAPER: dict[str, object] = {"persistence": "persistent", "gate": "off", "max_drift": None, "termination": "hard"}
+CFG = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.05, **PAPER)  # type: ignore[arg-type]
 
 
 def _actor(obs_dim: int = 4, act_dim: int = 2, seed: int = 0) -> TanhActor:
@@ -203,7 +205,8 @@ def test_nan_world_model_falls_back_to_the_base_action_for_that_env_only() -> No
 def test_known_optimum_adaptation_moves_the_action_toward_it() -> None:
     wm = LinearQuadraticWM(bound=2.0)
     actor = _actor(3, 2)
-    cfg = AdaptConfig(horizon=1, particles=1, steps=100, step_size=0.05, discount=0.9, persistence="reset_each_step")
+    cfg = AdaptConfig(horizon=1, particles=1, steps=100, step_size=0.05, discount=0.9, persistence="reset_each_step",
+                      gate="off", max_drift=None)
     w = ITPOPolicyWrapper(actor, wm, cfg)
     for seed in range(3):
         obs = np.random.default_rng(seed).uniform(-0.5, 0.5, size=3)
