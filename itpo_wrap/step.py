@@ -46,7 +46,7 @@ class AscentStep:
     :param adapter: the policy; only its architecture is used (parameters come in as arguments).
     :param to_env: policy units -> env-space actions (differentiable, elementwise).
     :param wm: the world model.
-    :param cfg: the configuration (its numbers are constants of the compiled graph).
+    :param cfg: the configuration (its numbers are constants of the compiled graph, except the step size).
     :param n_envs: ``N``.
     :param backend: ``"eager"`` runs the function as written; ``"compile"`` through ``torch.compile``.
     :param device: where it runs; on CUDA the compiled step is captured as a CUDA graph

@@ -285,7 +285,7 @@ class ITPOPolicyWrapper:
         if cfg.gate == "paired" and held_out is not None and stats.steps_taken > 0:
             with torch.no_grad():
                 step.mark_step()
-                new = step.returns_fn(tuple(bank), s0, held_out)
+                new = step.returns_fn(tuple(bank), s0, held_out).clone()  # a CUDA-graph replay reuses its output
                 step.mark_step()
                 accepted = A.paired_gate(new, step.returns_fn(anchor, s0, held_out), cfg)
                 A.select_rows_(bank, ~accepted, start)
