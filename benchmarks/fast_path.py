@@ -118,15 +118,15 @@ def _rss_mb() -> float:
 def rss(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend in ("eager", "compile"):
-        trace = []
+        readings = []
         for _ in range(args.rebuilds):  # a user reloading the entry and wrapping it again, every episode
             w, obs = _setup(args.entry, args.kinds[0], backend, 1, args.zoo_dir)
             w.predict(obs, deterministic=True)
             del w
-            trace.append(_rss_mb())
-        growth = (trace[-1] - trace[1]) / (len(trace) - 2)  # after the first (compiling) wrapper
-        out[backend] = {"rss_mb": trace, "mb_per_wrapper": growth}
-        print(backend, f"RSS {trace[0]:.0f} -> {trace[-1]:.0f} MB, {growth:.2f} MB per wrapper", flush=True)
+            readings.append(_rss_mb())
+        growth = (readings[-1] - readings[1]) / (len(readings) - 2)  # after the first (compiling) wrapper
+        out[backend] = {"rss_mb": readings, "mb_per_wrapper": growth}
+        print(backend, f"RSS {readings[0]:.0f} -> {readings[-1]:.0f} MB, {growth:.2f} MB per wrapper", flush=True)
     return out
 
 

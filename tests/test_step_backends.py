@@ -17,11 +17,13 @@ import torch
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor
-from itpo_wrap.step import resolve_backend
+from itpo_wrap.step import compiler_available, resolve_backend
 from itpo_wrap.wrapper import ITPOPolicyWrapper
 from tests.test_adapt_toys import MLPWM
 
-CFG = AdaptConfig(horizon=2, particles=3, steps=3, step_size=0.05, backend="eager")
+CFG = AdaptConfig(horizon=2, particles=3, steps=3, step_size=0.05, backend="eager")  # with the safety layer's defaults
+needs_compiler = pytest.mark.skipif(not compiler_available(torch.device("cpu")),
+                                    reason="torch.compile needs a C++ compiler on this machine")
 COMPILED = dataclasses.replace(CFG, backend="compile")
 
 
@@ -90,6 +92,7 @@ def test_vectorised_equals_separate_runs_bit_for_bit_eager() -> None:
     assert _vectorised_vs_separate(CFG, lambda: MLPWM(term_above=0.5)) < 1e-6
 
 
+@needs_compiler
 def test_compiled_step_matches_eager_and_vectorises() -> None:
     """Compiled kernels are specialised per shape, so N envs agree with separate runs to float rounding,
     not bit for bit (benchmarks/fast_path.py exact: 2.4e-7 on the zoo's MeanFlow model)."""
@@ -110,6 +113,7 @@ def test_world_model_the_compiler_cannot_capture_runs_eagerly_with_a_warning() -
     assert all(np.array_equal(a, b) for a, b in zip(compiled, eager, strict=True))
 
 
+@needs_compiler
 def test_new_wrappers_over_new_models_of_one_architecture_reuse_the_compiled_step() -> None:
     """The compiled step reads weights as graph inputs: a wrapper per episode over freshly built models
     (a user reloading the zoo entry) must not compile (nor keep) a new graph each time."""
@@ -137,6 +141,7 @@ def test_auto_backend_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@needs_compiler
 @pytest.mark.parametrize("kind", ["diffusion", "meanflow", "meanflow_gated"])
 def test_real_world_model_compiles_whole_and_matches_eager(kind: str) -> None:
     from tests.test_world_model_bundle import ACT, OBS, make_wm
