@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", choices=["off", "held_out", "paired"], default="off")
     p.add_argument("--gate-z", type=float, default=1.0, help="AdaptConfig.gate_z (with --gate paired)")
     p.add_argument("--max-drift", type=float, default=None, help="AdaptConfig.max_drift (default: no bound)")
+    p.add_argument("--max-model-error", type=float, default=None,
+                   help="AdaptConfig.max_model_error: the reality check, in state-std units (default: none)")
     p.add_argument("--termination", choices=["hard", "soft"], default="hard", help="AdaptConfig.termination")
     p.add_argument("--backend", choices=["auto", "eager", "compile"], default="auto",
                    help="AdaptConfig.backend (not part of the row key: the backends compute the same steps)")
@@ -148,13 +150,14 @@ def itpo_grid(args: argparse.Namespace) -> list[tuple[dict[str, Any], AdaptConfi
                           optimizer=args.optimizer, gate=args.gate, device="cpu", track_j_after=False,
                           persistence=args.persistence, max_action_change=args.max_action_change,
                           gate_z=args.gate_z, max_drift=args.max_drift, termination=args.termination,
-                          backend=args.backend, model_check="off")
+                          backend=args.backend, model_check="off", max_model_error=args.max_model_error)
         keep = ("horizon", "particles", "steps", "step_size", "optimizer", "gate", "discount", "persistence")
         # a new setting joins the row key only when used, so older rows keep their keys
         keep += ("max_action_change",) if cfg.max_action_change is not None else ()
         keep += ("gate_z",) if cfg.gate == "paired" else ()
         keep += ("max_drift",) if cfg.max_drift is not None else ()
         keep += ("termination",) if cfg.termination != "hard" else ()
+        keep += ("max_model_error",) if cfg.max_model_error is not None else ()
         grid.append(({k: cfg.to_dict()[k] for k in keep}, cfg))
     return grid
 

@@ -91,6 +91,14 @@ class AdaptConfig:
         of ``itpo_wrap.world_model.trust`` (one-step error, dimensions worse than their mean, reward error,
         termination recall): ``"warn"`` names the failed numbers in a warning, ``"strict"`` refuses the model
         (``ValueError``), ``"off"`` skips the check. Models that record no accuracy are not judged.
+    :param max_model_error: the reality check (``itpo_wrap.reality``): after each executed action the wrapper
+        scores the world model's prediction of the real next state (zero noise; RMS over dimensions of the
+        error in state stds, the units of its held-out ``one_step_rmse``); an env whose last transition the
+        model missed by more than this executes the base policy's action (its update undone) until the model
+        is right again. It is the one safety part judged by the env rather than by the model. Needs the
+        model's ``obs_std`` (without it the check is off, with a warning) and consecutive calls to be
+        consecutive env steps: pass ``episode_start`` (SB3's loops do), else the first step of an episode
+        is compared with the last state of the previous one and acts as the base. ``None``: no check.
     :param track_j_after: evaluate J once more after the last step (no gradient) for diagnostics; one extra
         forward, about 5 to 9% of a call at E = 5.
     :param time_budget_ms: a latency budget per ``predict`` call, in milliseconds from the call's start:
@@ -132,6 +140,7 @@ class AdaptConfig:
     max_drift: float | None = 0.05
     termination: Termination = "soft"
     model_check: ModelCheck = "warn"
+    max_model_error: float | None = None
 
     def __post_init__(self) -> None:
         self._check_int("horizon", 1)
@@ -153,6 +162,9 @@ class AdaptConfig:
         self._check_choice("model_check", _MODEL_CHECKS)
         if not _finite(self.gate_z) or self.gate_z < 0:
             raise ValueError(f"gate_z={self.gate_z!r} must be a finite float >= 0 (standard errors, e.g. 1.0)")
+        if self.max_model_error is not None and (not _finite(self.max_model_error) or self.max_model_error <= 0):
+            raise ValueError(f"max_model_error={self.max_model_error!r} must be a finite float > 0 (state-std units, "
+                             "e.g. 0.3), or None to adapt whatever the model's error on real transitions")
         if self.max_drift is not None and (not _finite(self.max_drift) or self.max_drift <= 0):
             raise ValueError(f"max_drift={self.max_drift!r} must be a finite float > 0 (a fraction of the pretrained "
                              "parameters' L2 norm, e.g. 0.05), or None for no bound")

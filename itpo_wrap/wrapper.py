@@ -5,8 +5,9 @@ Per call and per env: a fresh noise bank (``M`` particles x ``H`` steps) from th
 the real observation. Parameter storage, and why the module is always pretrained:
 
 - every env's adapted parameters live in a ``ParameterBank``, per-env copies stacked on a leading dim
-  (one env is ``N = 1``), updated by a pure functional step; the policy module itself is never written,
-  so ``model.save()`` can never write adapted weights;
+  (one env is ``N = 1``), updated by a pure functional step; the policy module itself is never written
+  (``use_adapted()`` alone lends it adapted weights), so ``model.save()`` can never write adapted weights, and
+  another thread reading its ``state_dict()`` during ``predict`` sees the pretrained ones, with no lock;
 - one env and ``N`` envs run the same step on the same kernels (``AdaptConfig.backend``, eager or
   compiled), so env ``i`` of a vectorised call, whose noise comes from a generator seeded
   ``noise_seed + i`` and whose rows never mix with other envs', acts exactly, bit for bit, as a
@@ -28,13 +29,9 @@ import torch
 from itpo_wrap import adapt as A
 from itpo_wrap.adapters import PolicyAdapter, make_adapter, to_env_numpy
 from itpo_wrap.adapters.bank import ParameterBank
-from itpo_wrap.adapters.validation import (
-    check_world_model,
-    episode_starts,
-    noise_batch_dim,
-    observation_tensor,
-)
+from itpo_wrap.adapters.validation import check_world_model, noise_batch_dim, predict_inputs
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.reality import RealityCheck
 from itpo_wrap.step import AscentStep, resolve_backend
 from itpo_wrap.world_model.protocol import WorldModelLike
 from itpo_wrap.world_model.trust import fitness_of
@@ -105,6 +102,7 @@ class ITPOPolicyWrapper:
         self._calls, self._lent = 0, False
         self.last_info: list[dict[str, Any]] = []
         self._deadline: float | None = None  # AdaptConfig.time_budget_ms of the call in progress
+        self._reality = _reality_check(world_model, self.config.max_model_error)
 
     # ----------------------------------------------------------------- public API
     def predict(
@@ -127,9 +125,10 @@ class ITPOPolicyWrapper:
         budget = self.config.time_budget_ms
         self._deadline = None if budget is None else start + budget / 1e3
         with torch.inference_mode(False), torch.enable_grad():
-            obs, vectorized = observation_tensor(observation, self.world_model.obs_dim, self.device)
-            self._prepare(obs.shape[0], episode_starts(episode_start, obs.shape[0]))
-            self.adapter.set_eval()
+            # the gate (adapters/validation.py): inputs and a finite base action, before any state changes
+            obs, vectorized, starts, self._base = predict_inputs(self.adapter, observation, episode_start,
+                                                                 deterministic, self.world_model.obs_dim, self.device)
+            self._prepare(obs.shape[0], starts)
             actions, info = self._act(obs, deterministic)
         ms = 1e3 * (time.perf_counter() - start)
         self.last_info = [{**row, "ms": ms} for row in info]
@@ -140,6 +139,8 @@ class ITPOPolicyWrapper:
         """A fresh start: every env back to the pretrained parameters, noise generators reseeded, info cleared."""
         self.restore()
         self._bank, self.last_info, self._calls = None, [], 0
+        if self._reality is not None:
+            self._reality.forget()
 
     def restore(self) -> None:
         """Put the pretrained parameters back into the policy, bit for bit, and drop all adapted ones."""
@@ -191,10 +192,14 @@ class ITPOPolicyWrapper:
                 warnings.warn(f"predict got {n} envs after {self._bank.n}: restarting every env from the pretrained "
                               "policy with fresh noise generators", stacklevel=3)
             self._bank = ParameterBank(self._snapshot, n, self.config.noise_seed)
+            if self._reality is not None:
+                self._reality.forget()
         elif self.config.persistence == "reset_each_step":
             self._bank.reset_rows(np.arange(n), self._snapshot)
         elif starts is not None and starts.any():
             self._bank.reset_rows(np.flatnonzero(starts), self._snapshot)
+        if self._reality is not None and starts is not None and starts.any():
+            self._reality.forget(np.flatnonzero(starts))  # no real transition leads into an episode's first state
 
     def _check_snapshot(self) -> None:
         """If someone changed the policy since wrapping (more training), adopt its weights as the new pretrained
@@ -207,9 +212,21 @@ class ITPOPolicyWrapper:
         self._bank, self._anchors = None, None
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        with torch.inference_mode():  # the module holds the pretrained weights here
-            base = self.adapter.forward(obs) if deterministic else self.adapter.sample(obs)
-        if self.config.steps == 0:
+        if self._reality is None:
+            return self._act_adapted(obs, deterministic, None)
+        errors = self._reality.errors(obs)
+        allowed = self._reality.allowed(errors)
+        actions, info = self._act_adapted(obs, deterministic, allowed)
+        self._reality.record(obs, actions)
+        for row, err, ok in zip(info, errors.tolist(), allowed.tolist(), strict=True):
+            row["model_error"], row["off_model"] = err, not ok
+        return actions, info
+
+    def _act_adapted(self, obs: torch.Tensor, deterministic: bool,
+                     allowed: torch.Tensor | None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """The base action, adaptation of the ``allowed`` envs (all when ``None``), the gates and trust regions."""
+        base = self._base  # the pretrained policy's action, from predict's gate (finite)
+        if self.config.steps == 0 or (allowed is not None and not bool(allowed.any())):
             return self._finish(base, base, None, obs.shape[0])
         assert self._bank is not None
         n, m = obs.shape[0], self.config.particles
@@ -217,12 +234,14 @@ class ITPOPolicyWrapper:
         noise = self._draw(n)
         held_out = self._draw(n) if self.config.gate in ("held_out", "paired") else None
         with _imagined_inputs_unchecked(self.world_model):
-            final, stats = self._run(obs, s0, noise, held_out, deterministic)
+            final, stats = self._run(obs, s0, noise, held_out, deterministic, allowed)
         bound = self.config.max_action_change
         if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
             final = base + (final - base).clamp(-bound, bound)
         if self.config.gate == "paired":  # a rejected env executes the base action (its update was undone)
             final = torch.where(stats.accepted[:, None], final, base)
+        if allowed is not None:  # off-model envs execute the base action (their update was undone)
+            final = torch.where(allowed[:, None], final, base)
         return self._finish(base, final, stats, n)
 
     def _draw(self, n: int) -> torch.Tensor:
@@ -236,13 +255,13 @@ class ITPOPolicyWrapper:
         return torch.addcmul(self._mid, self._half, a) if self.adapter.squashed else a.clamp(self._low, self._high)
 
     def _run(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
-             deterministic: bool) -> tuple[torch.Tensor, _Step]:
+             deterministic: bool, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, _Step]:
         """Adapt every env's row of the parameter bank with the functional step (``itpo_wrap.step``); the
         policy module itself is never written, so it holds the pretrained weights throughout."""
         assert self._bank is not None
         n, bank = obs.shape[0], self._bank.params
         step = self._step_for(n)
-        stats = self._adapt(step, bank, s0, noise, held_out, n)
+        stats = self._adapt(step, bank, s0, noise, held_out, n, allowed)
         with torch.no_grad():
             if deterministic:
                 final = self.adapter.batched_forward(bank, obs.unsqueeze(1)).squeeze(1)
@@ -266,7 +285,7 @@ class ITPOPolicyWrapper:
         return self._steps[n]
 
     def _adapt(self, step: AscentStep, bank: list[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor,
-               held_out: torch.Tensor | None, n: int) -> _Step:
+               held_out: torch.Tensor | None, n: int, allowed: torch.Tensor | None = None) -> _Step:
         """The ascent plus the optional gate, written into ``bank``; returns the stats extended with
         parameter changes and gate decisions."""
         cfg = self.config
@@ -293,6 +312,9 @@ class ITPOPolicyWrapper:
             accepted = A.held_out_gate(policy, bank, start, self.world_model, s0, held_out, cfg, n)
         elif cfg.gate == "disagreement":
             accepted = A.disagreement_gate(policy, bank, start, self.world_model, s0, noise, cfg, n)
+        if allowed is not None and not bool(allowed.all()):
+            with torch.no_grad():
+                A.select_rows_(bank, ~allowed, start)  # the reality check: no update where the model was wrong
         with torch.no_grad():
             change = A.per_env_norm([v - s for v, s in zip(bank, start, strict=True)], n)
             drift = A.per_env_norm([v - s.unsqueeze(0) for v, s in zip(bank, self._snapshot, strict=True)], n)
@@ -371,6 +393,17 @@ def _check_fitness(world_model: object, mode: str) -> None:
     if mode == "strict":
         raise ValueError(msg + "; model_check='strict' refuses it (model_check='warn' only warns)")
     warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _reality_check(world_model: WorldModelLike, limit: float | None) -> RealityCheck | None:
+    """``AdaptConfig.max_model_error``'s monitor; a model without a state scale gets none, with a warning."""
+    if limit is None:
+        return None
+    try:
+        return RealityCheck(world_model, limit)
+    except ValueError as err:
+        warnings.warn(f"{err}; adapting without the reality check", UserWarning, stacklevel=3)
+        return None
 
 
 @contextmanager

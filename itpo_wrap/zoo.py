@@ -16,7 +16,7 @@ a zoo). One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-re
       MODEL_CARD.md     generated from entry.json: how each policy was made, scores, commands
       rebrac.pt         itpo_wrap.offline checkpoints (actor + twin critic + normalizer + config)
       td3_bc.pt
-      sac_expert.zip    optional SB3 SAC/TD3 base (kind "sb3")
+      sac_expert.pt     optional SB3 SAC/TD3 base (kind "sb3"), weights-only (itpo_wrap.offline.sb3_weights)
       wm_diffusion.pt   optional WorldModel bundles, one per dynamics kind, stored without a critic:
       wm_meanflow.pt    loading one attaches the chosen base policy's own critic (METHOD.md section 3)
 
@@ -32,7 +32,9 @@ a zoo). One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-re
                              "eval": {"episodes": 10, "seed": 1000, "return_mean": ..., "return_std": ...,
                                       "score_mean": ..., "score_std": ...}}}}
 
-Entries are written with :func:`add_policy` (the trainers call it with ``--zoo-dir``).
+Entries are written with :func:`add_policy` (the trainers call it with ``--zoo-dir``). Every ``"file"``
+is resolved inside its entry folder and anything else is refused, and no pickle is ever loaded from an
+entry (:mod:`itpo_wrap.zoo_files`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from itpo_wrap.pairing import provenance
+from itpo_wrap.zoo_files import check_entry_name, check_world_model_for_entry, entry_file, refuse_zip_base
 
 FORMAT = "itpo-zoo-entry"
 FORMAT_VERSION = 1
@@ -192,7 +197,8 @@ class ZooEntry:
     def load_world_model(self, kind: str | None = None, device: str | None = None) -> Any:
         """A fresh ``WorldModel`` of dynamics ``kind`` with the loaded policy's own twin critic as its
         terminal value (the bundles are stored without one, so every base policy of the entry pairs
-        with its own critic).
+        with its own critic), in the action units that critic was trained in. A bundle whose env, dynamics
+        kind, widths or action Box differ from the slot's and the policy's is refused, naming both.
 
         :param kind: ``"diffusion"`` or ``"meanflow"`` (see :attr:`world_model_kinds`); ``"mlp"``: the
             diffusion bundle with its deterministic same-budget MLP baseline as the dynamics (an ablation);
@@ -222,11 +228,15 @@ class ZooEntry:
                            f"{self.world_model_kinds or 'none'} ({hint})")
         if not file:
             raise KeyError(f"zoo entry {self.name!r} has no world model")
-        wm = WorldModel.load(self.directory / file, map_location=device, env_id=self.env_id)
+        policy = provenance(self.actor)  # widths and Box the loaded policy was trained with
+        wm = WorldModel.load(entry_file(self.directory, file, f"world model {kind!r}"), map_location=device,
+                             env_id=self.env_id, kind=kind, obs_dim=policy.get("obs_dim"), act_dim=policy.get("act_dim"),
+                             action_low=policy.get("action_low"), action_high=policy.get("action_high"))
         if "model" in self.meta:  # an SB3 base (load_sb3_base keeps the model in meta)
             head = CriticHead.from_sb3(self.meta["model"])
-        else:
-            head = CriticHead.from_twin_q(self.critic)  # type: ignore[arg-type]  # offline checkpoints hold a TwinQ
+        else:  # the trainers' critics saw actions scaled to [-1, 1] with the env's Box: the head scales alike
+            head = CriticHead.from_twin_q(self.critic, self.meta.get("action_low"),  # type: ignore[arg-type]
+                                          self.meta.get("action_high"))
         wm.set_critic(head)
         return wm
 
@@ -262,6 +272,7 @@ class ZooEntry:
 
 def read_entry(name: str, root: str | Path | None = None) -> dict[str, Any]:
     """The parsed ``entry.json`` of ``name`` (validated), without loading any weights."""
+    check_entry_name(name)
     base = zoo_path(root)
     path = base / name / "entry.json"
     if not path.is_file():
@@ -294,12 +305,13 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None, d
     if policy_name not in entry["policies"]:
         raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
     spec = entry["policies"][policy_name]
-    file = base / name / spec["file"]
+    file = entry_file(base / name, spec.get("file"), f"policy {policy_name!r}")  # never outside the entry
     actor: nn.Module
     critic: nn.Module
     if spec.get("kind") == "sb3":
         from itpo_wrap.offline.sb3 import load_sb3_base
 
+        refuse_zip_base(file, f"zoo entry {name!r} policy {policy_name!r}")
         actor, critic, meta = load_sb3_base(file, spec.get("algorithm", "auto").removeprefix("sb3_"),
                                             env_id=entry["env_id"], dataset_id=entry["dataset_id"])
         the_policy: Any = meta["model"]
@@ -307,6 +319,9 @@ def load(name: str, policy: str | None = None, root: str | Path | None = None, d
         from itpo_wrap.offline.checkpoint import load_offline_policy
 
         actor, critic, meta = load_offline_policy(file)
+        if meta.get("env_id") and meta["env_id"] != entry["env_id"]:
+            raise ValueError(f"zoo entry {name!r} is for {entry['env_id']!r} but its policy {policy_name!r} ({file.name}) "
+                             f"was trained on {meta['env_id']!r}; replace the file with the {entry['env_id']} policy")
         the_policy = actor
     else:
         raise ValueError(f"zoo entry {name!r} policy {policy_name!r} has kind {spec.get('kind')!r}; expected one of {KINDS}")
@@ -373,16 +388,22 @@ def add_policy(
 ) -> Path:
     """Copy a trained policy into the zoo, update ``entry.json`` and regenerate ``MODEL_CARD.md``.
 
+    The file is checked first (it loads, and an offline checkpoint or weights-only SB3 file names this
+    ``env_id``); an SB3 ``.zip`` is stored converted, as ``<policy_name>.pt`` in the weights-only format
+    (:mod:`itpo_wrap.offline.sb3_weights`): the zoo holds no pickles, and the zip (trusted like code)
+    is loaded once, here.
+
     :param name: the entry (``entry_name(dataset_id)`` for the standard layout).
     :param policy_name: the key inside the entry (``"rebrac"``, ``"td3_bc"``, ``"sac_expert"``).
-    :param file: the checkpoint (``.pt`` for ``kind="offline"``, SB3 ``.zip`` for ``kind="sb3"``).
+    :param file: the checkpoint (``.pt`` for ``kind="offline"``; SB3 ``.zip`` or weights-only ``.pt`` for ``kind="sb3"``).
     :param kind: ``"offline"`` or ``"sb3"``.
     :param dataset_id: the dataset the entry belongs to.
     :param env_id: the Gymnasium id.
     :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``command``, ``eval`` (dict), ``notes``.
     :param default: make this the entry's default policy (the first policy added always is).
-    :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` stores its path
-        relative to the entry instead (one SB3 expert shared by several entries).
+    :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` records a file already
+        inside the entry folder by its relative path (a file outside is refused: entries open only their own
+        files). An SB3 ``.zip`` is always stored converted.
     :param root: the zoo folder (:func:`zoo_path` when ``None``).
     :param ref_scores: the dataset's ``(ref_min_score, ref_max_score)``, stored in the entry so scores can
         be normalized without the dataset (a fresh machine has the zoo but not the datasets).
@@ -390,11 +411,11 @@ def add_policy(
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; choose one of {KINDS}")
+    check_entry_name(name)
     src = Path(file)
     if not src.is_file():
         raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
     folder = zoo_path(root) / name
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "entry.json"
     entry: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "dataset_id": dataset_id,
@@ -402,13 +423,22 @@ def add_policy(
     if (entry["dataset_id"], entry["env_id"]) != (dataset_id, env_id):
         raise ValueError(f"zoo entry {name!r} is for {entry['dataset_id']!r} on {entry['env_id']!r}, not "
                          f"{dataset_id!r} on {env_id!r}; use another entry name")
-    if copy:
+    sb3_zip = kind == "sb3" and src.suffix == ".zip"
+    if not sb3_zip:  # checked before anything is written: it loads, and names this env if it names one
+        _check_policy_file(src, kind, env_id)
+    stored = None if copy or sb3_zip else Path(os.path.relpath(src.resolve(), folder.resolve())).as_posix()
+    if stored is not None:
+        entry_file(folder, stored, f"policy {policy_name!r}")  # copy=False: only a file inside the entry
+    folder.mkdir(parents=True, exist_ok=True)
+    if sb3_zip:
+        from itpo_wrap.offline.sb3_weights import convert_sb3_zip
+
+        stored = convert_sb3_zip(src, folder / f"{policy_name}.pt", env_id=env_id).name
+    elif stored is None:
         dest = folder / f"{policy_name}{src.suffix or '.pt'}"
         if src.resolve() != dest.resolve():
             shutil.copyfile(src, dest)
         stored = dest.name
-    else:
-        stored = Path(os.path.relpath(src.resolve(), folder.resolve())).as_posix()
     entry["policies"][policy_name] = {"file": stored, "kind": kind, **(info or {})}
     if ref_scores is not None:
         entry["ref_min_score"], entry["ref_max_score"] = float(ref_scores[0]), float(ref_scores[1])
@@ -416,6 +446,21 @@ def add_policy(
         entry["default_policy"] = policy_name
     _write_entry(folder.parent, name, entry)
     return folder
+
+
+def _check_policy_file(src: Path, kind: str, env_id: str) -> None:
+    """Load a policy file about to enter the zoo (CRCs, digest, format) and refuse one for another env."""
+    if kind == "offline":
+        from itpo_wrap.offline.checkpoint import load_offline_policy
+
+        recorded = load_offline_policy(src)[2].get("env_id")
+        if recorded and recorded != env_id:
+            raise ValueError(f"{str(src)!r} was trained on {recorded!r}, not {env_id!r}; add it to an entry for "
+                             f"{recorded!r}")
+    else:
+        from itpo_wrap.offline.sb3 import load_sb3_base
+
+        load_sb3_base(src, env_id=env_id)  # a weights-only file that names another env is refused
 
 
 def record_policy_facts(name: str, policy_name: str, facts: dict[str, Any], root: str | Path | None = None) -> None:
@@ -442,6 +487,10 @@ def add_world_model(
 ) -> Path:
     """Copy a ``WorldModel`` bundle into an existing zoo entry as ``wm_<kind>.pt`` and record it.
 
+    Checked first (:func:`itpo_wrap.zoo_files.check_world_model_for_entry`): the bundle must read cleanly,
+    hold ``kind`` dynamics, name the entry's env if it names one, and match the widths and action Box of
+    the entry's other bundles.
+
     The bundle should be stored without a critic: :meth:`ZooEntry.load_world_model` attaches the
     chosen policy's own. One with a critic is accepted (that critic is replaced at load time).
 
@@ -460,6 +509,7 @@ def add_world_model(
     base = zoo_path(root)
     entry = read_entry(name, base)
     folder = base / name
+    check_world_model_for_entry(src, kind, entry, folder)  # before the copy: a wrong bundle replaces nothing
     dest = folder / f"wm_{kind}.pt"
     if src.resolve() != dest.resolve():
         shutil.copyfile(src, dest)
@@ -518,9 +568,7 @@ def export_entry(name: str, dest: str | Path, *, policies: builtins.list[str], w
                  root: str | Path | None = None) -> Path:
     """Write a slim, self-contained copy of an entry: only the named policies and world-model kinds.
 
-    Every weight file is copied into the new entry folder (a policy whose file lives outside its entry,
-    such as an SB3 behaviour model shared by several entries, is copied in too), training logs are left
-    behind, ``entry.json`` keeps every other recorded fact and ``MODEL_CARD.md`` is regenerated. This is
+    Every weight file is copied into the new entry folder, training logs are left behind, ``entry.json`` keeps every other recorded fact and ``MODEL_CARD.md`` is regenerated. This is
     how the package's demo entry (:data:`PACKAGED_ZOO`) is made from the full zoo.
 
     :param name: the entry to export.
@@ -540,6 +588,9 @@ def export_entry(name: str, dest: str | Path, *, policies: builtins.list[str], w
     out = Path(dest) / name
     if out.resolve() == (base / name).resolve():
         raise ValueError(f"export destination {str(out)!r} is the entry itself; choose another folder")
+    sources = {key: entry_file(base / name, entry["policies"][key].get("file"), f"policy {key!r}") for key in policies}
+    for kind in world_models:  # every file resolved inside the entry before anything is removed or written
+        entry_file(base / name, entry["world_models"][kind].get("file"), f"world model {kind!r}")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -547,7 +598,7 @@ def export_entry(name: str, dest: str | Path, *, policies: builtins.list[str], w
     slim["policies"] = {}
     for key in policies:
         spec = {k: v for k, v in entry["policies"][key].items() if k not in ("eval_curve", "train_log")}
-        src = (base / name / spec["file"]).resolve()
+        src = sources[key]
         spec["file"] = f"{key}{src.suffix or '.pt'}"
         shutil.copyfile(src, out / spec["file"])
         slim["policies"][key] = spec

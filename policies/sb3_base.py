@@ -15,8 +15,9 @@ Usage::
     python policies/sb3_base.py --model policies/behavior/hopper/expert.zip \\
         --dataset itpo/hopper/medium-replay-v0 --name sac_expert --zoo-dir policies/zoo
 
-``--no-copy`` stores a relative path to the zip instead of a copy (one expert shared by the three
-levels of an env).
+The zoo stores the model converted to a weights-only file (``<name>.pt``, no pickle; see
+``itpo_wrap.offline.sb3_weights``) inside the entry, whatever ``--copy``/``--no-copy`` says: entries open
+only their own files.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Args:
     eval_episodes: int = 10
     eval_seed: int = 1000
     default: bool = False  # make it the entry's default policy
-    copy: bool = True  # copy the zip into the entry (else store a relative path)
+    copy: bool = True  # kept for old command lines: an SB3 zip is always stored converted inside the entry
     threads: int = 1
 
 

@@ -82,14 +82,16 @@ def test_unknown_names_list_known_ones(tmp_path: Path, monkeypatch: pytest.Monke
         zoo.load("broken")
 
 
-def test_sb3_entry_shared_by_relative_path(tmp_path: Path) -> None:
+def test_sb3_zip_is_stored_converted_inside_each_entry(tmp_path: Path) -> None:
+    # one expert zip for several entries: each entry gets its own weights-only copy, never a pickle or a path out
     root = tmp_path / "zoo"
     SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, device="cpu").save(tmp_path / "expert.zip")
     for level in ("medium", "medium-replay"):
         zoo.add_policy(f"pendulum-{level}", "sac_expert", tmp_path / "expert.zip", kind="sb3", copy=False,
                        dataset_id=f"itpo/pendulum/{level}-v0", env_id="Pendulum-v1",
                        info={"algorithm": "sb3_sac"}, root=root)
-    assert not (root / "pendulum-medium" / "sac_expert.zip").exists()
+        assert sorted(p.name for p in (root / f"pendulum-{level}").iterdir()) == ["MODEL_CARD.md", "entry.json",
+                                                                                  "sac_expert.pt"]
     entry = zoo.load("pendulum-medium-replay", root=root)
     assert isinstance(entry.policy, SAC) and entry.algorithm == "sb3_sac"
     obs = torch.randn(2, 3)
@@ -129,7 +131,7 @@ def test_export_entry_is_self_contained_and_refuses_unknown_parts(tmp_path: Path
     out = zoo.export_entry("hopper-medium", tmp_path, policies=["sac_medium"], world_models=[])
     entry = zoo.read_entry("hopper-medium", tmp_path)
     assert entry["default_policy"] == "sac_medium" and entry["world_models"] == {} and entry["world_model"] is None
-    assert entry["policies"]["sac_medium"]["file"] == "sac_medium.zip" and (out / "sac_medium.zip").is_file()
+    assert entry["policies"]["sac_medium"]["file"] == "sac_medium.pt" and (out / "sac_medium.pt").is_file()
     assert entry["ref_min_score"] == zoo.read_entry("hopper-medium")["ref_min_score"]
     with pytest.raises(KeyError, match="cannot export 'hopper-medium': \\['nope'\\]"):
         zoo.export_entry("hopper-medium", tmp_path, policies=["nope"], world_models=[])

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from itpo_wrap import zoo
+from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.offline import save_offline_policy
 from itpo_wrap.zoo_tables import base_policies_markdown, comparison_markdown
 
 
 def _add(root: Path, name: str, policy: str, score: float, std: float, updates: int) -> None:
     env, _, level = name.partition("-")
-    file = root / f"{name}-{policy}.pt"
-    file.write_bytes(b"not loaded by the tables")
+    # a real (tiny) checkpoint: add_policy loads what it adds (issue 21); the tables never read it
+    file = save_offline_policy(root / f"{name}-{policy}.pt", TanhActor(3, 1, [4]), TwinQ(3, 1, [4]), algorithm=policy,
+                               config={}, dataset_id=f"itpo/{env}/{level}-v0", env_id=f"{env.capitalize()}-v5",
+                               action_low=-np.ones(1), action_high=np.ones(1), updates=updates)
     zoo.add_policy(name, policy, file, kind="offline", dataset_id=f"itpo/{env}/{level}-v0",
                    env_id=f"{env.capitalize()}-v5", root=root,
                    info={"algorithm": policy, "updates": updates,

@@ -46,12 +46,12 @@ def test_world_model_gets_the_loaded_policys_critic(tmp_path: Path) -> None:
     card = (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
     assert "0.123" in card and "itpo train-world-model --dataset x" in card and "10.0 min" in card
 
-    obs, act = torch.randn(5, 3), torch.rand(5, 1) * 4 - 2
+    obs, act = torch.randn(5, 3), torch.rand(5, 1) * 4 - 2  # env units: Pendulum's Box is [-2, 2]
     for policy in ("rebrac", "td3_bc"):
         entry = zoo.load("pendulum-medium", policy=policy, root=root)
         assert entry.world_model_kinds == ["meanflow"]
         wm = entry.load_world_model("meanflow")
-        q1, q2 = entry.critic(obs, act)
+        q1, q2 = entry.critic(obs, act / 2.0)  # the trainers' critics take actions scaled to [-1, 1]
         torch.testing.assert_close(wm.value(obs, act), torch.min(q1, q2).squeeze(-1))
         assert entry.world_model is not None  # the default kind, cached
     with pytest.raises(KeyError, match="no 'diffusion' world model; it has \\['meanflow'\\]"):

@@ -16,6 +16,7 @@ from torch import nn
 from itpo_wrap.adapters.base import PolicyAdapter, to_env_numpy, to_env_torch
 from itpo_wrap.adapters.sb3 import is_sb3, sb3_adapter
 from itpo_wrap.adapters.torch import torch_adapter
+from itpo_wrap.pairing import provenance
 
 __all__ = ["PolicyAdapter", "make_adapter", "register_adapter", "supported_policies", "to_env_numpy", "to_env_torch"]
 
@@ -76,7 +77,9 @@ def make_adapter(policy: object, obs_normalizer: Any = None, squashed: bool | No
         return policy
     for entry in _REGISTRY:
         if entry.matches(policy):
-            return entry.build(policy, obs_normalizer=obs_normalizer, squashed=squashed)
+            adapter = entry.build(policy, obs_normalizer=obs_normalizer, squashed=squashed)
+            adapter.provenance = provenance(policy)  # compared with the world model's (adapters/validation.py)
+            return adapter
     raise TypeError(
         f"cannot adapt a {type(policy).__module__}.{type(policy).__name__}. Supported: {'; '.join(supported_policies())}"
     )

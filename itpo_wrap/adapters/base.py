@@ -4,12 +4,19 @@ The adaptation loop needs four things from a policy, whatever library made it: a
 forward ``obs -> action`` in the policy's own units, handles on the parameters it may change (the
 live tensors, so adaptation is in place), the same functional forward for per-env stacked copies of
 those parameters (vectorised envs), and the exact mapping from policy units to the env's Box that
-SB3's ``predict`` applies. Adapters for concrete libraries build one of these (``torch.py``,
+SB3's ``predict`` applies.
+
+The functional forwards run on a private twin of the module, never on the module itself:
+``functional_call`` swaps the tensors it is given into the module's attributes for the duration of
+the call, and on the user's module another thread's ``state_dict()`` (``model.save()``) would read
+adapted weights mid-call (issue 21). The twin is handed every tensor it uses on each call (the adapted
+copy plus the live module's other parameters and buffers), so it never goes stale. Adapters for concrete libraries build one of these (``torch.py``,
 ``sb3.py``); ``itpo_wrap.adapters.make_adapter`` picks the right builder.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,7 +64,13 @@ class PolicyAdapter:
         self.action_low = None if action_low is None else np.asarray(action_low, dtype=np.float32)
         self.action_high = None if action_high is None else np.asarray(action_high, dtype=np.float32)
         self.obs_dim = obs_dim
+        # what the policy was trained for (env id, Box), as its loader recorded it (itpo_wrap.pairing)
+        self.provenance: dict[str, object] = {}
         self._owner = owner if owner is not None else module
+        self._twin = copy.deepcopy(module)  # what functional_call may reparametrize (see the module docstring)
+        adapted = {id(p) for p in self.params}
+        # the live tensors the adapted copies do not replace, by reference (the user's in-place updates show)
+        self._fixed = {n: t for n, t in [*module.named_parameters(), *module.named_buffers()] if id(t) not in adapted}
         # One vmapped functional forward, built once: env i's stacked parameter slice drives env i's
         # observations, which is what "per-env functional copies" of the policy means.
         self._vmapped = vmap(self._functional)
@@ -87,7 +100,7 @@ class PolicyAdapter:
         kwargs = {"deterministic": False} if self.stochastic else {}
         if params is None:
             return self.module(obs, **kwargs)
-        return functional_call(self.module, dict(zip(self.names, params, strict=True)), (obs,), kwargs)
+        return functional_call(self._twin, self._tensors(params), (obs,), kwargs)
 
     def set_eval(self) -> None:
         """Put the policy in eval mode, as SB3's ``predict`` does before acting."""
@@ -96,9 +109,14 @@ class PolicyAdapter:
             set_mode(False)
         else:
             self.module.train(False)
+        for live, twin in zip(self.module.modules(), self._twin.modules(), strict=True):
+            twin.training = live.training
+
+    def _tensors(self, params: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**self._fixed, **dict(zip(self.names, params, strict=True))}
 
     def _functional(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, dict(zip(self.names, params, strict=True)), (obs,))
+        return functional_call(self._twin, self._tensors(params), (obs,))
 
 
 def to_env_torch(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor, squashed: bool) -> torch.Tensor:

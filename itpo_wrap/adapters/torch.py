@@ -86,4 +86,6 @@ def torch_adapter(policy: nn.Module, obs_normalizer: ObsNormalizer | None = None
     else:
         module = _Normalized(policy, _as_module(obs_normalizer))
         params = {f"actor.{name}": p for name, p in params.items()}
-    return PolicyAdapter(module, params, squashed=squashed, kind=f"torch {type(policy).__name__}")
+    obs_dim = getattr(policy, "obs_dim", None)  # TanhActor declares its width: a mismatch is then named, not a shape error
+    return PolicyAdapter(module, params, squashed=squashed, kind=f"torch {type(policy).__name__}",
+                         obs_dim=obs_dim if isinstance(obs_dim, int) else None)

@@ -7,6 +7,7 @@ from itpo_wrap.offline.checkpoint import load_offline_policy, save_offline_polic
 from itpo_wrap.offline.evaluation import EvalResult, Step, evaluate_actor, normalize_return, rollout
 from itpo_wrap.offline.loop import CsvLog, TrainLoop, parse_args
 from itpo_wrap.offline.sb3 import SB3Actor, SB3TwinCritic, load_sb3_base, load_sb3_model
+from itpo_wrap.offline.sb3_weights import convert_sb3_zip, load_sb3_weights, save_sb3_weights
 from itpo_wrap.offline.tensors import (
     Batch,
     TransitionTensors,
@@ -29,16 +30,19 @@ __all__ = [
     "TrainLoop",
     "TransitionTensors",
     "action_bounds",
+    "convert_sb3_zip",
     "cpu_has_bf16",
     "evaluate_actor",
     "keep_output_layer_fp32",
     "load_offline_policy",
     "load_sb3_base",
     "load_sb3_model",
+    "load_sb3_weights",
     "normalize_return",
     "parse_args",
     "rollout",
     "save_offline_policy",
+    "save_sb3_weights",
     "scale_actions",
     "set_requires_grad",
     "soft_update",

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from itpo_wrap import __version__
+from itpo_wrap.integrity import load_checked, stamp
 from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.pairing import tag
 
 FORMAT = "itpo-offline-policy"
 FORMAT_VERSION = 1
@@ -90,27 +92,26 @@ def save_offline_policy(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    torch.save(stamp(payload), tmp)  # the digest load_offline_policy verifies (itpo_wrap.integrity)
     tmp.replace(path)
     return path
 
 
 def load_offline_policy(path: str | Path) -> tuple[TanhActor, TwinQ, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_offline_policy` (``weights_only=True``).
+    """Load a checkpoint written by :func:`save_offline_policy` (``weights_only=True``, CRCs and digest checked).
 
     :param path: the ``.pt`` file.
-    :return: ``(actor, critic, meta)``; both modules on CPU in eval mode; ``meta`` holds every
-        other field (algorithm, dataset_id, env_id, action bounds, config, updates, info, versions).
+    :return: ``(actor, critic, meta)``; both modules on CPU in eval mode, each recording its env id, widths
+        and action Box (:func:`itpo_wrap.pairing.tag`; for the critic, the Box its training actions were
+        scaled to ``[-1, 1]`` with); ``meta`` holds every other field (algorithm, dataset_id, env_id, action
+        bounds, config, updates, info, versions).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no offline policy checkpoint at {str(path)!r}; train one with policies/td3_bc.py "
                                 "or policies/rebrac.py, or pick one with itpo_wrap.zoo.list()")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint ({type(err).__name__}: {err}); "
-                         "re-save it with itpo_wrap.offline.save_offline_policy") from err
+    payload = load_checked(path, "cpu", what="torch checkpoint",
+                           writer="itpo_wrap.offline.save_offline_policy")
     missing = [k for k in _REQUIRED if not isinstance(payload, dict) or k not in payload]
     if missing or payload.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not an itpo offline policy checkpoint (missing {missing or ['format']}); "
@@ -122,8 +123,11 @@ def load_offline_policy(path: str | Path) -> tuple[TanhActor, TwinQ, dict[str, A
     actor.load_state_dict(payload["actor"]["state_dict"])
     critic = TwinQ(**payload["critic"]["arch"])
     critic.load_state_dict(payload["critic"]["state_dict"])
-    meta = {k: v for k, v in payload.items() if k not in ("actor", "critic")}
+    meta = {k: v for k, v in payload.items() if k not in ("actor", "critic", "digest")}
     meta["path"] = str(path)
+    for module in (actor, critic):  # the trainers scale actions with this Box (offline/tensors.py)
+        tag(module, env_id=payload["env_id"], obs_dim=actor.obs_dim, act_dim=actor.act_dim,
+            action_low=payload.get("action_low"), action_high=payload.get("action_high"), source=str(path))
     return actor.eval(), critic.eval(), meta
 
 

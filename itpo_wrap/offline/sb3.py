@@ -10,6 +10,10 @@ Differentiable entry points (ECOSYSTEM.md): SAC ``policy.actor(obs, deterministi
 the Gaussian mean); TD3/DDPG ``policy.actor(obs)`` (ends in tanh); both critics
 ``policy.critic(obs, act)``. Models trained under ``VecNormalize`` see normalized observations: they
 are not supported here (the actor would receive raw ones).
+
+An SB3 ``.zip`` is a pickle that runs code when loaded: :func:`load_sb3_model` says so once per
+process, and the zoo stores SB3 bases as weights-only files instead (:mod:`itpo_wrap.offline.sb3_weights`),
+which :func:`load_sb3_base` reads without running anything.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from itpo_wrap.offline.sb3_weights import load_sb3_weights, warn_sb3_pickle
+from itpo_wrap.pairing import tag
 
 SB3_ALGORITHMS = ("sac", "td3")
 
@@ -67,7 +74,8 @@ class SB3TwinCritic(nn.Module):
 
 
 def load_sb3_model(path: str | Path, algorithm: str = "auto") -> Any:
-    """Load an SB3 SAC or TD3 zip on the CPU.
+    """Load an SB3 SAC or TD3 zip on the CPU. A zip is a pickle that runs code: load only zips you trust
+    (a warning says so once per process); weights-only files load with :func:`load_sb3_weights`.
 
     :param path: the ``.zip`` written by ``model.save()``.
     :param algorithm: ``"sac"``, ``"td3"`` or ``"auto"`` (read from the zip's policy class).
@@ -78,6 +86,7 @@ def load_sb3_model(path: str | Path, algorithm: str = "auto") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no SB3 model at {str(path)!r}; pass the .zip written by model.save()")
+    warn_sb3_pickle(path)
     if algorithm == "auto":
         data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
         algorithm = _algorithm_of_policy_class((data or {}).get("policy_class"), path)
@@ -92,16 +101,27 @@ def load_sb3_model(path: str | Path, algorithm: str = "auto") -> Any:
 def load_sb3_base(
     path: str | Path, algorithm: str = "auto", env_id: str | None = None, dataset_id: str = ""
 ) -> tuple[SB3Actor, SB3TwinCritic, dict[str, Any]]:
-    """An SB3 SAC/TD3 zip as a base policy: ``(actor, critic, meta)`` like ``load_offline_policy``.
+    """An SB3 SAC/TD3 model as a base policy: ``(actor, critic, meta)`` like ``load_offline_policy``.
 
-    :param path: the ``.zip``.
-    :param algorithm: ``"sac"``, ``"td3"`` or ``"auto"``.
-    :param env_id: the Gymnasium id it acts in (SB3 zips do not store it).
+    :param path: a weights-only ``.pt`` (:mod:`itpo_wrap.offline.sb3_weights`, nothing runs) or a ``.zip``
+        (a pickle, trusted like code).
+    :param algorithm: ``"sac"``, ``"td3"`` or ``"auto"`` (zips only; a weights-only file names its own).
+    :param env_id: the Gymnasium id it acts in (zips do not store it; a weights-only file that records
+        another one is refused).
     :param dataset_id: the dataset it is paired with, if any.
     :return: the actor and twin-critic views and ``meta`` (``algorithm`` ``"sb3_sac"``/``"sb3_td3"``,
-        ``env_id``, ``dataset_id``, ``action_low``/``action_high``, ``model``: the SB3 model itself).
+        ``env_id``, ``dataset_id``, ``action_low``/``action_high``, ``model``: the SB3 model itself); the
+        model's policy and both views record env id, widths and Box (:func:`itpo_wrap.pairing.tag`).
     """
-    model = load_sb3_model(path, algorithm)
+    if Path(path).suffix == ".zip":
+        model = load_sb3_model(path, algorithm)
+    else:
+        model = load_sb3_weights(path)
+        recorded = model.itpo_sb3_architecture.get("env_id")
+        if env_id and recorded and recorded != env_id:
+            raise ValueError(f"{str(path)!r} holds an SB3 model for {recorded!r}, not {env_id!r}; use the model "
+                             f"trained on {env_id!r}")
+        env_id = env_id or recorded
     space = model.action_space
     meta = {
         "algorithm": f"sb3_{_algorithm_of(model)}",
@@ -112,7 +132,11 @@ def load_sb3_base(
         "path": str(path),
         "model": model,
     }
-    return SB3Actor(model).eval(), SB3TwinCritic(model).eval(), meta
+    actor, critic = SB3Actor(model).eval(), SB3TwinCritic(model).eval()
+    for obj in (model.policy, actor, critic):  # SB3 saves the policy's tensors only, never this attribute
+        tag(obj, env_id=env_id, obs_dim=critic.obs_dim, act_dim=critic.act_dim, action_low=meta["action_low"],
+            action_high=meta["action_high"], source=str(path))
+    return actor, critic, meta
 
 
 def _algorithm_of(model: Any) -> str:

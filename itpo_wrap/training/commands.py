@@ -146,6 +146,9 @@ def _load_sb3(path: str) -> Any:
         from stable_baselines3.common.save_util import load_from_zip_file
     except ImportError as err:  # pragma: no cover - SB3 is a dependency
         raise ImportError("loading an SB3 .zip needs stable-baselines3: pip install stable-baselines3") from err
+    from itpo_wrap.offline.sb3_weights import warn_sb3_pickle
+
+    warn_sb3_pickle(path)  # the zip's pickle runs below: say once that it is trusted like code
     data, _, _ = load_from_zip_file(path, device="cpu")
     module = getattr((data or {}).get("policy_class"), "__module__", "")
     for key, cls in (("sac", SAC), ("td3", TD3), ("ddpg", DDPG)):

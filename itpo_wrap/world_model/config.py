@@ -240,4 +240,13 @@ def config_from_dict(kind: str, values: dict[str, Any]) -> Any:
     """
     if kind not in DYNAMICS_CONFIGS:
         raise ValueError(f"dynamics kind {kind!r} is unknown; choose one of {_DYNAMICS}")
+    if not isinstance(values, dict):
+        raise ValueError(f"a {kind} dynamics config must be a dict of fields, got {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(DYNAMICS_CONFIGS[kind])}
+    foreign = sorted(set(values) - fields)
+    if foreign:  # a kind label that disagrees with its settings: say so, not "unexpected keyword argument"
+        owners = [k for k, c in DYNAMICS_CONFIGS.items() if set(values) <= {f.name for f in dataclasses.fields(c)}]
+        owner = f" (they are {owners[0]} settings)" if owners else ""
+        raise ValueError(f"the dynamics is labelled {kind!r} but its config has fields {foreign} that a {kind} "
+                         f"config does not have{owner}: the kind was edited or the file is corrupt")
     return DYNAMICS_CONFIGS[kind](**values)

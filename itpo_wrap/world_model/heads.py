@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from itpo_wrap.networks import TwinQ, mlp
+from itpo_wrap.pairing import provenance, tag
 
 _ACT_NAMES = {nn.ReLU: "relu", nn.SiLU: "silu", nn.Mish: "mish", nn.Tanh: "tanh"}
 
@@ -188,11 +189,19 @@ class CriticHead(nn.Module):
                     action_high: np.ndarray | None = None) -> CriticHead:
         """Copy an ``itpo_wrap.networks.TwinQ`` (our offline trainers' critics).
 
+        The units come with the critic: one loaded by ``load_offline_policy`` (any zoo entry's) records
+        the Box its training actions were scaled to ``[-1, 1]`` with (:mod:`itpo_wrap.pairing`), and the
+        head then scales env actions with it. Bounds given here win; a critic that records none and gets
+        none takes env-space actions as they are.
+
         :param twin_q: the trained twin critic.
-        :param action_low: give the Box bounds only if ``twin_q`` was trained on actions scaled to
-            ``[-1, 1]``; by default it takes env-space actions (the dataset's).
+        :param action_low: the Box ``twin_q``'s actions were scaled to ``[-1, 1]`` with (default: the one it
+            records, if any).
         :param action_high: Box upper bound.
         """
+        facts = provenance(twin_q)
+        if action_low is None and action_high is None and "action_low" in facts:
+            action_low, action_high = np.asarray(facts["action_low"]), np.asarray(facts["action_high"])
         arch = twin_q.arch()
         head = cls(arch["obs_dim"], arch["act_dim"], arch["hidden"], 2, "relu", arch["layernorm"],
                    scale_actions=action_low is not None, action_low=action_low, action_high=action_high,
@@ -201,6 +210,7 @@ class CriticHead(nn.Module):
         head.obs_norm.std.copy_(twin_q.norm.obs_std)  # type: ignore[arg-type]
         head.qs[0].load_state_dict(twin_q.q1.state_dict())
         head.qs[1].load_state_dict(twin_q.q2.state_dict())
+        _inherit(head, facts)
         return head.to(next(twin_q.parameters()).device)
 
     @classmethod
@@ -240,7 +250,28 @@ class CriticHead(nn.Module):
             head.obs_norm.std.copy_(torch.as_tensor(obs_std, dtype=torch.float32))
         for ours, theirs in zip(head.qs, nets, strict=True):
             ours.load_state_dict(theirs.state_dict())
+        _inherit(head, provenance(model_or_policy))
         return head.to(next(critic.parameters()).device)
+
+
+def critic_facts(critic: CriticHead) -> dict[str, Any]:
+    """What a terminal critic was made for (for :func:`itpo_wrap.pairing.compare`): its widths, the env it
+    records, and, when it scales actions, the Box it scales with (the units it was trained in).
+
+    :param critic: the head.
+    """
+    facts: dict[str, Any] = {**provenance(critic), "obs_dim": critic.obs_dim, "act_dim": critic.act_dim}
+    facts.pop("action_low", None), facts.pop("action_high", None)  # the buffers below are what it applies
+    if critic.scale_actions:  # a_scaled = a * scale + shift, so the Box is where a_scaled = -1 and +1
+        scale, shift = critic.act_scale.detach().double().cpu(), critic.act_shift.detach().double().cpu()
+        facts["action_low"], facts["action_high"] = ((-1 - shift) / scale).tolist(), ((1 - shift) / scale).tolist()
+    return facts
+
+
+def _inherit(head: CriticHead, facts: dict[str, Any]) -> None:
+    """Carry the source critic's recorded env and file over to its copy (messages name them)."""
+    if facts:
+        tag(head, env_id=facts.get("env_id"), source=facts.get("source"))
 
 
 def fqe_loss(critic: CriticHead, target: CriticHead, batch: dict[str, torch.Tensor],

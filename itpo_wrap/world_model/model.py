@@ -20,12 +20,14 @@ from torch import nn
 
 import itpo_wrap
 from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.integrity import stamp
+from itpo_wrap.pairing import compare, tag, world_model_facts
 from itpo_wrap.world_model.config import config_from_dict
 from itpo_wrap.world_model.diffusion import DiffusionDynamics
 from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
-from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead
+from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead, critic_facts
 from itpo_wrap.world_model.meanflow import MeanFlowDynamics
-from itpo_wrap.world_model.persistence import FORMAT_VERSION, read_payload, rebuild
+from itpo_wrap.world_model.persistence import FORMAT_VERSION, check_expected, read_payload, rebuild
 
 _DYNAMICS_CLASSES: dict[str, type[Dynamics]] = {
     "diffusion": DiffusionDynamics, "meanflow": MeanFlowDynamics, "mlp": MLPDynamics}
@@ -171,6 +173,9 @@ class WorldModel(nn.Module):
         if (critic.obs_dim, critic.act_dim) != (self.obs_dim, self.act_dim):
             raise ValueError(f"critic takes (obs_dim, act_dim)=({critic.obs_dim}, {critic.act_dim}) but the world "
                              f"model has ({self.obs_dim}, {self.act_dim}); use the critic trained on this env")
+        compare("the critic", critic_facts(critic), "the world model", world_model_facts(self),
+                "attach the critic trained on this env, in the action units it was trained in "
+                "(CriticHead.from_twin_q and from_sb3 read them from the loaded critic)")
         self.critic = critic.to(self._low.device).requires_grad_(False).eval()
 
     def _check(self, x: torch.Tensor, name: str, dim: int, batch: int | None = None) -> torch.Tensor:
@@ -218,14 +223,18 @@ class WorldModel(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
+        torch.save(stamp(payload), tmp)  # the digest WorldModel.load verifies (itpo_wrap.integrity)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *,
              env_id: str | None = None, obs_dim: int | None = None, act_dim: int | None = None,
-             allow_version_mismatch: bool = False) -> WorldModel:
+             allow_version_mismatch: bool = False, kind: str | None = None, action_low: Any = None,
+             action_high: Any = None) -> WorldModel:
         """Read a bundle written by ``save`` with ``torch.load(weights_only=True)``.
+
+        The file's CRCs and stored digest are checked first (``"corrupt: digest mismatch in <file>"``), then
+        every expectation given here, before any module is built.
 
         :param path: the file.
         :param map_location: device to load onto.
@@ -233,15 +242,14 @@ class WorldModel(nn.Module):
         :param obs_dim: if given, refuse a bundle of another observation width.
         :param act_dim: if given, refuse a bundle of another action width.
         :param allow_version_mismatch: load a bundle written by another itpo-wrap version anyway.
+        :param kind: if given, refuse a bundle whose dynamics is of another kind (``"diffusion"``, ``"meanflow"``).
+        :param action_low: with ``action_high``, refuse a bundle with another action Box.
+        :param action_high: the expected Box upper bound.
         """
         payload = read_payload(path, map_location)
-        checks = [("env_id", env_id, payload["env_id"]), ("obs_dim", obs_dim, payload["obs_dim"]),
-                  ("act_dim", act_dim, payload["act_dim"])]
-        if not allow_version_mismatch:
-            checks.append(("itpo-wrap version", itpo_wrap.__version__, payload["version"]))
-        for what, ours, theirs in checks:
-            if ours is not None and ours != theirs:
-                raise ValueError(f"world model {path} has {what}={theirs!r} but {ours!r} was expected; "
-                                 + ("re-save it with this version or pass allow_version_mismatch=True"
-                                    if what.endswith("version") else "load the bundle trained for this env"))
-        return rebuild(cls, payload, _DYNAMICS_CLASSES, config_from_dict).to(map_location)
+        check_expected(path, payload, {"env_id": env_id, "obs_dim": obs_dim, "act_dim": act_dim, "kind": kind,
+                                       "action_low": action_low, "action_high": action_high,
+                                       "version": None if allow_version_mismatch else itpo_wrap.__version__})
+        wm = rebuild(cls, payload, _DYNAMICS_CLASSES, config_from_dict, path).to(map_location)
+        tag(wm, source=os.fspath(path))  # messages about pairing it name the file
+        return wm

@@ -1,7 +1,10 @@
 """Reading a saved ``WorldModel`` bundle back: ``weights_only`` loading and module rebuilding.
 
 A bundle holds only tensors and plain Python values (configs as dicts, ``arch()`` dicts), so
-``torch.load(weights_only=True)`` can read it: no pickled classes, no code runs on load.
+``torch.load(weights_only=True)`` can read it: no pickled classes, no code runs on load. Before
+that read the file's CRCs are checked, after it the digest ``WorldModel.save`` stamps
+(:mod:`itpo_wrap.integrity`); then the facts the caller expects (env, widths, Box, dynamics kind)
+are compared with the bundle's (:func:`check_expected`) before any module is built.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.integrity import load_checked
+from itpo_wrap.pairing import payload_facts
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead
 
 FORMAT_VERSION = 1
@@ -30,11 +36,7 @@ def read_payload(path: str | os.PathLike[str], map_location: str | torch.device 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no world model bundle at {os.fspath(path)!r}; train one with "
                                 "`itpo train-world-model --dataset ID --out PATH`")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"could not read {os.fspath(path)!r} as a world model bundle ({type(err).__name__}: "
-                         f"{err}); it is corrupt or was not written by WorldModel.save") from err
+    payload = load_checked(path, map_location, what="world model bundle", writer="WorldModel.save")
     if not isinstance(payload, dict) or payload.get("library") != "itpo-wrap":
         raise ValueError(f"{os.fspath(path)!r} is not an itpo-wrap world model bundle (no 'library' marker); "
                          "pass a file written by WorldModel.save")
@@ -44,6 +46,16 @@ def read_payload(path: str | os.PathLike[str], map_location: str | torch.device 
     if payload["format"] != FORMAT_VERSION:
         raise ValueError(f"bundle {os.fspath(path)!r} has format {payload['format']} but this itpo-wrap reads "
                          f"format {FORMAT_VERSION}; load it with the version that wrote it ({payload['version']})")
+    dynamics = payload["dynamics"]
+    shapes = {"obs_dim": isinstance(payload["obs_dim"], int), "act_dim": isinstance(payload["act_dim"], int),
+              "action_low": isinstance(payload["action_low"], torch.Tensor),
+              "action_high": isinstance(payload["action_high"], torch.Tensor),
+              "env_id": payload["env_id"] is None or isinstance(payload["env_id"], str),
+              "dynamics": isinstance(dynamics, dict) and isinstance(dynamics.get("kind"), str)}
+    malformed = [k for k, ok in shapes.items() if not ok]
+    if malformed:  # the header every check reads: refuse it here, not with a TypeError from deep inside
+        raise ValueError(f"world model bundle {os.fspath(path)!r} has malformed fields {malformed}; it was edited or "
+                         "is corrupt: restore it from its source or re-save it")
     return payload
 
 
@@ -55,9 +67,47 @@ def _load(module: nn.Module, state: dict[str, Any], what: str) -> nn.Module:
     return module
 
 
+def check_expected(path: str | os.PathLike[str], payload: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse a bundle whose env id, widths, dynamics kind, action Box or writer version differ from what the
+    caller expects, naming both values and the fix; expectations left ``None`` are not checked.
+
+    :param path: the bundle file (named in the message).
+    :param payload: its checked payload (:func:`read_payload`).
+    :param expected: ``env_id``, ``obs_dim``, ``act_dim``, ``kind``, ``action_low``, ``action_high``, ``version``.
+    """
+    facts = {**payload_facts(payload), "version": payload.get("version")}
+    same_env = "load the bundle trained for this env"
+    checks = (("env_id", "env_id", same_env), ("obs_dim", "obs_dim", same_env), ("act_dim", "act_dim", same_env),
+              ("kind", "dynamics kind", "this file holds another kind of dynamics: store each kind under its own "
+               "name (zoo.add_world_model(entry, kind, file) checks it) or load it as that kind"),
+              ("version", "itpo-wrap version", "re-save it with this version or pass allow_version_mismatch=True"))
+    for key, words, fix in checks:
+        ours, theirs = expected.get(key), facts.get(key)
+        if ours is not None and ours != theirs:
+            raise ValueError(f"world model {os.fspath(path)} has {words}={theirs!r} but {ours!r} was expected; {fix}")
+    low, high = expected.get("action_low"), expected.get("action_high")
+    if low is not None and high is not None:
+        ours_box = (np.asarray(low, np.float64).reshape(-1), np.asarray(high, np.float64).reshape(-1))
+        theirs_box = (np.asarray(facts["action_low"]), np.asarray(facts["action_high"]))
+        if ours_box[0].shape != theirs_box[0].shape or not (np.allclose(ours_box[0], theirs_box[0])
+                                                           and np.allclose(ours_box[1], theirs_box[1])):
+            raise ValueError(f"world model {os.fspath(path)} has the action Box [{theirs_box[0].tolist()}, "
+                             f"{theirs_box[1].tolist()}] but [{ours_box[0].tolist()}, {ours_box[1].tolist()}] was "
+                             f"expected: it would read actions in other units; {same_env}")
+
+
 def rebuild(cls: type, payload: dict[str, Any], dynamics_classes: dict[str, type],
-            config_from_dict: Callable[[str, dict[str, Any]], Any]) -> Any:
-    """Construct a ``WorldModel`` (``cls``) from a checked payload."""
+            config_from_dict: Callable[[str, dict[str, Any]], Any], path: str | os.PathLike[str] = "") -> Any:
+    """Construct a ``WorldModel`` (``cls``) from a checked payload; a payload whose parts do not fit together
+    (edited or damaged) is a ``ValueError`` naming ``path`` and the cause, never a bare ``TypeError``."""
+    try:
+        return _rebuild(cls, payload, dynamics_classes, config_from_dict)
+    except (TypeError, KeyError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise ValueError(f"world model bundle {os.fspath(path)!r} is malformed: {err}") from err
+
+
+def _rebuild(cls: type, payload: dict[str, Any], dynamics_classes: dict[str, type],
+             config_from_dict: Callable[[str, dict[str, Any]], Any]) -> Any:
     obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
 
     def dyn(entry: dict[str, Any] | None) -> Any:
