@@ -44,6 +44,7 @@ class RealityCheck:
         self._scale = scale.detach()
         self._prev: tuple[torch.Tensor, torch.Tensor] | None = None
         self._valid: np.ndarray | None = None
+        self._zeros: tuple[int, torch.Tensor] | None = None
 
     def forget(self, rows: np.ndarray | None = None) -> None:
         """Drop the previous transition of ``rows`` (all envs when ``None``): a new episode, or a new env count."""
@@ -60,12 +61,20 @@ class RealityCheck:
             return out
         s, a = self._prev
         with torch.no_grad():
-            noise = torch.zeros_like(self.world_model.draw_noise(n, 1)[0])
+            noise = self._zero_noise(n)
             pred = self.world_model.next(s, a, noise)
             err = (((pred - obs) / self._scale) ** 2).mean(1).sqrt()
             err = torch.nan_to_num(err, nan=float("inf"))  # NaN marks "no transition"; a failed prediction is inf
         keep = torch.as_tensor(self._valid, device=obs.device)
         return torch.where(keep, err.to(out.dtype), out)
+
+    def _zero_noise(self, n: int) -> torch.Tensor:
+        """The model's zero noise for ``n`` rows, built once per ``n``: drawing a bank each call only to zero it
+        cost random numbers on every ``predict`` and moved the global generator under stochastic sampling."""
+        if self._zeros is None or self._zeros[0] != n:
+            gen = torch.Generator(device=self._scale.device).manual_seed(0)
+            self._zeros = (n, torch.zeros_like(self.world_model.draw_noise(n, 1, gen)[0]))
+        return self._zeros[1]
 
     def allowed(self, errors: torch.Tensor) -> torch.Tensor:
         """``(N,)`` bool: may the env adapt? Not where the last error exceeds the limit (or is not finite:
