@@ -50,6 +50,10 @@ CANDIDATES: dict[str, list[str]] = {
     # reality check on top of the round-1 default
     "safe-reset-z2-real0.3": [*RESET, "--gate", "paired", "--gate-z", "2.0", "--termination", "soft", "--max-drift",
                               "0.05", "--max-model-error", "0.3"],
+    # round 2: a trust region on the executed action (traces on tuning seeds: the Walker2d falls came with
+    # actions 1.3-1.8 L2 from the base's; the 5% parameter drift bound does not bound the action)
+    "safe-reset-z2-mac0.2": [*RESET, "--gate", "paired", "--gate-z", "2.0", "--termination", "soft", "--max-drift",
+                             "0.05", "--max-action-change", "0.2"],
 }
 
 
