@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from itpo_wrap import zoo
-from itpo_wrap.config import LEGACY_DEFAULTS, AdaptConfig
+from itpo_wrap.config import AdaptConfig, record_defaults
 from itpo_wrap.rollout import paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -125,9 +125,8 @@ TUNED_FIELDS = ("steps", "particles", "horizon", "persistence", "gate", "max_act
 
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with the default of every missing tuned field: rows and records left out what they did
-    not change from ``AdaptConfig``'s defaults of their time, so those of before issue 20
-    (``LEGACY_DEFAULTS``) fill records that name no ``termination``."""
-    defaults = {**AdaptConfig().to_dict(), **(LEGACY_DEFAULTS if "termination" not in settings else {})}
+    not change from ``AdaptConfig``'s defaults of their time (``itpo_wrap.config.record_defaults``)."""
+    defaults = {**AdaptConfig().to_dict(), **record_defaults(settings)}
     return {**{f: defaults[f] for f in TUNED_FIELDS}, **settings}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 
 Optimizer = Literal["sgd", "adam"]
@@ -30,6 +31,20 @@ _MODEL_CHECKS = ("warn", "strict", "off")
 #: ``AdaptConfig``'s defaults before issue 20 where they differ from today's (besides the step size, which
 #: every record names): what a settings record written then means by the fields it leaves out.
 LEGACY_DEFAULTS: dict[str, Any] = {"persistence": "persistent", "gate": "off", "max_drift": None, "termination": "hard"}
+
+#: Trust-region and monitor fields that settings records (result rows, zoo tuned records) name only when
+#: they are set: a record that leaves one out ran without it, whatever ``AdaptConfig``'s default is today.
+NAMED_WHEN_SET: tuple[str, ...] = ("max_drift", "max_action_change", "max_model_error")
+
+
+def record_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a settings record means by the ``AdaptConfig`` fields it leaves out, where that is not today's
+    default: ``None`` for :data:`NAMED_WHEN_SET`, and :data:`LEGACY_DEFAULTS` for a record from before issue 20
+    (one that names no ``termination``). Apply as ``AdaptConfig(**{**record_defaults(r), **r})``.
+
+    :param record: the fields a row or a zoo entry stored.
+    """
+    return {**{k: None for k in NAMED_WHEN_SET}, **(LEGACY_DEFAULTS if "termination" not in record else {})}
 
 
 @dataclass(frozen=True)

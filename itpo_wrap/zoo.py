@@ -153,18 +153,19 @@ class ZooEntry:
 
         A tuned record runs as it was evaluated: a record from before issue 20 (it names no
         ``termination``) means the defaults of then by the fields it leaves out
-        (:data:`~itpo_wrap.config.LEGACY_DEFAULTS`: persistent, no gate, no trust region, hard mask); other
-        unnamed fields take ``AdaptConfig``'s defaults. Untuned kinds get today's defaults, the safety
+        (:data:`~itpo_wrap.config.LEGACY_DEFAULTS`: persistent, no gate, no trust region, hard mask), and
+        every record means no trust region or reality check it does not name
+        (:func:`~itpo_wrap.config.record_defaults`); other unnamed fields take ``AdaptConfig``'s defaults. Untuned kinds get today's defaults, the safety
         layer's, which need no tuning (``docs/safety.md``).
 
         :param kind: ``"diffusion"``, ``"meanflow"`` or ``"mlp"``.
         :param overrides: ``AdaptConfig`` fields that win over the tuned ones (``device="cpu"``, say).
         """
-        from itpo_wrap.config import LEGACY_DEFAULTS, AdaptConfig
+        from itpo_wrap.config import AdaptConfig, record_defaults
 
         tuned = self.tuned_settings.get(kind, {})
-        legacy = LEGACY_DEFAULTS if tuned and "termination" not in tuned else {}
-        return AdaptConfig(**{**legacy, **tuned, **overrides})
+        meant = record_defaults(tuned) if tuned else {}
+        return AdaptConfig(**{**meant, **tuned, **overrides})
 
     def normalized_score(self, returns: Any) -> Any:
         """D4RL-style ``100 * (R - R_min) / (R_max - R_min)`` with the entry's dataset references.

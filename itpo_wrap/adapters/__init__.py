@@ -7,6 +7,7 @@ refused, not mistaken for an actor). ``register_adapter`` lets a user add their 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,13 @@ class _Entry:
     matches: Callable[[object], bool]
     build: Callable[..., PolicyAdapter]
 
+    @classmethod
+    def of(cls, module: str) -> _Entry:
+        """The entry an adapter module ``itpo_wrap.adapters.<module>`` declares: its ``DESCRIPTION``,
+        ``matches(policy)`` and ``build(policy, **options)`` (a new library is that file plus one registry line)."""
+        m = importlib.import_module(f"{__name__}.{module}")
+        return cls(m.DESCRIPTION, m.matches, m.build)
+
 
 def _sb3_build(policy: object, **options: Any) -> PolicyAdapter:
     if any(v is not None for v in options.values()):
@@ -39,6 +47,7 @@ def _sb3_build(policy: object, **options: Any) -> PolicyAdapter:
 
 _REGISTRY: list[_Entry] = [
     _Entry("stable-baselines3 SAC/TD3/DDPG, PPO/A2C with Box actions", is_sb3, _sb3_build),
+    _Entry.of("d3rlpy"),
     _Entry(
         "torch nn.Module (obs -> action in [-1, 1])",
         lambda p: isinstance(p, nn.Module),
