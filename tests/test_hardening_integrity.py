@@ -27,8 +27,8 @@ from itpo_lab.offline import (
     load_sb3_weights,
     save_sb3_weights,
 )
-from itpo_lab.offline import sb3_weights as sb3w
 from itpo_wrap import zoo
+from itpo_wrap.formats import sb3_weights as sb3w
 from itpo_wrap.integrity import stamp
 from itpo_wrap.world_model.model import WorldModel
 from tests.test_hardening_pairs import _toy_bundle

@@ -9,6 +9,8 @@ imports through ``importlib.import_module`` / ``importlib.util.find_spec``; only
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +158,12 @@ def test_the_lab_is_importable_beside_the_library() -> None:
     outside = sorted(f"{m} imports {i}" for m, deps in graph.items() for i in deps
                      if i.split(".")[0] in ("policies", "benchmarks", "tests", "examples"))
     assert not outside, "the lab imports scripts or tests:\n" + "\n".join(outside)
+
+
+def test_every_library_module_imports_with_the_lab_absent() -> None:
+    """The same promise at run time: with ``itpo_lab`` unimportable, every ``itpo_wrap`` module imports."""
+    names = sorted(m for m in _modules("itpo_wrap") if not m.endswith("__main__"))
+    code = ("import importlib, sys; sys.modules['itpo_lab'] = None\n"
+            f"for name in {names!r}: importlib.import_module(name)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]

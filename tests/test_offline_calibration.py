@@ -87,8 +87,8 @@ def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """`itpo-lab critic-calibration --record` on a copy of a shipped entry writes the figures and the card line."""
     import shutil
 
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     src = zoo.zoo_path() / "hopper-medium-replay"
     dst = tmp_path / "hopper-medium-replay"
@@ -108,8 +108,8 @@ def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_cli_policy_file_matches_the_entry_route(capsys: pytest.CaptureFixture[str]) -> None:
     """`--policy-file` (a run that is not a zoo entry) gives the figures the entry route gives for the same file."""
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
     assert main(["critic-calibration", "--entry", "hopper-medium-replay", "--policy", "td3_bc", "--episodes", "1"]) == 0
@@ -123,8 +123,8 @@ def test_cli_policy_file_matches_the_entry_route(capsys: pytest.CaptureFixture[s
 
 def test_cli_policy_file_refuses_record() -> None:
     """A policy file has no entry to record into: a clear error, not a silent skip."""
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
     with pytest.raises(SystemExit, match="drop --record"):

@@ -59,9 +59,11 @@ def test_wheel_carries_the_demo_zoo_py_typed_and_license(tmp_path: Path) -> None
             assert member in names, member
             assert hashlib.sha256(zf.read(member)).digest() == hashlib.sha256(file.read_bytes()).digest()
         meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        scripts = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "itpo_wrap/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert not any(n.startswith("policies/") for n in names)  # the full zoo stays in the checkout
+    assert "itpo_lab/cli.py" in names and "itpo-lab = itpo_lab.cli:main" in scripts  # the lab ships beside it
     assert "Project-URL: Paper, https://arxiv.org/abs/2603.22430" in meta and "Classifier: Typing :: Typed" in meta
 
 
