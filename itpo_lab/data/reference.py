@@ -72,7 +72,7 @@ class ReferenceScores:
 
     @property
     def scores(self) -> tuple[float, float]:
-        """``(ref_min_score, ref_max_score)``, the pair ``zoo.add_policy(ref_scores=...)`` takes."""
+        """``(ref_min_score, ref_max_score)``, the pair ``zoo_write.add_policy(ref_scores=...)`` takes."""
         return self.ref_min_score, self.ref_max_score
 
     def measurement(self) -> str:
