@@ -29,13 +29,13 @@ bench: setup
 	$(PY) benchmarks/latency_table.py
 
 lint: setup
-	$(VENV)/bin/ruff check $(wildcard itpo_wrap policies tests benchmarks examples)
+	$(VENV)/bin/ruff check $(wildcard itpo_wrap itpo_lab policies tests benchmarks examples)
 
 format: setup
-	$(VENV)/bin/ruff format $(wildcard itpo_wrap policies tests benchmarks examples)
+	$(VENV)/bin/ruff format $(wildcard itpo_wrap itpo_lab policies tests benchmarks examples)
 
 type: setup
-	$(VENV)/bin/mypy itpo_wrap
+	$(VENV)/bin/mypy itpo_wrap itpo_lab
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=int, default=15, help="operators shown")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from itpo_wrap.offline.run import load_offline_dataset
+    from itpo_lab.offline.run import load_offline_dataset
 
     module = _trainer(a.algo)
     args = module.Args(dataset=a.dataset, progress=False, threads=a.threads)

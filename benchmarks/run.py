@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from itpo_lab.mppi import MPPIConfig, MPPIPlanner
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
-from itpo_wrap.mppi import MPPIConfig, MPPIPlanner
 from itpo_wrap.rollout import run_episode
 
 FIELDS = ["entry", "policy", "method", "kind", "split", "seed", "episode_return", "score", "length", "ms_per_step",

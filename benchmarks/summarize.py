@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from itpo_lab.stats import paired_difference
 from itpo_wrap import zoo
 from itpo_wrap.config import AdaptConfig, record_defaults
-from itpo_wrap.rollout import paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aggregate  # noqa: E402  (benchmarks/aggregate.py, a script beside this one)

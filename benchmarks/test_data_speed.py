@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from itpo_lab.data.collect import random_episodes
 from itpo_wrap.data import load_dataset, write_dataset
-from itpo_wrap.data.collect import random_episodes
 
 EPISODES = random_episodes("HalfCheetah-v5", transitions=20_000, seed=0)
 

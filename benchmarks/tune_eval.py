@@ -12,7 +12,7 @@ seeds disjoint from evaluation, then report the chosen configuration on the eval
    smaller step, then the defaults; ``--adapt-steps``, ``--particles`` and ``--horizon`` grid E, M and H);
    when no configuration beats the base it becomes E = 0 (always, since issue 20), the base
    action exactly (the paper reports the base score where the method does not help). It is recorded with
-   :func:`itpo_wrap.zoo.set_tuned_settings`, with the grid and scores as the note, so ``itpo demo`` and
+   :func:`itpo_wrap.zoo_write.set_tuned_settings`, with the grid and scores as the note, so ``itpo demo`` and
    ``ZooEntry.adapt_config`` use it. HalfCheetah medium-expert is why tuning episodes should be full length
    where compute allows: under a 300-step cap the winner tied the base, then lost 12 points on evaluation,
    where the losses accumulate over 1000 steps and one episode flipped the cheetah after step 300;
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (benchmarks/run.py, a script beside this one)
 import summarize  # noqa: E402
 
-from itpo_wrap import zoo  # noqa: E402
+from itpo_lab import zoo_write  # noqa: E402
 
 
 def tuning_scores(out: Path, entry: str, policy: str, seeds: list[int], cap: int | None) -> dict[str, list[float]]:
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tune_max_steps:
         print(f"RISK: tuning episodes were capped at {args.tune_max_steps} steps; a fall after the cap is invisible "
               "to tuning (the library's `itpo tune` reports how many episodes the cap cut)")
-    zoo.set_tuned_settings(args.entry, args.kind, tuned, note=note)
+    zoo_write.set_tuned_settings(args.entry, args.kind, tuned, note=note)
     if args.skip_eval:
         return
     ev = [*common, "--split", "eval", "--seeds", *map(str, args.eval_seeds),

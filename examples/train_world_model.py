@@ -1,6 +1,6 @@
 """Train a world model from a Minari dataset id, give it a critic, and wrap a policy with it.
 
-The dataset is any local Minari id (ours: ``itpo collect --env hopper --levels medium-replay``); the
+The dataset is any local Minari id (ours: ``itpo-lab collect --env hopper --levels medium-replay``); the
 policy is the zoo's TD3+BC actor, whose own critic becomes the terminal value. The command line
 ``itpo train-world-model`` does the same with checkpoints, resume and a held-out report.
 

@@ -11,8 +11,7 @@ take a few gradient steps on its own parameters at every env step (Deb, Wright, 
 
 from __future__ import annotations
 
-__version__ = "0.1.0.dev0"
-
+from itpo_wrap._version import __version__
 from itpo_wrap.adapters import make_adapter
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.world_model.config import DiffusionConfig, MeanFlowConfig

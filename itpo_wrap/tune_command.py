@@ -1,30 +1,30 @@
 """``itpo tune``: :func:`itpo_wrap.tune.tune` on a zoo entry, from the command line.
 
-    itpo tune --entry hopper-medium --kind diffusion --step-size 3e-5 1e-4 3e-4 --seeds 0 1 [--record]
+    itpo tune --entry hopper-medium --kind diffusion --step-size 3e-5 1e-4 3e-4 --seeds 0 1
 
 The grid is the product of the listed values over ``AdaptConfig()``'s defaults; ``E = 0`` (the base) is
-always a candidate. ``--record`` stores the choice in the entry (``zoo.set_tuned_settings``) only as
-tuned: when nothing beat the base, what is recorded is ``steps = 0`` and the note says so.
+always a candidate. The zoo is only read here; ``itpo-lab tune ... --record`` stores the choice in the
+entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``tune`` to an argparse subparsers object.
 
     :param subparsers: the result of ``parser.add_subparsers()``.
+    :return: the new parser (the lab adds ``--record`` to it).
     """
     d = AdaptConfig()
     p = subparsers.add_parser("tune", help="choose a zoo entry's adaptation settings on tuning seeds (E = 0 always a "
-                                           "candidate; nothing that loses to the base is recorded)")
+                                           "candidate)")
     p.add_argument("--entry", required=True, help="zoo entry (itpo zoo list)")
     p.add_argument("--kind", default="diffusion", choices=["diffusion", "meanflow"], help="world model")
     p.add_argument("--policy", default=None, help="which of the entry's policies (default: its default one)")
@@ -37,9 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="tuning seeds (not your evaluation seeds)")
     p.add_argument("--max-steps", type=int, default=None, help="cap tuning episodes (cheaper; reported as a risk)")
     p.add_argument("--backend", default="auto", choices=["auto", "eager", "compile"], help="AdaptConfig.backend")
-    p.add_argument("--record", action="store_true", help="store the choice in the entry (ZooEntry.adapt_config)")
     p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's)")
     p.set_defaults(func=tune_command)
+    return p
 
 
 def _drift(text: str) -> float | None:
@@ -53,7 +53,20 @@ def grid(args: argparse.Namespace) -> list[AdaptConfig]:
 
 
 def tune_command(args: argparse.Namespace) -> int:
-    """Run ``tune``."""
+    """Run ``tune``.
+
+    :param args: the parsed ``tune`` arguments.
+    """
+    run_tune(args)
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Tune the grid on the entry's world model and print the report.
+
+    :param args: the parsed ``tune`` arguments.
+    :return: ``(zoo entry, TuneReport)``.
+    """
     from itpo_wrap import zoo
     from itpo_wrap.tune import tune
 
@@ -65,14 +78,4 @@ def tune_command(args: argparse.Namespace) -> int:
     report = tune(entry.policy, wm, entry.make_env, candidates, args.seeds, max_steps=args.max_steps,
                   score=lambda r: float(entry.normalized_score(r)), progress=print)
     print(report.summary())
-    if args.record:
-        # every field that shapes the adaptation, named explicitly (ZooEntry.adapt_config treats records
-        # without "termination" as pre-issue-20 ones)
-        keep = ("step_size", "steps", "particles", "horizon", "persistence", "gate", "gate_z", "max_drift",
-                "termination", "optimizer", "max_action_change")
-        settings = {k: v for k, v in dataclasses.asdict(report.chosen_config).items() if k in keep}
-        zoo.set_tuned_settings(entry.name, args.kind, settings, note="itpo tune: " + report.summary().replace("\n", " "),
-                               root=args.zoo_dir)
-        print(f"recorded {settings} for {entry.name} / {args.kind}"
-              + ("" if report.beat_base else " (E = 0: nothing beat the base)"))
-    return 0
+    return entry, report

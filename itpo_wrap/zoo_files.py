@@ -2,7 +2,7 @@
 
 An ``entry.json`` is data, possibly from someone else: the zoo never follows it outside the entry's
 folder (no ``..``, no absolute path, no link out) and never loads a pickle from it (SB3 bases are
-weights-only files, :mod:`itpo_wrap.offline.sb3_weights`). What is added to an entry is checked
+weights-only files, :mod:`itpo_wrap.formats.sb3_weights`). What is added to an entry is checked
 against the entry before it is copied in: a world model for another env, or of another dynamics
 kind than its slot, never replaces a good one.
 """
@@ -58,7 +58,7 @@ def refuse_zip_base(path: Path, what: str) -> None:
     if path.suffix == ".zip":
         raise ValueError(f"{what} is an SB3 .zip ({str(path)!r}), a pickle that runs code when loaded, so the zoo "
                          "refuses it; convert it once from a source you trust with "
-                         "itpo_wrap.offline.convert_sb3_zip(zip, 'name.pt', env_id=...) and record the .pt")
+                         "itpo_lab.offline.sb3_weights.convert_sb3_zip(zip, 'name.pt', env_id=...) and record the .pt")
 
 
 def check_world_model_for_entry(src: Path, kind: str, entry: dict[str, Any], folder: Path) -> None:

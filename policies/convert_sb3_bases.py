@@ -3,8 +3,8 @@
 An SB3 ``.zip`` is a pickle that runs code when loaded, and the zoo now refuses to open one (or any
 file outside an entry's folder). This script converts every ``kind: "sb3"`` policy of a zoo whose
 file is a ``.zip`` (possibly shared from outside the entry, as ``../../behavior/<env>/medium.zip``)
-into ``<entry>/<policy>.pt`` with :func:`itpo_wrap.offline.convert_sb3_zip` (a state dict plus JSON
-architecture, read with ``weights_only=True``), through :func:`itpo_wrap.zoo.add_policy`, which keeps
+into ``<entry>/<policy>.pt`` with :func:`itpo_lab.offline.sb3_weights.convert_sb3_zip` (a state dict plus JSON
+architecture, read with ``weights_only=True``), through :func:`itpo_wrap.zoo_write.add_policy`, which keeps
 every other recorded fact and regenerates the model card. The zips are loaded once, here: run it only
 on zips you trust (ours, from ``policies/sac_behavior.py``). The actions are unchanged, bit for bit
 (``tests/test_hardening_integrity.py`` compares them).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from itpo_lab import zoo_write
 from itpo_wrap import zoo
 
 
@@ -38,7 +39,7 @@ def convert_zoo(zoo_dir: Path, remove_zips: bool = False) -> list[tuple[str, str
                 continue
             src = (zoo_dir / name / spec["file"]).resolve()  # our own zoo: the old relative paths are trusted here
             info = {k: v for k, v in spec.items() if k not in ("file", "kind")}
-            zoo.add_policy(name, key, src, kind="sb3", dataset_id=entry["dataset_id"], env_id=entry["env_id"],
+            zoo_write.add_policy(name, key, src, kind="sb3", dataset_id=entry["dataset_id"], env_id=entry["env_id"],
                            info=info, root=zoo_dir)
             if remove_zips and src.parent == (zoo_dir / name).resolve():
                 src.unlink()

@@ -39,10 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from itpo_wrap.data.buffer import OfflineDataset
-from itpo_wrap.data.normalization import StateNormalizer
-from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import (
+from itpo_lab.offline import (
     Batch,
     TransitionTensors,
     cpu_has_bf16,
@@ -51,13 +48,16 @@ from itpo_wrap.offline import (
     set_requires_grad,
     soft_update,
 )
-from itpo_wrap.offline.run import (
+from itpo_lab.offline.run import (
     TrainerParts,
     load_offline_dataset,
     require_env,
     run_name,
     train_actor_critic,
 )
+from itpo_wrap.data.buffer import OfflineDataset
+from itpo_wrap.data.normalization import StateNormalizer
+from itpo_wrap.networks import TanhActor, TwinQ
 from itpo_wrap.tensorboard import check_tensorboard
 from itpo_wrap.utils import set_seed
 

@@ -1,6 +1,6 @@
 """Train an SB3 SAC behaviour policy online, resumably, for the D4RL-style dataset recipes.
 
-This is the first stage of ``itpo collect``: Minari's own ``mujoco/*`` datasets were made from
+This is the first stage of ``itpo-lab collect``: Minari's own ``mujoco/*`` datasets were made from
 SB3 SAC/TQC policies on Gymnasium v5 envs (https://minari.farama.org/datasets/mujoco/); D4RL's
 levels (random / medium / medium-replay / expert / medium-expert) come from one online run
 (Fu et al. 2020, "D4RL", section 5). We do the same at a CPU budget (``--total-steps``, 300k by

@@ -5,10 +5,10 @@ An SB3 off-policy model already has what ITPO needs from a base: a deterministic
 model deterministically (10 episodes, D4RL-normalized with the dataset's reference returns) and adds
 it to ``<zoo-dir>/<env>-<level>/`` as a policy of kind ``sb3``; ``itpo_wrap.zoo.load(name,
 policy=...)`` then returns the SB3 model as ``.policy``, a differentiable actor view as ``.actor``
-and the critic view as ``.critic`` (``itpo_wrap.offline.load_sb3_base``).
+and the critic view as ``.critic`` (``itpo_wrap.formats.sb3.load_sb3_base``).
 
 Sources: SB3 (Raffin et al. 2021, JMLR 22(268)) SAC/TD3 policies; the behaviour experts come from
-``policies/sac_behavior.py`` / ``itpo_wrap.data.behavior`` (D4RL's recipe, Fu et al. 2020).
+``policies/sac_behavior.py`` / ``itpo_lab.data.behavior`` (D4RL's recipe, Fu et al. 2020).
 
 Usage::
 
@@ -16,7 +16,7 @@ Usage::
         --dataset itpo/hopper/medium-replay-v0 --name sac_expert --zoo-dir policies/zoo
 
 The zoo stores the model converted to a weights-only file (``<name>.pt``, no pickle; see
-``itpo_wrap.offline.sb3_weights``) inside the entry, whatever ``--copy``/``--no-copy`` says: entries open
+``itpo_wrap.formats.sb3_weights``) inside the entry, whatever ``--copy``/``--no-copy`` says: entries open
 only their own files.
 """
 
@@ -26,10 +26,11 @@ import dataclasses
 
 import torch
 
+from itpo_lab import zoo_write
+from itpo_lab.offline import evaluate_actor, load_sb3_base, parse_args
+from itpo_lab.offline.loop import format_command
+from itpo_lab.offline.run import load_offline_dataset
 from itpo_wrap import zoo
-from itpo_wrap.offline import evaluate_actor, load_sb3_base, parse_args
-from itpo_wrap.offline.loop import format_command
-from itpo_wrap.offline.run import load_offline_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ def main(args: Args) -> None:
                             ref_min_score=dataset.ref_min_score, ref_max_score=dataset.ref_max_score)
     ev = {"episodes": args.eval_episodes, "seed": args.eval_seed,
           **{k.removeprefix("eval/"): v for k, v in result.row().items()}}
-    folder = zoo.add_policy(zoo.entry_name(args.dataset), args.name, args.model, kind="sb3", dataset_id=args.dataset,
+    folder = zoo_write.add_policy(zoo.entry_name(args.dataset), args.name, args.model, kind="sb3", dataset_id=args.dataset,
                             env_id=dataset.env_id, default=args.default, copy=args.copy, root=args.zoo_dir,
                             info={"algorithm": meta["algorithm"], "command": format_command("policies/sb3_base.py", args),
                                   "eval": ev, "notes": f"SB3 model imported from {args.model}."})

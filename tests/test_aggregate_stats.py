@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from itpo_wrap.rollout import paired_difference, t_quantile_975
+from itpo_lab.stats import paired_difference, t_quantile_975
 from tests.scripts import load_script
 
 pytest.importorskip("rliable.metrics", reason="the aggregate needs rliable: pip install 'itpo-wrap[stats]'")

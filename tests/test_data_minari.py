@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from itpo_lab.data.collect import random_episodes
 from itpo_wrap.data import DatasetNotFoundError, load_dataset, normalized_score, write_dataset
-from itpo_wrap.data.collect import random_episodes
 
 
 def _write(did: str, episodes: list[dict[str, np.ndarray]], env_id: str) -> None:
@@ -78,7 +78,7 @@ def test_missing_dataset_offline_error_names_id_root_and_fix(minari_root: Path) 
         load_dataset("itpo/hopper/medium-v0")
     msg = str(err.value)
     assert "itpo/hopper/medium-v0" in msg and str(minari_root) in msg and "MINARI_DATASETS_PATH" in msg
-    assert "itpo collect --env hopper --levels medium" in msg
+    assert "itpo-lab collect --env hopper --levels medium" in msg
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("mujoco/hopper/expert-v0", download=True)  # no network / no minari[hf] here
     msg = str(err.value)

@@ -11,14 +11,14 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from itpo_wrap.data import load_dataset
-from itpo_wrap.data.behavior import (
+from itpo_lab.data.behavior import (
     load_episodes,
     replay_buffer_episodes,
     save_episodes,
     select_checkpoints,
 )
-from itpo_wrap.data.collect import LEVELS, CollectConfig, collect, random_episodes
+from itpo_lab.data.collect import LEVELS, CollectConfig, collect, random_episodes
+from itpo_wrap.data import load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_regeneration_is_deterministic(tmp_path: Path, behavior_dir: Path, monke
     assert len(me) == len(first["medium"]) + len(first["expert"])
     np.testing.assert_array_equal(me.actions[: len(first["medium"])], first["medium"].actions)
     assert all(len(first[lv]) >= 150 for lv in ("random", "medium", "expert"))
-    # Reference scores are the env's fixed constants (itpo_wrap/data/reference.py), never this run's means.
-    from itpo_wrap.data.reference import reference_scores
+    # Reference scores are the env's fixed constants (itpo_lab/data/reference.py), never this run's means.
+    from itpo_lab.data.reference import reference_scores
 
     for level in LEVELS:
         assert (first[level].ref_min_score, first[level].ref_max_score) == reference_scores("hopper").scores
@@ -124,7 +124,7 @@ def test_replay_buffer_split_handles_timeouts_terminations_and_resume_gaps(tmp_p
 
 
 def test_export_behavior_writes_selected_checkpoints_and_replay_prefix(tmp_path: Path) -> None:
-    from itpo_wrap.data.behavior import export_behavior
+    from itpo_lab.data.behavior import export_behavior
 
     run = tmp_path / "run"
     run.mkdir()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from itpo_wrap.data.collect import ENVS, CollectConfig, collect
-from itpo_wrap.data.tables import datasets_markdown
+from itpo_lab.data.collect import ENVS, CollectConfig, collect
+from itpo_lab.data.tables import datasets_markdown
 from itpo_wrap.utils import policies_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_docs_table_matches_committed_summaries() -> None:
     expected = datasets_markdown(policies_root() / "behavior")
     assert (REPO / "docs" / "datasets.md").read_text() == expected, (
-        "docs/datasets.md is stale: run `itpo datasets-table --out docs/datasets.md`"
+        "docs/datasets.md is stale: run `itpo-lab datasets-table --out docs/datasets.md`"
     )
 
 
@@ -31,7 +31,7 @@ def test_every_env_has_its_behaviour_artefacts() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("env", sorted(ENVS))
 def test_full_regeneration_reproduces_the_committed_summary(env: str) -> None:
-    """`itpo collect` on this machine gives the numbers committed in datasets.json (about 4 CPU-min per env)."""
+    """`itpo-lab collect` on this machine gives the numbers committed in datasets.json (about 4 CPU-min per env)."""
     committed = json.loads((policies_root() / "behavior" / env / "datasets.json").read_text())
     summary = collect(CollectConfig(env=env), log=lambda _: None)
     for level, row in committed.items():

@@ -41,7 +41,7 @@ def test_quickstart_torch(tmp_path: Path) -> None:
 def test_train_world_model_example(tmp_path: Path) -> None:
     # a small private dataset, so the test neither needs nor touches the user's own Minari store
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "minari"), "PYTHONWARNINGS": "ignore"}
-    code = ("from itpo_wrap.data.collect import CollectConfig, collect; "
+    code = ("from itpo_lab.data.collect import CollectConfig, collect; "
             "collect(CollectConfig(env='hopper', levels=('medium',), transitions=3000), log=lambda s: None)")
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path, timeout=300)
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_world_model.py"), "--dataset",

@@ -19,16 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import DDPG, SAC, TD3
 
-from itpo_wrap import zoo
-from itpo_wrap.integrity import stamp
-from itpo_wrap.offline import (
+from itpo_lab import zoo_write
+from itpo_lab.offline import (
     convert_sb3_zip,
     load_offline_policy,
     load_sb3_model,
     load_sb3_weights,
     save_sb3_weights,
 )
-from itpo_wrap.offline import sb3_weights as sb3w
+from itpo_wrap import zoo
+from itpo_wrap.formats import sb3_weights as sb3w
+from itpo_wrap.integrity import stamp
 from itpo_wrap.world_model.model import WorldModel
 from tests.test_hardening_pairs import _toy_bundle
 from tests.test_zoo import _policy
@@ -160,7 +161,7 @@ def test_zoo_opens_only_files_inside_the_entry(file: str, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="outside the entry folder|expected a file name inside"):
         zoo.load("pendulum-medium", root=root)
     with pytest.raises(ValueError, match="outside the entry folder|expected a file name inside"):
-        zoo.export_entry("pendulum-medium", tmp_path / "out", policies=["sac_medium"], world_models=[], root=root)
+        zoo_write.export_entry("pendulum-medium", tmp_path / "out", policies=["sac_medium"], world_models=[], root=root)
 
 
 def test_entry_names_cannot_leave_the_zoo(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from itpo_lab import zoo_write
 from itpo_wrap import zoo
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.data.normalization import StateNormalizer
@@ -47,9 +48,9 @@ def _toy_bundle(path: Path, *, env_id: str | None = "Pendulum-v1", kind: str = "
 
 
 def _pendulum_entry(root: Path, tmp: Path) -> None:
-    zoo.add_policy("pendulum-medium", "td3_bc", _policy(tmp / "td3_bc.pt", "td3_bc"), kind="offline",
+    zoo_write.add_policy("pendulum-medium", "td3_bc", _policy(tmp / "td3_bc.pt", "td3_bc"), kind="offline",
                    dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", root=root)
-    zoo.add_world_model("pendulum-medium", "meanflow", _toy_bundle(tmp / "wm.pt"), root=root)
+    zoo_write.add_world_model("pendulum-medium", "meanflow", _toy_bundle(tmp / "wm.pt"), root=root)
 
 
 def _zoo_copy(tmp: Path, name: str, files: tuple[str, ...]) -> Path:
@@ -184,18 +185,18 @@ def test_add_world_model_refuses_a_bundle_that_does_not_belong(bundle: dict[str,
     folder = root / "pendulum-medium"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(ValueError, match=reason):
-        zoo.add_world_model("pendulum-medium", "meanflow", _toy_bundle(tmp_path / "other.pt", **bundle), root=root)
+        zoo_write.add_world_model("pendulum-medium", "meanflow", _toy_bundle(tmp_path / "other.pt", **bundle), root=root)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing replaced, nothing rewritten
 
 
 def test_add_policy_refuses_a_checkpoint_of_another_env_before_writing(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     with pytest.raises(ValueError, match=r"was trained on 'Pendulum-v1', not 'Hopper-v5'"):
-        zoo.add_policy("hopper-medium", "td3_bc", _policy(tmp_path / "p.pt", "td3_bc"), kind="offline",
+        zoo_write.add_policy("hopper-medium", "td3_bc", _policy(tmp_path / "p.pt", "td3_bc"), kind="offline",
                        dataset_id="itpo/hopper/medium-v0", env_id="Hopper-v5", root=root)
     assert not root.exists()
     with pytest.raises(ValueError, match="outside the entry folder"):  # copy=False records only files inside
-        zoo.add_policy("pendulum-medium", "td3_bc", tmp_path / "p.pt", kind="offline", copy=False,
+        zoo_write.add_policy("pendulum-medium", "td3_bc", tmp_path / "p.pt", kind="offline", copy=False,
                        dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", root=root)
 
 

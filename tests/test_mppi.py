@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from itpo_wrap.mppi import MPPIConfig, MPPIPlanner
+from itpo_lab.mppi import MPPIConfig, MPPIPlanner
 from tests.test_adapt_toys import LinearQuadraticWM
 
 

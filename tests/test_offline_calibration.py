@@ -1,4 +1,4 @@
-"""itpo_wrap.offline.calibration: a critic that knows the true value is calibrated (ratio 1), a doubled one
+"""itpo_lab.offline.calibration: a critic that knows the true value is calibrated (ratio 1), a doubled one
 reads 2, and states too close to a time limit are left out."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from itpo_wrap.offline.calibration import discounted_returns, value_calibration
+from itpo_lab.offline.calibration import discounted_returns, value_calibration
 
 GAMMA = 0.99
 
@@ -84,11 +84,11 @@ def test_bad_arguments_name_the_value() -> None:
 
 
 def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`itpo critic-calibration --record` on a copy of a shipped entry writes the figures and the card line."""
+    """`itpo-lab critic-calibration --record` on a copy of a shipped entry writes the figures and the card line."""
     import shutil
 
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     src = zoo.zoo_path() / "hopper-medium-replay"
     dst = tmp_path / "hopper-medium-replay"
@@ -103,13 +103,13 @@ def test_cli_records_into_the_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert main(["critic-calibration", "--entry", "hopper-medium-replay", "--episodes", "1", "--record"]) == 0
     cal = zoo.read_entry("hopper-medium-replay", tmp_path)["policies"]["td3_bc"]["critic_calibration"]
     assert cal["episodes"] == 1 and cal["seed"] == 1000 and cal["states"] > 0 and np.isfinite(cal["ratio"])
-    assert "itpo critic-calibration --entry hopper-medium-replay --policy td3_bc" in (dst / "MODEL_CARD.md").read_text()
+    assert "itpo-lab critic-calibration --entry hopper-medium-replay --policy td3_bc" in (dst / "MODEL_CARD.md").read_text()
 
 
 def test_cli_policy_file_matches_the_entry_route(capsys: pytest.CaptureFixture[str]) -> None:
     """`--policy-file` (a run that is not a zoo entry) gives the figures the entry route gives for the same file."""
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
     assert main(["critic-calibration", "--entry", "hopper-medium-replay", "--policy", "td3_bc", "--episodes", "1"]) == 0
@@ -123,8 +123,8 @@ def test_cli_policy_file_matches_the_entry_route(capsys: pytest.CaptureFixture[s
 
 def test_cli_policy_file_refuses_record() -> None:
     """A policy file has no entry to record into: a clear error, not a silent skip."""
+    from itpo_lab.cli import main
     from itpo_wrap import zoo
-    from itpo_wrap.cli import main
 
     file = zoo.zoo_path() / "hopper-medium-replay" / "td3_bc.pt"
     with pytest.raises(SystemExit, match="drop --record"):

@@ -1,4 +1,4 @@
-"""itpo_wrap.offline: policy checkpoints, evaluation, action scaling, the training-loop plumbing."""
+"""itpo_lab.offline: policy checkpoints, evaluation, action scaling, the training-loop plumbing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from itpo_wrap.data.buffer import OfflineDataset
-from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import (
+from itpo_lab.offline import (
     TrainLoop,
     TransitionTensors,
     evaluate_actor,
@@ -23,6 +21,8 @@ from itpo_wrap.offline import (
     scale_actions,
     unscale_actions,
 )
+from itpo_wrap.data.buffer import OfflineDataset
+from itpo_wrap.networks import TanhActor, TwinQ
 
 
 def _nets() -> tuple[TanhActor, TwinQ]:
@@ -205,7 +205,7 @@ def test_critic_loads_into_world_model_head() -> None:
 def test_fp32_output_layer_under_bf16_autocast() -> None:
     import copy
 
-    from itpo_wrap.offline import keep_output_layer_fp32
+    from itpo_lab.offline import keep_output_layer_fp32
 
     _, critic = _nets()
     with torch.no_grad():

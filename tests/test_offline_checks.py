@@ -1,4 +1,4 @@
-"""itpo_wrap.offline.checks: a finished settings check keeps its figures, and its command never writes the zoo."""
+"""itpo_lab.offline.checks: a finished settings check keeps its figures, and its command never writes the zoo."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from itpo_lab.offline.checkpoint import save_offline_policy
+from itpo_lab.offline.checks import check_command, read_checks, record_check
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline.checkpoint import save_offline_policy
-from itpo_wrap.offline.checks import check_command, read_checks, record_check
 
 EVAL = "update,episodes,seed,eval/score_mean,eval/score_std\n5000,10,1000,12.0,1.0\n10000,10,1000,20.5,2.0\n"
 
@@ -42,7 +42,7 @@ def test_check_command_drops_the_zoo_and_states_the_betas() -> None:
 
 
 def test_record_check_keeps_logs_figures_and_calibration(tmp_path: Path) -> None:
-    from itpo_wrap.zoo_tables import checks_markdown, learning_curves
+    from itpo_lab.zoo_tables import checks_markdown, learning_curves
 
     run = _finished_run(tmp_path / "run")
     (tmp_path / "run" / "checkpoints").mkdir()  # training states are never copied
@@ -84,5 +84,5 @@ def test_read_checks_refuses_foreign_records(tmp_path: Path) -> None:
     assert read_checks(tmp_path / "none") == []
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "check.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(ValueError, match="itpo record-check"):
+    with pytest.raises(ValueError, match="itpo-lab record-check"):
         read_checks(tmp_path)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from stable_baselines3 import SAC
 
+from itpo_lab.offline import parse_args
 from itpo_wrap import zoo
 from itpo_wrap.data import write_dataset
 from itpo_wrap.networks import TanhActor
-from itpo_wrap.offline import parse_args
 from tests.scripts import policy_script
 
 

@@ -1,4 +1,4 @@
-"""SB3 SAC / TD3 models as base policies with their own critics (itpo_wrap.offline.sb3)."""
+"""SB3 SAC / TD3 models as base policies with their own critics (itpo_wrap.formats.sb3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO, SAC, TD3
 
-from itpo_wrap.offline import load_sb3_base, unscale_actions
+from itpo_lab.offline import load_sb3_base, unscale_actions
 
 
 @pytest.mark.parametrize("cls", [SAC, TD3])

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from itpo_lab.offline import TransitionTensors, keep_output_layer_fp32
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import TransitionTensors, keep_output_layer_fp32
 from tests.scripts import policy_script
 
 SECONDS = float(os.environ.get("ITPO_BENCH_SECONDS", "15"))

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from itpo_lab.offline import Batch, load_offline_policy, parse_args
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import Batch, load_offline_policy, parse_args
 from tests.scripts import load_script, policy_script
 
 
@@ -202,7 +202,7 @@ def test_parse_args_types() -> None:
 
 def test_actor_step_leaves_critic_trainable_and_targets_lag(pendulum: OfflineDataset) -> None:
     module = policy_script("td3_bc")
-    from itpo_wrap.offline import TransitionTensors
+    from itpo_lab.offline import TransitionTensors
 
     args = module.Args(batch_size=32)
     actor, critic = TanhActor(3, 1, [32]), TwinQ(3, 1, [32])
@@ -235,7 +235,7 @@ def test_build_gives_the_update_main_trains(algo: str, pendulum: OfflineDataset)
 
 def test_profile_trainer_runs(pendulum: OfflineDataset, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    import itpo_wrap.offline.run as run
+    import itpo_lab.offline.run as run
 
     module = load_script("benchmarks", "profile_trainer")
     monkeypatch.setattr(run, "load_offline_dataset", lambda dataset_id: pendulum)

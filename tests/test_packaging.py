@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from itpo_lab import zoo_write
 from itpo_wrap import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +39,15 @@ def _build_wheel(out: Path) -> Path:
 
 
 def test_packaged_entry_is_an_export_of_the_full_zoo(tmp_path: Path) -> None:
-    # the committed package data is exactly what zoo.export_entry makes from policies/zoo today
+    # the committed package data is exactly what zoo_write.export_entry makes from policies/zoo today
     if not (ROOT / "policies" / "zoo" / "hopper-medium").is_dir():
         pytest.skip("no source checkout zoo")
-    made = zoo.export_entry("hopper-medium", tmp_path, policies=["td3_bc", "sac_medium"], world_models=["meanflow"],
+    made = zoo_write.export_entry("hopper-medium", tmp_path, policies=["td3_bc", "sac_medium"], world_models=["meanflow"],
                             root=ROOT / "policies" / "zoo")
     names = sorted(p.name for p in made.iterdir())
     assert names == sorted(p.name for p in DEMO.iterdir())
     match, mismatch, errors = filecmp.cmpfiles(made, DEMO, names, shallow=False)
-    assert not mismatch and not errors, f"refresh itpo_wrap/zoo_demo with zoo.export_entry: {mismatch}"
+    assert not mismatch and not errors, f"refresh itpo_wrap/zoo_demo with zoo_write.export_entry: {mismatch}"
 
 
 def test_wheel_carries_the_demo_zoo_py_typed_and_license(tmp_path: Path) -> None:
@@ -58,9 +59,11 @@ def test_wheel_carries_the_demo_zoo_py_typed_and_license(tmp_path: Path) -> None
             assert member in names, member
             assert hashlib.sha256(zf.read(member)).digest() == hashlib.sha256(file.read_bytes()).digest()
         meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        scripts = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "itpo_wrap/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert not any(n.startswith("policies/") for n in names)  # the full zoo stays in the checkout
+    assert "itpo_lab/cli.py" in names and "itpo-lab = itpo_lab.cli:main" in scripts  # the lab ships beside it
     assert "Project-URL: Paper, https://arxiv.org/abs/2603.22430" in meta and "Classifier: Typing :: Typed" in meta
 
 

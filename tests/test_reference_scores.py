@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from itpo_wrap.data import load_dataset
-from itpo_wrap.data.collect import ENVS, CollectConfig, collect
-from itpo_wrap.data.reference import (
+from itpo_lab.data.collect import ENVS, CollectConfig, collect
+from itpo_lab.data.reference import (
     REFERENCE_SCORES,
     ReferenceScores,
     normalization_note,
     reference_scores,
 )
+from itpo_wrap.data import load_dataset
 from itpo_wrap.utils import policies_root
 
 BEHAVIOR = policies_root() / "behavior"
@@ -80,7 +80,7 @@ def test_unknown_env_names_it_and_the_known_ones() -> None:
         reference_scores("ant")
     message = str(err.value)
     assert "'ant'" in message and "halfcheetah" in message and "hopper" in message and "walker2d" in message
-    assert "itpo_wrap/data/reference.py" in message
+    assert "itpo_lab/data/reference.py" in message
 
 
 def test_reference_scores_reject_an_empty_scale() -> None:

@@ -8,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from itpo_wrap.rollout import paired_difference, run_episode, t_quantile_975
+from itpo_lab.stats import paired_difference, t_quantile_975
+from itpo_wrap.rollout import run_episode
 
 
 def test_paired_difference_matches_hand_computation() -> None:

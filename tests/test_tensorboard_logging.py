@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from itpo_lab.offline import load_offline_policy, parse_args
 from itpo_wrap.data.buffer import OfflineDataset
-from itpo_wrap.offline import load_offline_policy, parse_args
 from itpo_wrap.tensorboard import INSTALL_HINT, MARKER, TensorBoardUnavailable, check_tensorboard
 from itpo_wrap.training import commands, train_world_model
 from tests.scripts import policy_script

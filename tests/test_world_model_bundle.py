@@ -112,7 +112,7 @@ def test_load_refuses_mismatches(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         WorldModel.load(path, obs_dim=11)
     with pytest.raises(ValueError, match=r"act_dim=2 but 3 was expected"):
         WorldModel.load(path, act_dim=3)
-    monkeypatch.setattr(itpo_wrap, "__version__", "9.9.9")
+    monkeypatch.setattr(itpo_wrap._version, "__version__", "9.9.9")
     with pytest.raises(ValueError, match=r"version='0.*' but '9.9.9' was expected.*allow_version_mismatch"):
         WorldModel.load(path)
     assert WorldModel.load(path, allow_version_mismatch=True).critic is None

@@ -10,9 +10,10 @@ import pytest
 import torch
 from stable_baselines3 import SAC
 
+from itpo_lab import zoo_write
+from itpo_lab.offline import save_offline_policy
 from itpo_wrap import zoo
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import save_offline_policy
 
 
 def _policy(path: Path, algorithm: str, seed: int = 0) -> Path:
@@ -39,9 +40,9 @@ def test_add_list_load(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     assert zoo.list(root) == []
     name = zoo.entry_name("itpo/pendulum/medium-v0")
-    zoo.add_policy(name, "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
+    zoo_write.add_policy(name, "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
                    dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", info=_info(40.0), root=root)
-    zoo.add_policy(name, "rebrac", _policy(tmp_path / "b.pt", "rebrac", seed=1), kind="offline",
+    zoo_write.add_policy(name, "rebrac", _policy(tmp_path / "b.pt", "rebrac", seed=1), kind="offline",
                    dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", info=_info(55.5, "rebrac"), default=True, root=root)
     assert zoo.list(root) == ["pendulum-medium"]
     entry = zoo.load("pendulum-medium", root=root)
@@ -63,7 +64,7 @@ def test_add_list_load(tmp_path: Path) -> None:
 
 def test_unknown_names_list_known_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "zoo"
-    zoo.add_policy("pendulum-medium", "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
+    zoo_write.add_policy("pendulum-medium", "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
                    dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", root=root)
     monkeypatch.setenv("ITPO_ZOO_PATH", str(root))
     assert zoo.zoo_path() == root and zoo.list() == ["pendulum-medium"]
@@ -72,10 +73,10 @@ def test_unknown_names_list_known_ones(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(KeyError, match=r"has no policy 'rebrac'; it has \['td3_bc'\]"):
         zoo.load("pendulum-medium", policy="rebrac")
     with pytest.raises(ValueError, match="not 'itpo/other/medium-v0'"):
-        zoo.add_policy("pendulum-medium", "x", tmp_path / "a.pt", kind="offline", dataset_id="itpo/other/medium-v0",
+        zoo_write.add_policy("pendulum-medium", "x", tmp_path / "a.pt", kind="offline", dataset_id="itpo/other/medium-v0",
                        env_id="Pendulum-v1")
     with pytest.raises(ValueError, match="kind='onnx'"):
-        zoo.add_policy("pendulum-medium", "x", tmp_path / "a.pt", kind="onnx", dataset_id="d", env_id="e")
+        zoo_write.add_policy("pendulum-medium", "x", tmp_path / "a.pt", kind="onnx", dataset_id="d", env_id="e")
     (root / "broken").mkdir()
     (root / "broken" / "entry.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -87,7 +88,7 @@ def test_sb3_zip_is_stored_converted_inside_each_entry(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, device="cpu").save(tmp_path / "expert.zip")
     for level in ("medium", "medium-replay"):
-        zoo.add_policy(f"pendulum-{level}", "sac_expert", tmp_path / "expert.zip", kind="sb3", copy=False,
+        zoo_write.add_policy(f"pendulum-{level}", "sac_expert", tmp_path / "expert.zip", kind="sb3", copy=False,
                        dataset_id=f"itpo/pendulum/{level}-v0", env_id="Pendulum-v1",
                        info={"algorithm": "sb3_sac"}, root=root)
         assert sorted(p.name for p in (root / f"pendulum-{level}").iterdir()) == ["MODEL_CARD.md", "entry.json",
@@ -101,7 +102,7 @@ def test_sb3_zip_is_stored_converted_inside_each_entry(tmp_path: Path) -> None:
 
 def test_world_model_is_loaded_lazily(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
-    folder = zoo.add_policy("pendulum-medium", "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
+    folder = zoo_write.add_policy("pendulum-medium", "td3_bc", _policy(tmp_path / "a.pt", "td3_bc"), kind="offline",
                             dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", root=root)
     entry_json = json.loads((folder / "entry.json").read_text())
     entry_json["world_model"] = "world_model.pt"
@@ -128,10 +129,10 @@ def test_zoo_root_order_explicit_env_checkout_package(tmp_path: Path, monkeypatc
 def test_export_entry_is_self_contained_and_refuses_unknown_parts(tmp_path: Path) -> None:
     if "hopper-medium" not in zoo.list():
         pytest.skip("needs the checkout zoo")
-    out = zoo.export_entry("hopper-medium", tmp_path, policies=["sac_medium"], world_models=[])
+    out = zoo_write.export_entry("hopper-medium", tmp_path, policies=["sac_medium"], world_models=[])
     entry = zoo.read_entry("hopper-medium", tmp_path)
     assert entry["default_policy"] == "sac_medium" and entry["world_models"] == {} and entry["world_model"] is None
     assert entry["policies"]["sac_medium"]["file"] == "sac_medium.pt" and (out / "sac_medium.pt").is_file()
     assert entry["ref_min_score"] == zoo.read_entry("hopper-medium")["ref_min_score"]
     with pytest.raises(KeyError, match="cannot export 'hopper-medium': \\['nope'\\]"):
-        zoo.export_entry("hopper-medium", tmp_path, policies=["nope"], world_models=[])
+        zoo_write.export_entry("hopper-medium", tmp_path, policies=["nope"], world_models=[])

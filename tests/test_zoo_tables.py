@@ -1,4 +1,4 @@
-"""itpo_wrap.zoo_tables: the base-policy comparison is counted from the entries, never written by hand."""
+"""itpo_lab.zoo_tables: the base-policy comparison is counted from the entries, never written by hand."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from itpo_wrap import zoo
+from itpo_lab import zoo_write
+from itpo_lab.offline import save_offline_policy
+from itpo_lab.zoo_tables import base_policies_markdown, comparison_markdown
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline import save_offline_policy
-from itpo_wrap.zoo_tables import base_policies_markdown, comparison_markdown
 
 
 def _add(root: Path, name: str, policy: str, score: float, std: float, updates: int) -> None:
@@ -19,7 +19,7 @@ def _add(root: Path, name: str, policy: str, score: float, std: float, updates: 
     file = save_offline_policy(root / f"{name}-{policy}.pt", TanhActor(3, 1, [4]), TwinQ(3, 1, [4]), algorithm=policy,
                                config={}, dataset_id=f"itpo/{env}/{level}-v0", env_id=f"{env.capitalize()}-v5",
                                action_low=-np.ones(1), action_high=np.ones(1), updates=updates)
-    zoo.add_policy(name, policy, file, kind="offline", dataset_id=f"itpo/{env}/{level}-v0",
+    zoo_write.add_policy(name, policy, file, kind="offline", dataset_id=f"itpo/{env}/{level}-v0",
                    env_id=f"{env.capitalize()}-v5", root=root,
                    info={"algorithm": policy, "updates": updates,
                          "eval": {"episodes": 10, "score_mean": score, "score_std": std}})
@@ -52,31 +52,35 @@ def test_base_policy_page_holds_the_comparison(root: Path) -> None:
 
 
 def test_calibration_table_lists_recorded_policies(root: Path) -> None:
-    from itpo_wrap.zoo_tables import calibration_markdown
+    from itpo_lab.zoo_tables import calibration_markdown
 
     assert calibration_markdown(root)[-1] == "No policy has been measured yet."
-    zoo.record_policy_facts("hopper-medium", "rebrac", {"critic_calibration": {
+    zoo_write.record_policy_facts("hopper-medium", "rebrac", {"critic_calibration": {
         "states": 900, "episodes": 10, "q_mean": 150.0, "return_mean": 200.0, "ratio": 0.75, "correlation": 0.9}}, root)
     assert calibration_markdown(root)[-1] == "| hopper-medium | rebrac | 900 | 150.0 | 200.0 | 0.75 | 0.90 |"
     with pytest.raises(ValueError, match="cannot change 'file'"):
-        zoo.record_policy_facts("hopper-medium", "rebrac", {"file": "x.pt"}, root)
+        zoo_write.record_policy_facts("hopper-medium", "rebrac", {"file": "x.pt"}, root)
     with pytest.raises(KeyError, match="has no policy 'sac'"):
-        zoo.record_policy_facts("hopper-medium", "sac", {}, root)
+        zoo_write.record_policy_facts("hopper-medium", "sac", {}, root)
 
 
 def test_learning_curves_prefer_running_resume_logs(root: Path, tmp_path: Path) -> None:
-    from itpo_wrap.zoo_tables import learning_curves, plot_learning_curves
+    from itpo_lab.zoo_tables import learning_curves, plot_learning_curves
 
     (root / "hopper-medium" / "td3_bc_eval.csv").write_text(
         "update,episodes,seed,eval/score_mean\n5000,10,1000,20.0\n10000,10,1000,30.0\n")
-    zoo.record_policy_facts("hopper-medium", "td3_bc", {"eval_curve": "td3_bc_eval.csv"}, root)
-    resume = tmp_path / "resume"
-    (resume / "rebrac-hopper-medium-seed0").mkdir(parents=True)
-    (resume / "rebrac-hopper-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,12.5\n")
-    (resume / "rebrac-ant-medium-seed0").mkdir()  # not a zoo entry: ignored
-    (resume / "rebrac-ant-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,1.0\n")
-    (resume / "rebrac-hopper-medium-beta2-0.1-seed0").mkdir()  # a settings check: its own label
-    (resume / "rebrac-hopper-medium-beta2-0.1-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,14.0\n")
+    zoo_write.record_policy_facts("hopper-medium", "td3_bc", {"eval_curve": "td3_bc_eval.csv"}, root)
+    resume = tmp_path / "runs"  # the trainers' default layout: runs/<algorithm>/<entry>-seed<k>/
+    rebrac = resume / "rebrac"
+    (rebrac / "hopper-medium-seed0").mkdir(parents=True)
+    (rebrac / "hopper-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,12.5\n")
+    (rebrac / "ant-medium-seed0").mkdir()  # not a zoo entry: ignored
+    (rebrac / "ant-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,1.0\n")
+    (rebrac / "hopper-medium-beta2-0.1-seed0").mkdir()  # a settings check: its own label
+    (rebrac / "hopper-medium-beta2-0.1-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,14.0\n")
+    (rebrac / "hopper-medium-replay-seed3").mkdir()  # finished (policy.pt written): the zoo's curve stands
+    (rebrac / "hopper-medium-replay-seed3" / "eval.csv").write_text("update,eval/score_mean\n5000,99.0\n")
+    (rebrac / "hopper-medium-replay-seed3" / "policy.pt").write_bytes(b"")
     curves = learning_curves(root, resume)
     assert curves["hopper-medium"]["rebrac beta2-0.1"] == ([5000], [14.0], False)
     assert curves["hopper-medium"]["td3_bc"] == ([5000, 10000], [20.0, 30.0], True)

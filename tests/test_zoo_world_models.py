@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from itpo_lab import zoo_write
 from itpo_wrap import zoo
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.world_model.config import MeanFlowConfig, NetConfig
@@ -30,7 +31,7 @@ def _bundle(path: Path) -> Path:
 
 def _entry(root: Path, tmp: Path) -> None:
     for name, seed, default in (("td3_bc", 0, False), ("rebrac", 1, True)):
-        zoo.add_policy("pendulum-medium", name, _policy(tmp / f"{name}.pt", name, seed=seed), kind="offline",
+        zoo_write.add_policy("pendulum-medium", name, _policy(tmp / f"{name}.pt", name, seed=seed), kind="offline",
                        dataset_id="itpo/pendulum/medium-v0", env_id="Pendulum-v1", info=_info(40.0, name),
                        default=default, root=root, ref_scores=(-1500.0, -150.0))
 
@@ -40,7 +41,7 @@ def test_world_model_gets_the_loaded_policys_critic(tmp_path: Path) -> None:
     _entry(root, tmp_path)
     info = {"command": "itpo train-world-model --dataset x", "wall_s": 600.0,
             "eval": {"one_step_rmse_state_std": 0.123}}
-    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), info=info, root=root)
+    zoo_write.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), info=info, root=root)
     stored = json.loads((root / "pendulum-medium" / "entry.json").read_text())
     assert stored["world_models"]["meanflow"]["file"] == "wm_meanflow.pt" and stored["world_model"] == "wm_meanflow.pt"
     card = (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
@@ -64,7 +65,7 @@ def test_normalized_score_needs_reference_scores(tmp_path: Path) -> None:
     entry = zoo.load("pendulum-medium", root=root)
     assert float(entry.normalized_score(-150.0)) == pytest.approx(100.0)
     assert float(entry.normalized_score(-825.0)) == pytest.approx(50.0)
-    zoo.add_policy("pendulum-expert", "td3_bc", _policy(tmp_path / "x.pt", "td3_bc"), kind="offline",
+    zoo_write.add_policy("pendulum-expert", "td3_bc", _policy(tmp_path / "x.pt", "td3_bc"), kind="offline",
                    dataset_id="itpo/pendulum/expert-v0", env_id="Pendulum-v1", root=root)
     with pytest.raises(ValueError, match="records no reference scores"):
         zoo.load("pendulum-expert", root=root).normalized_score(0.0)
@@ -74,33 +75,33 @@ def test_add_world_model_errors(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     _entry(root, tmp_path)
     with pytest.raises(ValueError, match="kind='ensemble'"):
-        zoo.add_world_model("pendulum-medium", "ensemble", tmp_path / "wm.pt", root=root)
+        zoo_write.add_world_model("pendulum-medium", "ensemble", tmp_path / "wm.pt", root=root)
     with pytest.raises(FileNotFoundError, match="no such file"):
-        zoo.add_world_model("pendulum-medium", "meanflow", tmp_path / "missing.pt", root=root)
+        zoo_write.add_world_model("pendulum-medium", "meanflow", tmp_path / "missing.pt", root=root)
     with pytest.raises(KeyError, match="known entries"):
-        zoo.add_world_model("nope", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+        zoo_write.add_world_model("nope", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
 
 
 def test_tuned_step_size_is_recorded_and_loaded(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     _entry(root, tmp_path)
-    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
-    zoo.set_tuned_step_size("pendulum-medium", "meanflow", 1e-4, note="grid {1e-4, 1e-3} on seeds 0-2", root=root)
+    zoo_write.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+    zoo_write.set_tuned_step_size("pendulum-medium", "meanflow", 1e-4, note="grid {1e-4, 1e-3} on seeds 0-2", root=root)
     assert zoo.load("pendulum-medium", root=root).tuned_step_sizes == {"meanflow": 1e-4}
     assert "Tuned ITPO settings: step_size=0.0001" in (root / "pendulum-medium" / "MODEL_CARD.md").read_text()
     with pytest.raises(KeyError, match="no 'diffusion' world model"):
-        zoo.set_tuned_step_size("pendulum-medium", "diffusion", 1e-4, root=root)
+        zoo_write.set_tuned_step_size("pendulum-medium", "diffusion", 1e-4, root=root)
     with pytest.raises(ValueError, match="step_size=0"):
-        zoo.set_tuned_step_size("pendulum-medium", "meanflow", 0, root=root)
+        zoo_write.set_tuned_step_size("pendulum-medium", "meanflow", 0, root=root)
 
 
 def test_tuned_settings_reach_adapt_config(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     _entry(root, tmp_path)
-    zoo.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
+    zoo_write.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), root=root)
     entry = zoo.load("pendulum-medium", root=root)
     assert entry.adapt_config("meanflow").step_size == 1e-4  # untuned: the zoo's default, not the paper's 1e-3
-    zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 3e-5, "persistence": "reset_each_step"},
+    zoo_write.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 3e-5, "persistence": "reset_each_step"},
                            note="grid", root=root)
     entry = zoo.load("pendulum-medium", root=root)
     cfg = entry.adapt_config("meanflow", device="cpu")
@@ -108,12 +109,12 @@ def test_tuned_settings_reach_adapt_config(tmp_path: Path) -> None:
     assert entry.adapt_config("meanflow", step_size=1e-3).step_size == 1e-3  # overrides win
     assert entry.tuned_step_sizes == {"meanflow": 3e-5}
     with pytest.raises(ValueError, match="not AdaptConfig fields"):
-        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "stepsize": 1}, root=root)
+        zoo_write.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "stepsize": 1}, root=root)
     with pytest.raises(ValueError, match="persistence"):
-        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "persistence": "sometimes"},
+        zoo_write.set_tuned_settings("pendulum-medium", "meanflow", {"step_size": 1e-4, "persistence": "sometimes"},
                                root=root)
     with pytest.raises(ValueError, match="must include 'step_size'"):
-        zoo.set_tuned_settings("pendulum-medium", "meanflow", {"persistence": "persistent"}, root=root)
+        zoo_write.set_tuned_settings("pendulum-medium", "meanflow", {"persistence": "persistent"}, root=root)
 
 
 def test_mlp_ablation_uses_the_diffusion_bundles_baseline(tmp_path: Path) -> None:
@@ -129,7 +130,7 @@ def test_mlp_ablation_uses_the_diffusion_bundles_baseline(tmp_path: Path) -> Non
                     RewardHead(3, 1, (8,)), TerminationHead(3, (8,), True), None, *norm, action_low=np.array([-2.0]),
                     action_high=np.array([2.0]), env_id="Pendulum-v1", baseline=MLPDynamics(3, 1))
     wm.save(tmp_path / "d.pt")
-    zoo.add_world_model("pendulum-medium", "diffusion", tmp_path / "d.pt", root=root)
+    zoo_write.add_world_model("pendulum-medium", "diffusion", tmp_path / "d.pt", root=root)
     mlp = zoo.load("pendulum-medium", root=root).load_world_model("mlp")
     assert mlp.dynamics is mlp.baseline and mlp.dynamics.kind == "mlp"
     s, a = torch.randn(4, 3), torch.rand(4, 1)

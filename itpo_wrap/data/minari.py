@@ -19,7 +19,7 @@ import numpy as np
 from itpo_wrap.data.buffer import OfflineDataset
 
 #: Where our own recipes live; named in the not-found error so a user knows the fix.
-COLLECT_HINT = "itpo collect --env {env} --levels {level}"
+COLLECT_HINT = "itpo-lab collect --env {env} --levels {level}"
 REPO_URL = "https://github.com/itpo-wrap/itpo-wrap"
 
 

@@ -19,10 +19,11 @@ from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.world_model.config import DiffusionConfig, MeanFlowConfig, NetConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     """Add ``train-world-model`` and ``eval-world-model`` to an argparse subparsers object.
 
     :param subparsers: the result of ``parser.add_subparsers()``.
+    :return: the two new parsers by command name (the lab adds its zoo options to them).
     """
     d = WorldModelTrainConfig()
     p = subparsers.add_parser("train-world-model", help="train a world-model bundle on an offline dataset",
@@ -62,9 +63,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write the training metrics as TensorBoard scalars under DIR/wm_<kind>-<entry>_<n> "
                         "(a resumed run appends to its folder); needs pip install 'itpo-wrap[tensorboard]'")
-    p.add_argument("--zoo-dir", default=None,
-                   help="also add the bundle (without a critic) to the zoo entry of --dataset in this folder, "
-                        "with its held-out evaluation, e.g. policies/zoo")
     p.add_argument("--boundary-ratio", type=float, default=None,
                    help="MeanFlow: share of samples at (r, t) = (0, 1), the one-step sampler's point")
     p.add_argument("--flow-ratio", type=float, default=None, help="MeanFlow: share of samples with r = t")
@@ -104,6 +102,7 @@ def register(subparsers: Any) -> None:
                    "(info[\"fitness\"]), which every wrapper over it then checks (AdaptConfig.model_check)")
     e.add_argument("--csv", default=None, help="write per-horizon rows here")
     e.set_defaults(func=eval_command)
+    return {"train-world-model": p, "eval-world-model": e}
 
 
 def _load_dataset(id_or_path: str) -> Any:
@@ -146,7 +145,7 @@ def _load_sb3(path: str) -> Any:
         from stable_baselines3.common.save_util import load_from_zip_file
     except ImportError as err:  # pragma: no cover - SB3 is a dependency
         raise ImportError("loading an SB3 .zip needs stable-baselines3: pip install stable-baselines3") from err
-    from itpo_wrap.offline.sb3_weights import warn_sb3_pickle
+    from itpo_wrap.formats.sb3_weights import warn_sb3_pickle
 
     warn_sb3_pickle(path)  # the zip's pickle runs below: say once that it is trusted like code
     data, _, _ = load_from_zip_file(path, device="cpu")
@@ -188,7 +187,20 @@ def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """Run ``train-world-model``."""
+    """Run ``train-world-model``.
+
+    :param args: the parsed ``train-world-model`` arguments.
+    """
+    train_and_evaluate(args)
+    return 0
+
+
+def train_and_evaluate(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """Train the bundle, score it on held-out episodes, store that score in it (``info["fitness"]``) and save it.
+
+    :param args: the parsed ``train-world-model`` arguments.
+    :return: ``(world_model, held-out evaluation, dataset)``.
+    """
     from itpo_wrap.tensorboard import check_tensorboard
     from itpo_wrap.training.evaluate import evaluate_world_model
     from itpo_wrap.training.world_model import train_world_model
@@ -216,31 +228,14 @@ def train_command(args: argparse.Namespace) -> int:
     problems = fitness_of(wm).problems()  # type: ignore[union-attr]
     if problems:
         print("WARNING: not fit to plan with: " + "; ".join(problems))
-    if args.zoo_dir:
-        _add_to_zoo(args, wm, result, dataset)
-    return 0
-
-
-def _add_to_zoo(args: argparse.Namespace, wm: Any, result: dict[str, Any], dataset: Any) -> None:
-    """Record the bundle in the dataset's zoo entry (which must exist: a base policy comes first)."""
-    import shlex
-    import sys
-
-    from itpo_wrap import zoo
-
-    name = zoo.entry_name(dataset.dataset_id or args.dataset)
-    keep = ("one_step_rmse", "one_step_rmse_state_std", "open_loop_rmse_state_std")
-    ev = {k: result["dynamics"][k] for k in keep}
-    if "baseline" in result:
-        ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
-    ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
-    info = {"command": "itpo " + shlex.join(sys.argv[1:]), "wall_s": round(float(wm.info["train_wall_s"]), 1), "eval": ev}
-    folder = zoo.add_world_model(name, args.dynamics, args.out, info=info, root=args.zoo_dir)
-    print(f"added to zoo entry {folder}")
+    return wm, result, dataset
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    """Run ``eval-world-model``."""
+    """Run ``eval-world-model``.
+
+    :param args: the parsed ``eval-world-model`` arguments.
+    """
     import csv
 
     from itpo_wrap.training.evaluate import evaluate_world_model, summary_rows

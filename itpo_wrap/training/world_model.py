@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import itpo_wrap
+from itpo_wrap._version import __version__
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.tensorboard import check_tensorboard, open_run
@@ -226,7 +226,7 @@ def train_world_model(
         "train_wall_s": max(time.perf_counter() - start,
                             max(sum(summaries[c.name]["wall_s"] for c in comps) for comps in groups)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "itpo_version": itpo_wrap.__version__, "critic_source": critic_source,
+        "itpo_version": __version__, "critic_source": critic_source,
     }
     wm = WorldModel(dynamics, reward, termination, critic, norms["obs"], norms["act"], norms["delta"], low, high,
                     env_id=dataset.env_id, baseline=baseline, info=info)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import itpo_wrap
+from itpo_wrap import _version
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.integrity import stamp
 from itpo_wrap.pairing import compare, tag, world_model_facts
@@ -211,7 +211,7 @@ class WorldModel(nn.Module):
             return None if h is None else {"arch": h.arch(), "state_dict": h.state_dict()}  # type: ignore[operator]
 
         payload = {
-            "format": FORMAT_VERSION, "library": "itpo-wrap", "version": itpo_wrap.__version__,
+            "format": FORMAT_VERSION, "library": "itpo-wrap", "version": _version.__version__,
             "torch": str(torch.__version__), "env_id": self.env_id, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
             "action_low": self._low.cpu(), "action_high": self._high.cpu(),
             "dynamics": dyn(self.dynamics), "baseline": dyn(self.baseline), "reward": head(self.reward_head),
@@ -249,7 +249,7 @@ class WorldModel(nn.Module):
         payload = read_payload(path, map_location)
         check_expected(path, payload, {"env_id": env_id, "obs_dim": obs_dim, "act_dim": act_dim, "kind": kind,
                                        "action_low": action_low, "action_high": action_high,
-                                       "version": None if allow_version_mismatch else itpo_wrap.__version__})
+                                       "version": None if allow_version_mismatch else _version.__version__})
         wm = rebuild(cls, payload, _DYNAMICS_CLASSES, config_from_dict, path).to(map_location)
         tag(wm, source=os.fspath(path))  # messages about pairing it name the file
         return wm

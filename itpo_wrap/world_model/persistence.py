@@ -79,7 +79,7 @@ def check_expected(path: str | os.PathLike[str], payload: dict[str, Any], expect
     same_env = "load the bundle trained for this env"
     checks = (("env_id", "env_id", same_env), ("obs_dim", "obs_dim", same_env), ("act_dim", "act_dim", same_env),
               ("kind", "dynamics kind", "this file holds another kind of dynamics: store each kind under its own "
-               "name (zoo.add_world_model(entry, kind, file) checks it) or load it as that kind"),
+               "name (itpo_lab.zoo_write.add_world_model(entry, kind, file) checks it) or load it as that kind"),
               ("version", "itpo-wrap version", "re-save it with this version or pass allow_version_mismatch=True"))
     for key, words, fix in checks:
         ours, theirs = expected.get(key), facts.get(key)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_wrap.offline.evaluation import rollout
+from itpo_lab.offline.evaluation import rollout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ def calibrate_policy_file(
     :param gamma: the critic's discount; ``None``: the one in the checkpoint's config (else 0.99).
     :return: ``(calibration, meta)``, ``meta`` as from :func:`load_offline_policy`.
     """
-    from itpo_wrap.offline.checkpoint import load_offline_policy
+    from itpo_wrap.formats.offline_policy import load_offline_policy
 
     actor, critic, meta = load_offline_policy(path)
     if gamma is None:

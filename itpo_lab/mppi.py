@@ -78,7 +78,7 @@ class MPPIPlanner:
     """SB3-style ``predict`` that plans with MPPI on a world model and a base policy's critic.
 
     :param actor: deterministic base actor, ``(B, obs_dim)`` raw observations to ``[-1, 1]`` actions (a zoo
-        entry's ``.actor``, or ``itpo_wrap.offline.sb3.SB3Actor`` for an SB3 model).
+        entry's ``.actor``, or ``itpo_wrap.formats.sb3.SB3Actor`` for an SB3 model).
     :param world_model: a ``WorldModel`` with a critic.
     :param config: the planner's settings.
     """

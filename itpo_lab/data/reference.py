@@ -3,11 +3,11 @@
 Normalized score = ``100 * (R - ref_min_score) / (ref_max_score - ref_min_score)`` (D4RL's formula, x100).
 The references are **ours**, not D4RL's: 0 is the mean return of uniform random actions and 100 the mean
 return of our own CPU-budget SB3 SAC expert (``policies/behavior/<env>/expert.zip``) on the Gymnasium
-MuJoCo v5 envs. They were measured once, by ``itpo collect --env <env> --levels all --summary`` with its
+MuJoCo v5 envs. They were measured once, by ``itpo-lab collect --env <env> --levels all --summary`` with its
 defaults (seed 0, at least 200,000 transitions per sampled level), and are recorded in
 ``policies/behavior/<env>/datasets.json`` (the ``random`` and ``expert`` rows' ``return_mean``) and in every
 zoo entry. They are constants from then on: a rerun with another budget or seed must not move the scale
-(one did: 2,684.5 instead of 2,781.9 for Hopper), so :func:`itpo_wrap.data.collect.collect` writes these
+(one did: 2,684.5 instead of 2,781.9 for Hopper), so :func:`itpo_lab.data.collect.collect` writes these
 values and only logs what it measures.
 
 Measurement, per env (numbers in :data:`REFERENCE_SCORES`):
@@ -72,7 +72,7 @@ class ReferenceScores:
 
     @property
     def scores(self) -> tuple[float, float]:
-        """``(ref_min_score, ref_max_score)``, the pair ``zoo.add_policy(ref_scores=...)`` takes."""
+        """``(ref_min_score, ref_max_score)``, the pair ``zoo_write.add_policy(ref_scores=...)`` takes."""
         return self.ref_min_score, self.ref_max_score
 
     def measurement(self) -> str:
@@ -139,7 +139,7 @@ def reference_scores(env: str) -> ReferenceScores:
     known = ", ".join(f"{name} ({ref.env_id})" for name, ref in REFERENCE_SCORES.items())
     raise UnknownEnvError(
         f"no fixed reference scores for env {env!r}; known: {known}. A new env needs its random and expert "
-        f"returns measured once (itpo collect --summary) and added to itpo_wrap/data/reference.py"
+        f"returns measured once (itpo-lab collect --summary) and added to itpo_lab/data/reference.py"
     )
 
 
@@ -152,7 +152,7 @@ def normalization_note() -> str:
     steps = sorted(r.expert_step for r in refs)
     return (
         "Normalized score = 100 x (return - ref_min_score) / (ref_max_score - ref_min_score), with fixed "
-        "reference returns of our own (`itpo_wrap/data/reference.py`): 0 is the mean return of uniform random "
+        "reference returns of our own (`itpo_lab/data/reference.py`): 0 is the mean return of uniform random "
         "actions and 100 the mean return of our own CPU-budget SAC expert (stable-baselines3 SAC after "
         f"{steps[0]:,}-{steps[-1]:,} env steps, stochastic actions), each measured once over at least "
         f"{MEASURED_TRANSITIONS:,} transitions (seed {MEASURED_SEED}) on the Gymnasium MuJoCo v5 envs; "

@@ -12,11 +12,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from itpo_lab.offline.checkpoint import save_offline_policy
+from itpo_lab.offline.evaluation import EvalResult, evaluate_actor
+from itpo_lab.offline.loop import format_command
+from itpo_lab.zoo_write import add_policy
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
-from itpo_wrap.offline.checkpoint import save_offline_policy
-from itpo_wrap.offline.evaluation import EvalResult, evaluate_actor
-from itpo_wrap.offline.loop import format_command
+from itpo_wrap.zoo import entry_name
 
 
 def load_offline_dataset(dataset_id: str) -> OfflineDataset:
@@ -34,8 +36,6 @@ def load_offline_dataset(dataset_id: str) -> OfflineDataset:
 
 def run_name(dataset_id: str) -> str:
     """A folder-safe name for a dataset id (the zoo entry name when the id has the standard form)."""
-    from itpo_wrap.zoo import entry_name
-
     try:
         return entry_name(dataset_id)
     except ValueError:
@@ -109,8 +109,6 @@ def finalize_run(
                                env_id=dataset.env_id, action_low=action_low, action_high=action_high,
                                updates=updates, info=info)
     if zoo_dir:
-        from itpo_wrap import zoo
-
         if not dataset.env_id:
             raise ValueError("a zoo entry needs the dataset's env_id; this dataset has none")
         name = run_name(dataset.dataset_id or args.dataset)
@@ -121,7 +119,7 @@ def finalize_run(
             if (run_dir / log).is_file():
                 shutil.copyfile(run_dir / log, folder / f"{algorithm}_{log}")
                 curve[key] = f"{algorithm}_{log}"
-        zoo.add_policy(name, algorithm, path, kind="offline",
+        add_policy(name, algorithm, path, kind="offline",
                        dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
                        info={"algorithm": algorithm, "updates": updates, **info, **curve},
                        ref_scores=_ref_scores(dataset))
@@ -182,7 +180,7 @@ def train_actor_critic(
     :param may_differ: ``Args`` fields a resumed run may change (passed to ``TrainLoop.resume``).
     :param extra_config: settings resolved at run time, stored in the config and checkpoint.
     """
-    from itpo_wrap.offline.loop import TrainLoop, collect_state, restore_state
+    from itpo_lab.offline.loop import TrainLoop, collect_state, restore_state
     from itpo_wrap.tensorboard import check_tensorboard, open_run
 
     check_tensorboard(getattr(args, "tensorboard", None))  # before the run folder is created

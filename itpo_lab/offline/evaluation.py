@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_wrap.offline.tensors import unscale_actions
+from itpo_lab.offline.tensors import unscale_actions
 
 ActorLike = Callable[[torch.Tensor], torch.Tensor]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from itpo_wrap.data.collect import ENVS, LEVELS
-from itpo_wrap.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, REFERENCE_SCORES, normalization_note
+from itpo_lab.data.collect import ENVS, LEVELS
+from itpo_lab.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, REFERENCE_SCORES, normalization_note
 
 
 def datasets_markdown(behavior_root: Path) -> str:
@@ -21,7 +21,7 @@ def datasets_markdown(behavior_root: Path) -> str:
         "Regenerate all of them, deterministically, from the committed behaviour policies with",
         "",
         "```bash",
-        "itpo collect --env all --levels all --summary   # then: itpo datasets-table --out docs/datasets.md",
+        "itpo-lab collect --env all --levels all --summary   # then: itpo-lab datasets-table --out docs/datasets.md",
         "```",
         "",
         *reference_markdown(),
@@ -70,7 +70,7 @@ def datasets_markdown(behavior_root: Path) -> str:
         )
     lines += [
         "",
-        "Command per env: `itpo collect --env <env> --levels all --summary` (add `--overwrite` to remake).",
+        "Command per env: `itpo-lab collect --env <env> --levels all --summary` (add `--overwrite` to remake).",
         "Collect times are wall seconds on this project's 2-core CI-class machine while other jobs shared the cores",
         "(HalfCheetah's ran beside two SAC trainings); the levels' CPU cost is about 3.5 min per env in all.",
         "`medium-replay` and `medium-expert` take ~0 s because they reuse the committed buffer and the other levels.",
@@ -80,15 +80,15 @@ def datasets_markdown(behavior_root: Path) -> str:
 
 
 def reference_markdown() -> list[str]:
-    """The reference-scores section: what 0 and 100 mean, ours beside D4RL's, from :mod:`itpo_wrap.data.reference`."""
+    """The reference-scores section: what 0 and 100 mean, ours beside D4RL's, from :mod:`itpo_lab.data.reference`."""
     lines = [
         "## Reference scores: 100 is our own expert, not D4RL's",
         "",
         normalization_note(),
         "",
-        f"Measured once with `itpo collect --env <env> --levels all --summary` at its defaults (seed {MEASURED_SEED}, "
+        f"Measured once with `itpo-lab collect --env <env> --levels all --summary` at its defaults (seed {MEASURED_SEED}, "
         f">= {MEASURED_TRANSITIONS:,} transitions per sampled level): the `random` and `expert` levels' mean returns. "
-        "`itpo collect` writes these constants into every dataset of the env and never re-measures them (it logs "
+        "`itpo-lab collect` writes these constants into every dataset of the env and never re-measures them (it logs "
         "the random/expert means of the episodes it generates as a check), so another `--transitions` or `--seed` "
         "does not move the scale. Minari's `get_normalized_score` is the same formula on a 0-1 scale.",
         "",

@@ -1,7 +1,7 @@
 """SB3 SAC / TD3 models as base policies, with their own critics (issue 4, item 4).
 
 :func:`load_sb3_base` returns the same ``(actor, critic, meta)`` shape as
-:func:`itpo_wrap.offline.load_offline_policy`: the actor is an ``nn.Module`` mapping raw
+:func:`itpo_wrap.formats.offline_policy.load_offline_policy`: the actor is an ``nn.Module`` mapping raw
 observations to ``[-1, 1]`` that **shares its parameters with the SB3 model** (so adapting it
 adapts the model), and the critic follows SB3's critic contract ``critic(obs, scaled_action) ->
 (q1, q2)``, each ``(B, 1)``, the one ``TwinQ`` follows too.
@@ -12,7 +12,7 @@ the Gaussian mean); TD3/DDPG ``policy.actor(obs)`` (ends in tanh); both critics
 are not supported here (the actor would receive raw ones).
 
 An SB3 ``.zip`` is a pickle that runs code when loaded: :func:`load_sb3_model` says so once per
-process, and the zoo stores SB3 bases as weights-only files instead (:mod:`itpo_wrap.offline.sb3_weights`),
+process, and the zoo stores SB3 bases as weights-only files instead (:mod:`itpo_wrap.formats.sb3_weights`),
 which :func:`load_sb3_base` reads without running anything.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpo_wrap.offline.sb3_weights import load_sb3_weights, warn_sb3_pickle
+from itpo_wrap.formats.sb3_weights import load_sb3_weights, warn_sb3_pickle
 from itpo_wrap.pairing import tag
 
 SB3_ALGORITHMS = ("sac", "td3")
@@ -103,7 +103,7 @@ def load_sb3_base(
 ) -> tuple[SB3Actor, SB3TwinCritic, dict[str, Any]]:
     """An SB3 SAC/TD3 model as a base policy: ``(actor, critic, meta)`` like ``load_offline_policy``.
 
-    :param path: a weights-only ``.pt`` (:mod:`itpo_wrap.offline.sb3_weights`, nothing runs) or a ``.zip``
+    :param path: a weights-only ``.pt`` (:mod:`itpo_wrap.formats.sb3_weights`, nothing runs) or a ``.zip``
         (a pickle, trusted like code).
     :param algorithm: ``"sac"``, ``"td3"`` or ``"auto"`` (zips only; a weights-only file names its own).
     :param env_id: the Gymnasium id it acts in (zips do not store it; a weights-only file that records

@@ -11,15 +11,14 @@ without running anything (one ``.pt`` file)::
     state_dict      the policy's tensors (actor, critics, target critics)
     digest          SHA-256 of the above (itpo_wrap.integrity)
 
-:func:`convert_sb3_zip` turns a zip you trust into this format (loading it once, as code);
-:func:`load_sb3_weights` rebuilds the same model from the file: the same policy class and kwargs,
+``itpo_lab.offline.sb3_weights.convert_sb3_zip`` turns a zip you trust into this format (loading it once,
+as code); :func:`load_sb3_weights` rebuilds the same model from the file: the same policy class and kwargs,
 the same tensors, hence bit for bit the same ``predict``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpo_wrap.integrity import load_checked, stamp
+from itpo_wrap.integrity import load_checked
 
 FORMAT = "itpo-sb3-weights"
 FORMAT_VERSION = 1
-_WRITER = "itpo_wrap.offline.save_sb3_weights"
+_WRITER = "itpo_lab.offline.sb3_weights.save_sb3_weights"
 # classes a policy_kwargs may name; anything else is custom code, which this format cannot carry
-_CLASSES: dict[str, type] = {f"torch.nn.{c.__name__}": c for c in (
+ALLOWED_CLASSES: dict[str, type] = {f"torch.nn.{c.__name__}": c for c in (
     nn.ReLU, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Mish, nn.Sigmoid, nn.Softplus)}
-_CLASSES.update({f"torch.optim.{c.__name__}": c for c in (
+ALLOWED_CLASSES.update({f"torch.optim.{c.__name__}": c for c in (
     torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop)})
 _WARNED = {"zip": False}
 
@@ -51,46 +50,8 @@ def warn_sb3_pickle(path: str | Path) -> None:
     _WARNED["zip"] = True
     warnings.warn(f"loading {str(path)!r}: an SB3 .zip is a pickle and runs the code it carries when loaded; load "
                   "only zips you trust like code. The zoo ships SB3 bases as weights-only files "
-                  "(itpo_wrap.offline.convert_sb3_zip makes one from a zip you trust). Said once per process.",
+                  "(itpo_lab.offline.sb3_weights.convert_sb3_zip makes one from a zip you trust). Said once per process.",
                   UserWarning, stacklevel=3)
-
-
-def save_sb3_weights(model: Any, path: str | Path, env_id: str | None = None) -> Path:
-    """Write an SB3 SAC/TD3/DDPG model as a weights-only file (atomically).
-
-    :param model: the loaded model (``MlpPolicy``, Box spaces).
-    :param path: destination ``.pt``.
-    :param env_id: the Gymnasium id it acts in (SB3 does not record it), kept for pairing checks.
-    :return: the written path.
-    """
-    algorithm = _algorithm_of(model)
-    arch = {"algorithm": algorithm, "policy_kwargs": _encode(dict(model.policy_kwargs), "policy_kwargs"),
-            "observation_space": _box_json(model.observation_space, "observation_space"),
-            "action_space": _box_json(model.action_space, "action_space"),
-            "use_sde": bool(getattr(model, "use_sde", False)), "env_id": env_id, "sb3_version": _sb3_version(),
-            "num_timesteps": int(getattr(model, "num_timesteps", 0))}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": json.dumps(arch, sort_keys=True),
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(stamp(payload), tmp)
-    tmp.replace(path)
-    return path
-
-
-def convert_sb3_zip(src: str | Path, dest: str | Path, algorithm: str = "auto", env_id: str | None = None) -> Path:
-    """Turn an SB3 ``.zip`` you trust into a weights-only file (loading the zip runs its pickle, once, here).
-
-    :param src: the ``.zip`` written by ``model.save()``.
-    :param dest: the ``.pt`` to write.
-    :param algorithm: ``"sac"``, ``"td3"`` or ``"auto"``.
-    :param env_id: the Gymnasium id it acts in.
-    :return: ``dest``.
-    """
-    from itpo_wrap.offline.sb3 import load_sb3_model
-
-    return save_sb3_weights(load_sb3_model(src, algorithm), dest, env_id=env_id)
 
 
 def load_sb3_weights(path: str | Path) -> Any:
@@ -102,7 +63,7 @@ def load_sb3_weights(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no SB3 weights file at {str(path)!r}; make one from a zip you trust with "
-                                "itpo_wrap.offline.convert_sb3_zip")
+                                "itpo_lab.offline.sb3_weights.convert_sb3_zip")
     payload = load_checked(path, "cpu", what="SB3 weights file", writer=_WRITER)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not an {FORMAT} file; write one with {_WRITER} or convert_sb3_zip")
@@ -141,68 +102,20 @@ def _build(arch: dict[str, Any]) -> Any:
     return model
 
 
-def _algorithm_of(model: Any) -> str:
-    from stable_baselines3 import DDPG, SAC, TD3
-    from stable_baselines3.sac.policies import SACPolicy
-    from stable_baselines3.td3.policies import TD3Policy
-
-    for name, cls, policy_cls in (("ddpg", DDPG, TD3Policy), ("sac", SAC, SACPolicy), ("td3", TD3, TD3Policy)):
-        if isinstance(model, cls):
-            if type(model.policy) is not policy_cls:
-                raise ValueError(f"{type(model.policy).__name__} is a custom policy class; only SB3's MlpPolicy can be "
-                                 "stored without a pickle (keep the zip and load it as trusted code)")
-            return name
-    raise TypeError(f"expected an SB3 SAC, TD3 or DDPG model, got {type(model).__name__}")
-
-
-def _encode(value: Any, where: str) -> Any:
-    """policy_kwargs as JSON: classes by dotted name (allow-listed), containers recursively."""
-    if isinstance(value, type):
-        from stable_baselines3.common.torch_layers import FlattenExtractor
-
-        if value is FlattenExtractor:
-            return {"class": "FlattenExtractor"}
-        names = [name for name, cls in _CLASSES.items() if cls is value]
-        if not names:
-            raise ValueError(f"{where} holds the class {value.__module__}.{value.__qualname__}, which a weights-only "
-                             f"file cannot name; only {sorted(_CLASSES)} and FlattenExtractor (keep the zip and load "
-                             "it as trusted code)")
-        return {"class": names[0]}
-    if isinstance(value, dict):
-        return {str(k): _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"{where} holds a {type(value).__name__}, which a weights-only file cannot store")
-
-
 def _decode(value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"class"}:
         if value["class"] == "FlattenExtractor":
             from stable_baselines3.common.torch_layers import FlattenExtractor
 
             return FlattenExtractor
-        if value["class"] not in _CLASSES:
-            raise ValueError(f"class {value['class']!r} is not allowed; allowed: {sorted(_CLASSES)}")
-        return _CLASSES[value["class"]]
+        if value["class"] not in ALLOWED_CLASSES:
+            raise ValueError(f"class {value['class']!r} is not allowed; allowed: {sorted(ALLOWED_CLASSES)}")
+        return ALLOWED_CLASSES[value["class"]]
     if isinstance(value, dict):
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
-
-
-def _box_json(space: Any, where: str) -> dict[str, Any]:
-    from gymnasium import spaces
-
-    if not isinstance(space, spaces.Box):
-        raise ValueError(f"{where} is {space}; only Box spaces can be stored")
-
-    def nums(a: np.ndarray) -> list[Any]:  # strict JSON has no inf: write it as a string
-        return [float(x) if math.isfinite(x) else str(float(x)) for x in np.asarray(a, np.float64).reshape(-1)]
-
-    return {"shape": list(space.shape), "dtype": str(space.dtype), "low": nums(space.low), "high": nums(space.high)}
 
 
 def _box(spec: dict[str, Any]) -> Any:
@@ -213,8 +126,3 @@ def _box(spec: dict[str, Any]) -> Any:
     high = np.array([float(x) for x in spec["high"]], dtype=dtype).reshape(shape)
     return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
 
-
-def _sb3_version() -> str:
-    import stable_baselines3
-
-    return str(stable_baselines3.__version__)

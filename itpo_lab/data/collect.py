@@ -10,7 +10,7 @@ generator, policy sampling from a seeded torch generator with one torch thread; 
 gives identical arrays.
 
 Reference scores: every dataset stores the env's fixed ``ref_min_score`` / ``ref_max_score`` from
-:mod:`itpo_wrap.data.reference` (our own random and SAC-expert returns, measured once), never values
+:mod:`itpo_lab.data.reference` (our own random and SAC-expert returns, measured once), never values
 measured by this run, so the normalized scale does not move with ``--transitions`` or ``--seed``.
 """
 
@@ -28,9 +28,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from itpo_wrap.data.behavior import load_episodes
+from itpo_lab.data.behavior import load_episodes
+from itpo_lab.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, reference_scores
 from itpo_wrap.data.minari import normalized_score, write_dataset
-from itpo_wrap.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, reference_scores
 from itpo_wrap.utils import policies_root
 
 ENVS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
@@ -45,7 +45,7 @@ def dataset_id(env: str, level: str, version: int = 0) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class CollectConfig:
-    """What ``itpo collect`` makes.
+    """What ``itpo-lab collect`` makes.
 
     :param env: short env name, one of :data:`ENVS`.
     :param levels: levels to write, from :data:`LEVELS`.
@@ -155,7 +155,7 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
     """Generate and write the datasets of ``cfg``; return a summary row per level.
 
     Every dataset, and every summary row, gets the env's fixed reference scores
-    (:func:`itpo_wrap.data.reference.reference_scores`), whatever the budget or seed. Only the levels
+    (:func:`itpo_lab.data.reference.reference_scores`), whatever the budget or seed. Only the levels
     asked for are generated (``medium-expert`` reuses the medium and expert episodes); when the
     ``random`` or ``expert`` episodes are made, their mean return is logged beside the fixed
     reference as a check (with the committed behaviour policies at the measuring run's seed and
@@ -201,7 +201,7 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
         if level in made:  # a check only: what is written is the fixed value
             measured = float(_returns(made[level]).mean())
             log(f"{cfg.env} {level}: measured mean return {measured:.3f} over {len(made[level])} episodes vs fixed "
-                f"{name} {fixed:.3f} (itpo_wrap/data/reference.py; stored: the fixed value)")
+                f"{name} {fixed:.3f} (itpo_lab/data/reference.py; stored: the fixed value)")
             if (cfg.seed, cfg.transitions) == (MEASURED_SEED, MEASURED_TRANSITIONS) and not math.isclose(measured, fixed, rel_tol=1e-9):
                 # the measuring run's own settings: a gap means the policy or the env changed since
                 log(f"WARNING: {cfg.env} {level}: the measuring run's seed and budget no longer reproduce {name}; "

@@ -185,7 +185,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "```bash",
         card["command"],
-        f"itpo export-behavior --env {card['env_id'].split('-')[0].lower()} --run-dir <run-dir>",
+        f"itpo-lab export-behavior --env {card['env_id'].split('-')[0].lower()} --run-dir <run-dir>",
         "```",
         "",
     ])

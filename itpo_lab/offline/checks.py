@@ -4,10 +4,10 @@ A check (ReBRAC on hopper-medium with beta_1 = 0.05 instead of CORL's 0.01, or t
 replaced in the zoo) decides what the zoo ships, so its figures must stay checkable after its run folder is
 gone. :func:`record_check` copies the run's logs into ``policies/checks/<algorithm>-<entry>-<variant>-seed<k>/``
 with a ``check.json`` holding the final evaluation, the critic's calibration and the command that remakes the
-run (without ``--zoo-dir``, so rerunning it never overwrites the zoo). ``itpo zoo-tables`` lists the checks
+run (without ``--zoo-dir``, so rerunning it never overwrites the zoo). ``itpo-lab zoo-tables`` lists the checks
 and draws their curves; the weights are not kept (the command remakes them).
 
-    itpo record-check --run-dir runs/rebrac-ext/hopper-medium-to150k --note "CORL's pair"
+    itpo-lab record-check --run-dir runs/rebrac-ext/hopper-medium-to150k --note "CORL's pair"
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from itpo_wrap.offline.checkpoint import load_offline_policy
+from itpo_wrap.formats.offline_policy import load_offline_policy
 from itpo_wrap.utils import policies_root
 
 FORMAT = "itpo-check"
@@ -80,7 +80,7 @@ def record_check(
     :param seed: first calibration reset seed (the zoo's evaluation seeds).
     :return: the check's folder.
     """
-    from itpo_wrap.offline.run import run_name
+    from itpo_lab.offline.run import run_name
 
     run_dir = Path(run_dir)
     policy = run_dir / "policy.pt"
@@ -110,7 +110,7 @@ def record_check(
         "note": note, "recorded": datetime.date.today().isoformat(), "critic_calibration": None,
     }
     if calibrate:
-        from itpo_wrap.offline.calibration import calibrate_policy_file
+        from itpo_lab.offline.calibration import calibrate_policy_file
 
         result, _ = calibrate_policy_file(policy, episodes=episodes, seed=seed)
         record["critic_calibration"] = {"seed": seed, **result.summary()}
@@ -131,6 +131,6 @@ def read_checks(checks_dir: str | Path | None = None) -> list[dict[str, Any]]:
         record = json.loads(path.read_text())
         if record.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} is not an itpo check record (format {record.get('format')!r}); "
-                             "write it with itpo record-check")
+                             "write it with itpo-lab record-check")
         out.append({**record, "folder": path.parent})
     return out

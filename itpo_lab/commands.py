@@ -1,0 +1,186 @@
+"""The ``itpo-lab`` commands: thin front ends over the lab's functions (datasets, behaviour exports, zoo
+records, tables, settings checks) and the zoo-writing halves of ``train-world-model`` and ``tune``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _parse_levels(text: str) -> tuple[str, ...]:
+    from itpo_lab.data.collect import LEVELS
+
+    if text == "all":
+        return LEVELS
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Run ``collect``: D4RL-style Minari datasets from the committed behaviour policies.
+
+    :param args: the parsed ``collect`` arguments.
+    """
+    from itpo_lab.data.collect import ENVS, CollectConfig, collect
+
+    envs = list(ENVS) if args.env == "all" else [args.env]
+    for env in envs:
+        cfg = CollectConfig(env=env, levels=_parse_levels(args.levels), transitions=args.transitions, seed=args.seed,
+                            behavior_dir=args.behavior_dir or "", overwrite=args.overwrite, version=args.version)
+        t0 = time.perf_counter()
+        summary = collect(cfg)
+        print(f"{env}: {time.perf_counter() - t0:.1f}s")
+        if args.summary:
+            out = cfg.behavior_path / "datasets.json"
+            old = json.loads(out.read_text()) if out.exists() else {}
+            old.update(summary)
+            out.write_text(json.dumps(old, indent=2) + "\n")
+    return 0
+
+
+def cmd_export_behavior(args: argparse.Namespace) -> int:
+    """Run ``export-behavior``: select expert/medium checkpoints of a SAC run and export them.
+
+    :param args: the parsed ``export-behavior`` arguments.
+    """
+    from itpo_lab.data.behavior import export_behavior
+    from itpo_lab.data.collect import ENVS
+
+    out = Path(args.out or f"policies/behavior/{args.env}")
+    command = f"python policies/sac_behavior.py --env {ENVS[args.env]} --run-dir {args.run_dir}"
+    card = export_behavior(args.run_dir, out, ENVS[args.env], command)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def cmd_datasets_table(args: argparse.Namespace) -> int:
+    """Run ``datasets-table``: render ``docs/datasets.md`` from the behaviour cards.
+
+    :param args: the parsed ``datasets-table`` arguments.
+    """
+    from itpo_lab.data.tables import datasets_markdown
+
+    text = datasets_markdown(Path(args.behavior_root))
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def cmd_zoo_tables(args: argparse.Namespace) -> int:
+    """Run ``zoo-tables``: render the zoo's docs tables and curves.
+
+    :param args: the parsed ``zoo-tables`` arguments.
+    """
+    from itpo_lab.zoo_tables import write_tables
+
+    for path in write_tables(Path(args.out_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_critic_calibration(args: argparse.Namespace) -> int:
+    """Run ``critic-calibration``: a policy's critic against the discounted return its actor collects.
+
+    :param args: the parsed ``critic-calibration`` arguments.
+    """
+    import torch
+
+    from itpo_lab.offline.calibration import calibrate_policy_file, value_calibration
+    from itpo_lab.zoo_write import record_policy_facts
+    from itpo_wrap import zoo
+
+    torch.set_num_threads(args.threads)
+    if args.policy_file is not None:
+        # a run that is not (yet) a zoo entry, e.g. a betas check in runs/: its own env, nothing recorded
+        if args.record or args.policy is not None:
+            raise SystemExit(f"--policy-file {args.policy_file} is not a zoo entry: drop --record and --policy, "
+                             "or pass --entry to calibrate (and record into) a zoo policy")
+        result, meta = calibrate_policy_file(args.policy_file, episodes=args.episodes, seed=args.seed,
+                                             gamma=args.gamma)
+        print(json.dumps({"policy_file": str(args.policy_file), "algorithm": meta.get("algorithm"),
+                          "dataset_id": meta.get("dataset_id"), **result.summary()}, indent=2))
+        return 0
+    entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
+    result = value_calibration(entry.actor, entry.critic, entry.make_env, episodes=args.episodes, seed=args.seed,
+                               gamma=args.gamma)
+    summary = result.summary()
+    print(json.dumps({"entry": entry.name, "policy": entry.policy_name, **summary}, indent=2))
+    if args.record:
+        record_policy_facts(entry.name, entry.policy_name, {"critic_calibration": {"seed": args.seed, **summary}},
+                            root=args.zoo_dir)
+        print(f"recorded in {entry.directory / 'entry.json'}")
+    return 0
+
+
+def cmd_record_check(args: argparse.Namespace) -> int:
+    """Run ``record-check``: keep a finished settings-check run's logs and figures in ``policies/checks/``.
+
+    :param args: the parsed ``record-check`` arguments.
+    """
+    import torch
+
+    from itpo_lab.offline.checks import record_check
+
+    torch.set_num_threads(args.threads)
+    folder = record_check(args.run_dir, args.checks_dir, variant=args.variant, note=args.note,
+                          calibrate=not args.no_calibration, episodes=args.episodes, seed=args.seed)
+    print(f"recorded {folder}; regenerate the docs with: itpo-lab zoo-tables --out-dir docs")
+    return 0
+
+
+def cmd_train_world_model(args: argparse.Namespace) -> int:
+    """Run ``itpo train-world-model``, then, with ``--zoo-dir``, add the bundle (without a critic) to the zoo
+    entry of ``--dataset`` with its held-out evaluation (the entry must exist: a base policy comes first).
+
+    :param args: the parsed ``train-world-model`` arguments plus ``zoo_dir``.
+    """
+    from itpo_lab.zoo_write import add_world_model
+    from itpo_wrap import zoo
+    from itpo_wrap.training.commands import train_and_evaluate
+
+    wm, result, dataset = train_and_evaluate(args)
+    if not args.zoo_dir:
+        return 0
+    name = zoo.entry_name(dataset.dataset_id or args.dataset)
+    keep = ("one_step_rmse", "one_step_rmse_state_std", "open_loop_rmse_state_std")
+    ev = {k: result["dynamics"][k] for k in keep}
+    if "baseline" in result:
+        ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
+    ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
+    info = {"command": "itpo-lab " + shlex.join(sys.argv[1:]), "wall_s": round(float(wm.info["train_wall_s"]), 1),
+            "eval": ev}
+    folder = add_world_model(name, args.dynamics, args.out, info=info, root=args.zoo_dir)
+    print(f"added to zoo entry {folder}")
+    return 0
+
+
+# every field that shapes the adaptation, named explicitly (ZooEntry.adapt_config treats records without
+# "termination" as pre-issue-20 ones)
+TUNED_FIELDS = ("step_size", "steps", "particles", "horizon", "persistence", "gate", "gate_z", "max_drift",
+                "termination", "optimizer", "max_action_change")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Run ``itpo tune``, then, with ``--record``, store the choice in the entry only as tuned: when nothing
+    beat the base, what is recorded is ``steps = 0`` and the note says so.
+
+    :param args: the parsed ``tune`` arguments plus ``record``.
+    """
+    from itpo_lab.zoo_write import set_tuned_settings
+    from itpo_wrap.tune_command import run_tune
+
+    entry, report = run_tune(args)
+    if args.record:
+        settings: dict[str, Any] = {k: v for k, v in dataclasses.asdict(report.chosen_config).items()
+                                    if k in TUNED_FIELDS}
+        set_tuned_settings(entry.name, args.kind, settings, note="itpo tune: " + report.summary().replace("\n", " "),
+                           root=args.zoo_dir)
+        print(f"recorded {settings} for {entry.name} / {args.kind}"
+              + ("" if report.beat_base else " (E = 0: nothing beat the base)"))
+    return 0

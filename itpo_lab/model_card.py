@@ -1,0 +1,67 @@
+"""``MODEL_CARD.md`` of a zoo entry, rendered from its ``entry.json`` (how each policy was made, scores,
+the commands to remake it, its world models and tuned settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from itpo_wrap.zoo import tuned_settings_of
+
+
+def model_card(entry: dict[str, Any]) -> str:
+    """Render ``MODEL_CARD.md`` from an entry dict (so card and JSON never disagree).
+
+    :param entry: a parsed ``entry.json`` (:func:`itpo_wrap.zoo.read_entry`).
+    """
+    lines = [f"# {entry['name']}", "",
+             f"- dataset: `{entry['dataset_id']}`", f"- env: `{entry['env_id']}`",
+             f"- default policy: `{entry.get('default_policy')}`",
+             f"- world model: {('`' + entry['world_model'] + '`') if entry.get('world_model') else 'none yet'}", "",
+             "| policy | algorithm | updates | wall time | return (10 eps) | normalized score |",
+             "|---|---|---|---|---|---|"]
+    for key, p in entry["policies"].items():
+        ev = p.get("eval", {})
+        ret = f"{ev['return_mean']:.1f} ± {ev['return_std']:.1f}" if "return_mean" in ev else "-"
+        score = f"{ev['score_mean']:.1f} ± {ev['score_std']:.1f}" if "score_mean" in ev else "-"
+        wall = f"{p['wall_s'] / 60:.1f} min" if "wall_s" in p else "-"
+        lines.append(f"| `{key}` (`{p['file']}`) | {p.get('algorithm', '-')} | {p.get('updates', '-')} | {wall} "
+                     f"| {ret} | {score} |")
+    lines += ["", "Scores: deterministic actions, `100 * (R - R_min) / (R_max - R_min)` with our own fixed reference "
+              "returns: 100 = our own SAC expert, not D4RL's (do not compare with D4RL tables; both sets of "
+              "references are in docs/datasets.md).", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
+              f"entry = zoo.load({entry['name']!r})  # or policy='<name>' from the table", "env = entry.make_env()",
+              "```", "", "## Remake", ""]
+    for key, p in entry["policies"].items():
+        lines += [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
+        logs = [f"`{p[k]}` ({what})" for k, what in (("eval_curve", "every evaluation of the run"),
+                                                      ("train_log", "losses and Q every few hundred updates")) if p.get(k)]
+        if logs:
+            lines += ["Logs: " + ", ".join(logs) + ".", ""]
+        if p.get("notes"):
+            lines += [str(p["notes"]), ""]
+        cal = p.get("critic_calibration")
+        if cal:
+            lines += [f"Critic calibration (`itpo-lab critic-calibration --entry {entry['name']} --policy {key}`): "
+                      f"mean min-Q {cal['q_mean']:.1f} against the discounted return collected afterwards "
+                      f"{cal['return_mean']:.1f} (ratio {cal['ratio']:.2f}, correlation {cal['correlation']:.2f}) "
+                      f"over {cal['states']} states of {cal['episodes']} episodes.", ""]
+    wms = entry.get("world_models", {})
+    if wms:
+        lines += ["## World models", "",
+                  "Stored without a critic; `entry.load_world_model(kind)` attaches the loaded policy's own twin "
+                  "critic.", "",
+                  "| kind | file | size | training wall time | one-step RMSE (state std, held-out) |",
+                  "|---|---|---|---|---|"]
+        for kind, w in wms.items():
+            ev = w.get("eval", {})
+            rmse = f"{ev['one_step_rmse_state_std']:.3f}" if "one_step_rmse_state_std" in ev else "-"
+            wall = f"{w['wall_s'] / 60:.1f} min" if "wall_s" in w else "-"
+            lines.append(f"| {kind} | `{w['file']}` | {w.get('size_mb', '-')} MB | {wall} | {rmse} |")
+        lines += [""]
+        for kind, w in wms.items():
+            lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
+            tuned = tuned_settings_of(w)
+            if tuned:
+                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
+                lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
+    return "\n".join(lines)
