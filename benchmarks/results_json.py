@@ -36,6 +36,10 @@ def default_settings(kind: str) -> dict[str, Any]:
             "--gate", d.gate, "--gate-z", str(d.gate_z), "--termination", d.termination]
     if d.max_drift is not None:
         argv += ["--max-drift", str(d.max_drift)]
+    if d.max_action_change is not None:
+        argv += ["--max-action-change", str(d.max_action_change)]
+    if d.max_model_error is not None:
+        argv += ["--max-model-error", str(d.max_model_error)]
     return run.itpo_grid(run.build_parser().parse_args(argv))[0][0]
 
 
@@ -81,20 +85,25 @@ def rows(csv_path: Path) -> list[dict[str, Any]]:
     return out
 
 
+#: the columns of the default-vs-tuned table: today's default, the round-1 default it replaced (issue 20,
+#: kept as measured), the entry's tuned settings
+COLUMNS = ("default", "safe-reset-z2", "tuned")
+
+
 def markdown(result: list[dict[str, Any]], policy: str = "td3_bc") -> list[str]:
-    """Default against tuned, per dataset and world model, for one base policy."""
-    lines = ["| dataset | world model | base | default: gain [95% CI], better/n, worst episode | tuned: gain [95% CI], "
-             "better/n, worst episode |", "|---|---|---|---|---|"]
+    """Default against the round-1 default and tuned, per dataset and world model, for one base policy."""
+    lines = ["| dataset | world model | base | default: gain [95% CI], better/n, worst episode | round-1 default "
+             "(safe-reset-z2) | tuned |", "|---|---|---|---|---|---|"]
     keys = sorted({(r["dataset"], r["world_model"]) for r in result if r["policy"] == policy})
     for dataset, kind in keys:
         cells, base = {}, ""
         for r in result:
-            if (r["dataset"], r["world_model"], r["policy"]) == (dataset, kind, policy) and r["config"] in ("default", "tuned"):
+            if (r["dataset"], r["world_model"], r["policy"]) == (dataset, kind, policy) and r["config"] in COLUMNS:
                 cells[r["config"]] = (f"{r['gain']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}], {r['better']}/{r['n']}, "
                                       f"{r['worst_gain']:+.1f}")
                 base = f"{r['base_mean']:.1f}"
         if cells:
-            lines.append(f"| {dataset} | {kind} | {base} | {cells.get('default', '')} | {cells.get('tuned', '')} |")
+            lines.append(f"| {dataset} | {kind} | {base} | " + " | ".join(cells.get(c, "") for c in COLUMNS) + " |")
     return lines
 
 

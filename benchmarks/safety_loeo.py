@@ -93,7 +93,7 @@ def gains(args: argparse.Namespace, split: str, seeds: list[int]) -> dict[str, d
     groups = summarize.group(summarize.load(Path(args.out)), split)
     out: dict[str, dict[str, list[float]]] = {}
     base_key = run.settings_key("base", "", {"max_steps": args.max_steps} if args.max_steps else {})
-    for name in CANDIDATES:
+    for name in args.candidates or list(CANDIDATES):
         key = _key(name, args.kind, args.max_steps, _tag(args))
         for entry in entries(args):
             base = next((v for (e, _p, k), v in groups.items() if e == entry and k == base_key), {})
@@ -104,18 +104,30 @@ def gains(args: argparse.Namespace, split: str, seeds: list[int]) -> dict[str, d
     return out
 
 
+def _safe(per_entry: dict[str, list[float]], floor: float, episode_floor: float | None) -> bool:
+    """Every dataset's mean paired gain at or above ``floor`` and, with ``episode_floor``, every single
+    paired episode at or above it (a fall in one episode of six hides in a dataset's mean)."""
+    worst_episode = min(min(g) for g in per_entry.values())
+    return (min(float(np.mean(g)) for g in per_entry.values()) >= floor
+            and (episode_floor is None or worst_episode >= episode_floor))
+
+
 def choose(args: argparse.Namespace) -> None:
     table = gains(args, "tune", args.seeds)
-    result: dict[str, Any] = {"floor": args.floor, "seeds": args.seeds, "kind": args.kind, "gains": table, "loeo": {}}
+    result: dict[str, Any] = {"floor": args.floor, "episode_floor": args.episode_floor, "seeds": args.seeds,
+                              "kind": args.kind, "gains": table, "loeo": {}}
     for left_out in ENVS:
         scores = {}
         for name, per_entry in table.items():
-            seen = {e: float(np.mean(g)) for e, g in per_entry.items() if not e.startswith(left_out + "-")}
-            if len(seen) == 2 * len(LEVELS) and min(seen.values()) >= args.floor:
-                scores[name] = float(np.mean(list(seen.values())))
+            seen = {e: g for e, g in per_entry.items() if not e.startswith(left_out + "-")}
+            if len(seen) == 2 * len(LEVELS) and _safe(seen, args.floor, args.episode_floor):
+                scores[name] = float(np.mean([np.mean(g) for g in seen.values()]))
         chosen = max(scores, key=lambda k: scores[k]) if scores else None
-        held = {e: float(np.mean(g)) for e, g in table.get(chosen or "", {}).items() if e.startswith(left_out + "-")}
-        result["loeo"][left_out] = {"chosen": chosen, "safe_candidates_on_others": scores, "left_out_gains": held}
+        held_pairs = {e: g for e, g in table.get(chosen or "", {}).items() if e.startswith(left_out + "-")}
+        held = {e: float(np.mean(g)) for e, g in held_pairs.items()}
+        result["loeo"][left_out] = {"chosen": chosen, "safe_candidates_on_others": scores, "left_out_gains": held,
+                                    "left_out_safe": bool(held_pairs) and _safe(held_pairs, args.floor,
+                                                                                 args.episode_floor)}
         print(f"left out {left_out}: chose {chosen} (mean gain on the others {scores.get(chosen or '', float('nan')):+.1f}); "
               f"on {left_out}: " + ", ".join(f"{e} {g:+.1f}" for e, g in held.items()))
     for name, per_entry in sorted(table.items()):
@@ -133,19 +145,28 @@ def markdown(result: dict[str, Any]) -> list[str]:
              "normalized points; blank: not run.", "",
              "| candidate | " + " | ".join(n.replace("halfcheetah", "hc").replace("walker2d", "w2d") for n in names)
              + " | worst |", "|---|" + "---|" * (len(names) + 1)]
-    for name in CANDIDATES:
-        row = result["gains"].get(name, {})
+    episodes = result.get("episode_floor") is not None
+    if episodes:  # the round-2 table also shows each candidate's worst single paired episode
+        lines[2] = lines[2] + " worst episode |"
+        lines[3] = lines[3] + "---|"
+    for name in result["gains"]:
+        row = result["gains"][name]
         cells = [f"{np.mean(row[n]):+.1f}" if n in row else "" for n in names]
         worst = f"{min(np.mean(v) for v in row.values()):+.1f}" if row else ""
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {worst} |")
-    lines += ["", f"Leave one env out (safe: every dataset of the two other envs at or above {result['floor']}):", "",
-              "| left out | chosen on the other two | their mean gain | left-out datasets under that choice |",
-              "|---|---|---|---|"]
+        tail = f" {min(min(v) for v in row.values()):+.1f} |" if episodes else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {worst} |" + tail)
+    rule = f"every dataset of the two other envs at or above {result['floor']}" + (
+        f" and every paired episode there at or above {result['episode_floor']}" if episodes else "")
+    lines += ["", f"Leave one env out (safe: {rule}):", "",
+              "| left out | chosen on the other two | their mean gain | left-out datasets under that choice |"
+              + (" safe on the left-out env |" if episodes else ""),
+              "|---|---|---|---|" + ("---|" if episodes else "")]
     for env, r in result["loeo"].items():
         mean = r["safe_candidates_on_others"].get(r["chosen"] or "")
         held = ", ".join(f"{e} {g:+.1f}" for e, g in r["left_out_gains"].items())
+        safe = (" yes |" if r["left_out_safe"] else " **no** |") if episodes else ""
         lines.append(f"| {env} | {r['chosen'] or 'none safe: E = 0'} | {'' if mean is None else f'{mean:+.1f}'} "
-                     f"| {held} |")
+                     f"| {held} |" + safe)
     return lines
 
 
@@ -167,6 +188,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 (grid, choose), 1000..1009 (eval)")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--floor", type=float, default=-1.0, help="worst dataset gain a safe candidate may have")
+    p.add_argument("--episode-floor", type=float, default=None,
+                   help="choose: also the worst single paired episode a safe candidate may have (round 2: -10)")
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None, help="choose: also write the tables here")
     p.add_argument("--tag", default=None, help="world-model version label of the rows (default: teacher for "

@@ -237,7 +237,10 @@ class ITPOPolicyWrapper:
             final, stats = self._run(obs, s0, noise, held_out, deterministic, allowed)
         bound = self.config.max_action_change
         if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
-            final = base + (final - base).clamp(-bound, bound)
+            # in [-1, 1] units whatever the policy's own: a policy acting in env units gets the same
+            # fraction of the Box's half-width, so one default means the same on every Box
+            limit = bound if self.adapter.squashed else bound * self._half
+            final = base + (final - base).clamp(-limit, limit)
         if self.config.gate == "paired":  # a rejected env executes the base action (its update was undone)
             final = torch.where(stats.accepted[:, None], final, base)
         if allowed is not None:  # off-model envs execute the base action (their update was undone)

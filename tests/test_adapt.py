@@ -77,7 +77,8 @@ def test_lq_objective_has_the_closed_form_value() -> None:
 
 def test_adapt_moves_the_first_action_to_the_lq_optimum() -> None:
     wm, pol = LinearQuadraticWM(), _linear_policy(3, 2)
-    cfg = AdaptConfig(horizon=1, particles=1, steps=300, step_size=0.05, discount=0.9, max_drift=None)
+    cfg = AdaptConfig(horizon=1, particles=1, steps=300, step_size=0.05, discount=0.9, max_drift=None,
+                      max_action_change=None)
     s = torch.tensor([[0.8, -0.5, 0.4]])
     a_star = wm.optimal_first_action(s[0], 0.9)
     before = (pol(s)[0] - a_star).norm().item()
@@ -100,7 +101,7 @@ def test_zero_steps_leave_parameters_and_report_j() -> None:
 def test_one_step_update_rule(optimizer: str) -> None:
     wm, pol = MLPWM(), _linear_policy(4, 2)
     cfg = AdaptConfig(horizon=2, particles=3, steps=1, step_size=1e-2, optimizer=optimizer, track_j_after=False,
-                      max_drift=None)
+                      max_drift=None, max_action_change=None)
     s0, noise = torch.randn(1, 4).repeat(3, 1), wm.draw_noise(3, 2)
     params = list(pol.parameters())
     before = [p.detach().clone() for p in params]

@@ -167,7 +167,8 @@ def test_episode_start_restarts_from_the_pretrained_weights() -> None:
     algo = _algo("TD3PlusBC")
     obs = _obs(2)
     wrapper = ITPOPolicyWrapper(algo, _wm(), AdaptConfig(horizon=2, particles=2, steps=2, step_size=1e-2, gate="off",
-                                                         persistence="persistent", max_drift=None))
+                                                         persistence="persistent", max_drift=None,
+                                                         max_action_change=None))
     wrapper.predict(obs)
     wrapper.predict(obs)
     drift = [r["param_drift"] for r in wrapper.last_info]

@@ -22,7 +22,7 @@ from tests.test_adapt_toys import MLPWM
 # persistent, so every env's adapted parameters are state a refused call could destroy
 # eager, explicitly: the fuzzed wrapper is built at import, before conftest's ITPO_BACKEND=eager applies
 CFG = AdaptConfig(horizon=2, particles=2, steps=2, step_size=0.05, persistence="persistent", gate="off",
-                  max_drift=None, termination="hard", backend="eager")
+                  max_drift=None, max_action_change=None, termination="hard", backend="eager")
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

@@ -47,7 +47,7 @@ def test_a_rejected_update_executes_the_base_action_and_is_undone() -> None:
     # a step size far too large for the LQ model: the update overshoots and lowers the held-out return
     wm = LinearQuadraticWM(obs_dim=4, act_dim=2)
     cfg = AdaptConfig(horizon=1, particles=4, steps=1, step_size=50.0, gate="paired", backend="eager",
-                      persistence="persistent", max_drift=None)
+                      persistence="persistent", max_drift=None, max_action_change=None)
     base, _ = ITPOPolicyWrapper(_actor(), wm, dataclasses.replace(cfg, steps=0)).predict(_obs(0), deterministic=True)
     w = ITPOPolicyWrapper(_actor(), wm, cfg)
     action, _ = w.predict(_obs(0), deterministic=True)

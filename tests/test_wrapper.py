@@ -58,7 +58,8 @@ def test_zero_action_trust_region_gives_the_base_action_exactly_while_adapting()
 
 @pytest.mark.parametrize("n_envs", [1, 3])
 def test_action_trust_region_bounds_the_change_and_binds(n_envs: int) -> None:
-    obs, bound, big = _obs(n_envs, 6), 0.01, AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.5)
+    obs, bound = _obs(n_envs, 6), 0.01
+    big = AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.5, max_action_change=None)
     base, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), AdaptConfig(steps=0)).predict(obs, deterministic=True)
     free, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), big).predict(obs, deterministic=True)
     cfg = AdaptConfig(**{**big.to_dict(), "max_action_change": bound})
@@ -68,6 +69,29 @@ def test_action_trust_region_bounds_the_change_and_binds(n_envs: int) -> None:
     assert np.abs(held - base).max() <= 2 * bound * (1 + 1e-5)  # ...with it, no coordinate does
     moved = np.abs(free - base) > 2 * bound
     assert np.allclose(np.abs(held - base)[moved], 2 * bound, rtol=1e-4)  # clipped onto the boundary
+
+
+class _EnvUnitActor(torch.nn.Module):
+    """The same actor acting in env units (the Box [-2, 2]), as a d3rlpy policy does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _actor()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return 2.0 * self.inner(obs)
+
+
+def test_action_trust_region_means_the_same_fraction_of_the_box_for_an_env_unit_policy() -> None:
+    obs, big = _obs(3, 6), AdaptConfig(horizon=3, particles=4, steps=3, step_size=0.5, max_action_change=0.01)
+    squashed, _ = ITPOPolicyWrapper(_actor(), MLPWM(bound=2.0), big).predict(obs, deterministic=True)
+    env_units, _ = ITPOPolicyWrapper(_EnvUnitActor(), MLPWM(bound=2.0), big, squashed=False).predict(
+        obs, deterministic=True)
+    base, _ = ITPOPolicyWrapper(_EnvUnitActor(), MLPWM(bound=2.0), AdaptConfig(steps=0), squashed=False).predict(
+        obs, deterministic=True)
+    # 0.01 of [-1, 1] is 0.02 env units on [-2, 2], for both kinds of policy
+    assert np.abs(env_units - base).max() <= 0.02 * (1 + 1e-5) and np.abs(squashed - base).max() <= 0.02 * (1 + 1e-5)
+    assert np.isclose(np.abs(env_units - base).max(), 0.02, rtol=1e-4)  # it binds at the same width
 
 
 def test_adaptation_changes_the_action_within_bounds_and_reports() -> None:
@@ -206,7 +230,7 @@ def test_known_optimum_adaptation_moves_the_action_toward_it() -> None:
     wm = LinearQuadraticWM(bound=2.0)
     actor = _actor(3, 2)
     cfg = AdaptConfig(horizon=1, particles=1, steps=100, step_size=0.05, discount=0.9, persistence="reset_each_step",
-                      gate="off", max_drift=None)
+                      gate="off", max_drift=None, max_action_change=None)
     w = ITPOPolicyWrapper(actor, wm, cfg)
     for seed in range(3):
         obs = np.random.default_rng(seed).uniform(-0.5, 0.5, size=3)
