@@ -8,6 +8,7 @@ model is the zoo's (trained on ``itpo/hopper/medium-replay-v0``); the terminal v
 """
 
 import argparse
+from pathlib import Path
 
 import torch
 from gymnasium.wrappers import TimeLimit
@@ -16,7 +17,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
-from itpo_wrap.utils import policies_root
 from itpo_wrap.world_model.heads import CriticHead
 
 p = argparse.ArgumentParser()
@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 
 entry = zoo.load("hopper-medium-replay")
 env = Monitor(TimeLimit(entry.make_env().unwrapped, max_episode_steps=args.max_steps))
-model = SAC.load(policies_root() / "behavior" / "hopper" / "expert.zip", device="cpu")
+model = SAC.load(Path(__file__).resolve().parents[1] / "policies" / "behavior" / "hopper" / "expert.zip", device="cpu")
 
 world_model = entry.load_world_model("meanflow")  # comes with the zoo policy's critic ...
 world_model.set_critic(CriticHead.from_sb3(model))  # ... replaced by the SAC model's own

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from itpo_lab.data.reference import normalization_note
+from itpo_lab.paths import policies_root
 from itpo_wrap import zoo
-from itpo_wrap.utils import policies_root
 
 _ENVS = ("halfcheetah", "hopper", "walker2d")
 _LEVELS = ("medium", "medium-replay", "medium-expert")

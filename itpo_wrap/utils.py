@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,16 +32,3 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'") from err
-
-
-def policies_root() -> Path:
-    """The ``policies/`` folder holding the behaviour policies and the zoo.
-
-    ``$ITPO_POLICIES_PATH`` when set; else the checkout's ``policies/`` next to the package (an
-    editable install, the usual case); else ``./policies``.
-    """
-    env = os.environ.get("ITPO_POLICIES_PATH")
-    if env:
-        return Path(env)
-    beside = Path(__file__).resolve().parent.parent / "policies"
-    return beside if beside.is_dir() else Path("policies")

@@ -9,7 +9,7 @@ import pytest
 
 from itpo_lab.data.collect import ENVS, CollectConfig, collect
 from itpo_lab.data.tables import datasets_markdown
-from itpo_wrap.utils import policies_root
+from itpo_lab.paths import policies_root
 
 REPO = Path(__file__).resolve().parent.parent
 

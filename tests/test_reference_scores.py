@@ -17,8 +17,8 @@ from itpo_lab.data.reference import (
     normalization_note,
     reference_scores,
 )
+from itpo_lab.paths import policies_root
 from itpo_wrap.data import load_dataset
-from itpo_wrap.utils import policies_root
 
 BEHAVIOR = policies_root() / "behavior"
 

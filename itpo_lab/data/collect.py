@@ -30,8 +30,8 @@ import torch
 
 from itpo_lab.data.behavior import load_episodes
 from itpo_lab.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, reference_scores
+from itpo_lab.paths import policies_root
 from itpo_wrap.data.minari import normalized_score, write_dataset
-from itpo_wrap.utils import policies_root
 
 ENVS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")

@@ -19,8 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from itpo_lab.paths import policies_root
 from itpo_wrap.formats.offline_policy import load_offline_policy
-from itpo_wrap.utils import policies_root
 
 FORMAT = "itpo-check"
 FORMAT_VERSION = 1
@@ -54,7 +54,7 @@ def check_command(command: str, betas: tuple[float, float] | None) -> str:
 
 
 def checks_root(checks_dir: str | Path | None = None) -> Path:
-    """``checks_dir``, or ``policies/checks`` (:func:`~itpo_wrap.utils.policies_root`) when ``None``."""
+    """``checks_dir``, or ``policies/checks`` (:func:`~itpo_lab.paths.policies_root`) when ``None``."""
     return Path(checks_dir) if checks_dir is not None else policies_root() / "checks"
 
 
