@@ -126,3 +126,14 @@ def test_a_removed_meanflow_option_loads_at_its_no_op_value_only() -> None:
     for field, value in (("boundary_ratio", 0.25), ("prediction", "u"), ("tilt_eta", 1.0)):
         with pytest.raises(ValueError, match=f"sets {field}={value!r}, an option this itpo-wrap no longer has"):
             kind.config_from_dict({**old, field: value})
+
+
+def test_the_train_config_switches_kinds_with_replace_and_stores_the_resolved_settings() -> None:
+    from itpo_wrap.training import WorldModelTrainConfig
+    from itpo_wrap.world_model import MeanFlowConfig
+
+    cfg = dataclasses.replace(WorldModelTrainConfig(), dynamics="meanflow")
+    assert cfg.kind_config() == MeanFlowConfig()
+    assert cfg.to_dict()["dynamics_config"] == dataclasses.asdict(MeanFlowConfig())
+    with pytest.raises(TypeError, match="must be a DiffusionConfig for dynamics='diffusion', got MeanFlowConfig"):
+        WorldModelTrainConfig(dynamics="diffusion", dynamics_config=MeanFlowConfig())

@@ -25,7 +25,8 @@ class WorldModelTrainConfig:
 
     :param dynamics: the dynamics kind, a name in :func:`~itpo_wrap.world_model.kinds.kind_names`.
     :param dynamics_config: that kind's settings (its config class, or a dict of its fields); ``None``
-        takes the kind's defaults (for ``meanflow`` the shipped recipe, which needs a teacher).
+        (kept as ``None``, so ``dataclasses.replace(cfg, dynamics=...)`` switches kinds) takes the kind's
+        defaults, for ``meanflow`` the shipped recipe, which needs a teacher. :meth:`kind_config` resolves it.
     :param heads: reward / termination / FQE critic settings.
     :param dynamics_steps: updates of the dynamics model (and of the MLP baseline).
     :param reward_steps: updates of the reward head.
@@ -79,11 +80,9 @@ class WorldModelTrainConfig:
 
     def __post_init__(self) -> None:
         kind = get_kind(self.dynamics)
-        if self.dynamics_config is None:
-            object.__setattr__(self, "dynamics_config", kind.config())
-        elif isinstance(self.dynamics_config, dict):
+        if isinstance(self.dynamics_config, dict):
             object.__setattr__(self, "dynamics_config", kind.config_from_dict(self.dynamics_config))
-        elif not isinstance(self.dynamics_config, kind.config):
+        elif self.dynamics_config is not None and not isinstance(self.dynamics_config, kind.config):
             raise TypeError(f"WorldModelTrainConfig.dynamics_config must be a {kind.config.__name__} for dynamics="
                             f"{self.dynamics!r}, got {type(self.dynamics_config).__name__}")
         if isinstance(self.heads, dict):
@@ -105,9 +104,14 @@ class WorldModelTrainConfig:
         if not 0.0 <= self.final_lr_fraction <= 1.0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("final_lr_fraction must be in [0, 1]; weight_decay and grad_clip must be >= 0")
 
+    def kind_config(self) -> Any:
+        """The settings of the chosen kind: ``dynamics_config``, or the kind's defaults when it is ``None``."""
+        return get_kind(self.dynamics).config() if self.dynamics_config is None else self.dynamics_config
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (for the bundle's ``info`` and the run dir's ``config.json``)."""
-        return dataclasses.asdict(self)
+        """Plain-Python form (for the bundle's ``info`` and the run dir's ``config.json``), with the kind's
+        settings resolved: what was trained, not "the defaults of the day"."""
+        return dataclasses.asdict(dataclasses.replace(self, dynamics_config=self.kind_config()))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelTrainConfig:

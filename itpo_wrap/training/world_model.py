@@ -107,10 +107,10 @@ def _dynamics_models(cfg: WorldModelTrainConfig, obs_dim: int, act_dim: int,
                      device: torch.device) -> tuple[Dynamics, MLPDynamics | None]:
     """The chosen kind's dynamics and, with ``cfg.baseline``, the deterministic MLP on the same network."""
     kind = get_kind(cfg.dynamics)
-    dynamics = kind.build(obs_dim, act_dim, cfg.dynamics_config).to(device)
+    dynamics = kind.build(obs_dim, act_dim, cfg.kind_config()).to(device)
     if not cfg.baseline:
         return dynamics, None
-    net = getattr(cfg.dynamics_config, "net", None)  # a kind without a ``net`` gets the baseline's default one
+    net = getattr(cfg.kind_config(), "net", None)  # a kind without a ``net`` gets the baseline's default one
     base_cfg = MLPDynamicsConfig(net=net if isinstance(net, NetConfig) else NetConfig())
     return dynamics, MLPDynamics(obs_dim, act_dim, base_cfg).to(device)
 
@@ -150,7 +150,7 @@ def train_world_model(
     check_tensorboard(tensorboard)  # a missing package fails here, before the run dir is touched
     _check_dataset(dataset)
     kind = get_kind(cfg.dynamics)
-    kind.check_run(cfg.dynamics_config, teacher)
+    kind.check_run(cfg.kind_config(), teacher)
     torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
     device = get_device(cfg.device)
@@ -173,7 +173,7 @@ def train_world_model(
     termination = TerminationHead(obs_dim, cfg.heads.termination_hidden, never, stats).to(device)
     low, high = _bounds(dataset)
 
-    inputs = kind.loss_inputs(cfg.dynamics_config, teacher, norms, device)  # e.g. MeanFlow's teacher map
+    inputs = kind.loss_inputs(cfg.kind_config(), teacher, norms, device)  # e.g. MeanFlow's teacher map
     groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
                                                          cfg.dynamics_steps, inputs)], []]
     if baseline is not None:
