@@ -5,6 +5,11 @@ Trains only the dynamics part of a bundle, with the training loop and validation
 on held-out episodes), for each variant of :class:`~itpo_wrap.world_model.config.MeanFlowConfig`, one
 torch thread, and writes one CSV row per (variant, evaluation) to ``--out``.
 
+Variants are changes to plain MeanFlow (the library default until issue 22: no teacher, ungated net, time
+frequencies up to 32), which is what the recorded rows were measured against. Two options the library no
+longer has, rows at exactly ``(r, t) = (0, 1)`` (``boundary_ratio``) and the direct average-velocity output
+(``prediction="u"``), both worse in those rows, live on here in :class:`AblationMeanFlow`.
+
     .venv/bin/python benchmarks/meanflow_variants.py --dataset itpo/hopper/medium-replay-v0 --steps 6000 \\
         --out benchmarks/results/meanflow_variants_hopper-mr.csv
 """
@@ -26,11 +31,54 @@ from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import MetricsLog, fit_component
 from itpo_wrap.training.parts import DataTensors, dynamics_component
-from itpo_wrap.training.world_model import teacher_from_bundle
 from itpo_wrap.world_model.config import MeanFlowConfig, MLPDynamicsConfig, NetConfig
 from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.meanflow import MeanFlowDynamics, teacher_from_bundle
 from itpo_wrap.world_model.model import WorldModel
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationConfig(MeanFlowConfig):
+    """``MeanFlowConfig`` plus the two removed options, at plain MeanFlow's settings.
+
+    :param boundary_ratio: share of each batch moved to exactly ``(r, t) = (0, 1)`` (from the ``r < t`` rows).
+    :param prediction: ``"x"`` (the library's) or ``"u"``: the net outputs the average velocity itself.
+    """
+
+    teacher_ratio: float = 0.0
+    net: NetConfig = dataclasses.field(default_factory=NetConfig)
+    boundary_ratio: float = 0.0
+    prediction: str = "x"
+
+
+class AblationMeanFlow(MeanFlowDynamics):
+    """``MeanFlowDynamics`` with :class:`AblationConfig`'s two extra options (the library's code when both are off)."""
+
+    cfg: AblationConfig
+
+    def sample(self, s: torch.Tensor, a: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cfg.prediction == "x":
+            return super().sample(s, a, noise)
+        z = torch.randn(s.shape[0], self.obs_dim, device=s.device, dtype=s.dtype) if noise is None else noise[:, 0]
+        cond = self.net.cond_features(torch.cat([s, a], dim=-1))
+        for i, width in enumerate(self._widths):
+            z = z - width * self.net.forward_features(z, cond, self.step_time_features(i))
+        return z
+
+    def u(self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond_feat: torch.Tensor) -> torch.Tensor:
+        if self.cfg.prediction == "x":
+            return super().u(z, r, t, cond_feat)
+        return self.net.forward_features(z, cond_feat, self.net.time_features(torch.stack([t, t - r], dim=-1)))
+
+    def sample_times(self, batch: int, device: torch.device, dtype: torch.dtype,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        t, r, n_flow = super().sample_times(batch, device, dtype, generator)
+        n = int(round(self.cfg.boundary_ratio * batch))
+        if n > 0:  # the last rows, all from the r < t share, go to the one-step sampler's point
+            t = torch.cat([t[: batch - n], t.new_ones(n)])
+            r = torch.cat([r[: batch - n], r.new_zeros(n)])
+        return t, r, n_flow
+
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "mlp_reference": {"mlp": True},
@@ -97,14 +145,15 @@ def main() -> None:
             if "net" in over:
                 over["net"] = dataclasses.replace(NetConfig(), **over["net"])
             if over.pop("mlp", False):  # reference: the deterministic same-net regression at the same budget
-                mf_cfg = MeanFlowConfig()
+                mf_cfg = AblationConfig()
                 model: Dynamics = MLPDynamics(data.obs_dim, data.act_dim, MLPDynamicsConfig(**over))
             else:
-                mf_cfg = dataclasses.replace(MeanFlowConfig(), **over)
-                model = MeanFlowDynamics(data.obs_dim, data.act_dim, mf_cfg)
+                mf_cfg = dataclasses.replace(AblationConfig(), **over)
+                model = AblationMeanFlow(data.obs_dim, data.act_dim, mf_cfg)
             if mf_cfg.teacher_ratio > 0 and teacher is None:
                 raise SystemExit(f"variant {name} needs --teacher <diffusion bundle of {args.dataset}>")
-            comp = dynamics_component("dynamics", model, train, val, cfg.batch_size, args.steps, teacher=teacher)
+            inputs = {"teacher": teacher} if mf_cfg.teacher_ratio > 0 else None
+            comp = dynamics_component("dynamics", model, train, val, cfg.batch_size, args.steps, inputs)
             with tempfile.TemporaryDirectory() as tmp:
                 log = MetricsLog(Path(tmp))
                 t0 = time.perf_counter()

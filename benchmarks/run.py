@@ -34,6 +34,7 @@ from tqdm import tqdm
 from itpo_lab.mppi import MPPIConfig, MPPIPlanner
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
 from itpo_wrap.rollout import run_episode
+from itpo_wrap.world_model.kinds import kind_names
 
 FIELDS = ["entry", "policy", "method", "kind", "split", "seed", "episode_return", "score", "length", "ms_per_step",
           "terminated", "fallbacks", "step_size", "steps", "particles", "horizon", "gate", "settings", "commit",
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
     p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo)")
     p.add_argument("--method", choices=["base", "itpo", "mppi"], required=True)
-    p.add_argument("--kind", choices=["diffusion", "meanflow", "mlp"], default="meanflow",
+    p.add_argument("--kind", choices=kind_names(), default="meanflow",
                    help="world model; mlp: the diffusion bundle's deterministic MLP baseline as dynamics (ablation)")
     p.add_argument("--split", choices=["eval", "tune"], default="eval")
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: 1000..1009 (eval), 0..4 (tune)")

@@ -18,6 +18,7 @@ from itpo_wrap.data import load_dataset
 from itpo_wrap.training import train_world_model
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.evaluate import evaluate_world_model
+from itpo_wrap.world_model.config import MeanFlowConfig
 from itpo_wrap.world_model.heads import CriticHead
 
 p = argparse.ArgumentParser()
@@ -29,7 +30,11 @@ args = p.parse_args()
 torch.set_num_threads(1)
 
 dataset = load_dataset(args.dataset)  # a clear DatasetNotFoundError names the fix when it is missing
-cfg = dataclasses.replace(WorldModelTrainConfig(), dynamics=args.dynamics, dynamics_steps=args.steps,
+# The zoo's MeanFlow recipe (MeanFlowConfig()'s default) distils from the dataset's diffusion bundle
+# (train_world_model(..., teacher=WorldModel.load("wm_diffusion.pt"))); this quick example trains plain MeanFlow.
+plain = MeanFlowConfig(teacher_ratio=0.0) if args.dynamics == "meanflow" else None
+cfg = dataclasses.replace(WorldModelTrainConfig(), dynamics=args.dynamics, dynamics_config=plain,
+                          dynamics_steps=args.steps,
                           reward_steps=args.steps, termination_steps=args.steps, baseline=False,
                           eval_every=max(args.steps // 2, 1), checkpoint_every=max(args.steps // 2, 1))
 wm = train_world_model(dataset, cfg, args.out, run_dir=args.out + ".run", progress=False)

@@ -14,6 +14,8 @@ from typing import Any
 from itpo_lab.data.reference import normalization_note
 from itpo_lab.paths import policies_root
 from itpo_wrap import zoo
+from itpo_wrap.training.config import WorldModelTrainConfig
+from itpo_wrap.world_model.kinds import get_kind
 
 _ENVS = ("halfcheetah", "hopper", "walker2d")
 _LEVELS = ("medium", "medium-replay", "medium-expert")
@@ -170,8 +172,10 @@ def world_models_markdown(root: Path | None = None) -> str:
         for kind, w in e.get("world_models", {}).items():
             ev = w.get("eval", {})
             curve = ev.get("open_loop_rmse_state_std", [])
-            steps = _arg(w.get("command", ""), "--steps", "50000")
-            sampling = _arg(w.get("command", ""), "--sampling-steps", "10" if kind == "diffusion" else "1")
+            # what the command left out is the library's default, read from it rather than restated here
+            steps = _arg(w.get("command", ""), "--steps", str(WorldModelTrainConfig().dynamics_steps))
+            default_sampling = getattr(get_kind(kind).config(), "num_inference_steps", 1)
+            sampling = _arg(w.get("command", ""), "--sampling-steps", str(default_sampling))
 
             def f(x: Any) -> str:
                 return f"{x:.3f}" if isinstance(x, (int, float)) else "-"

@@ -20,6 +20,7 @@ from itpo_lab.offline.sb3_weights import convert_sb3_zip
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.formats.offline_policy import load_offline_policy
 from itpo_wrap.formats.sb3 import load_sb3_base
+from itpo_wrap.world_model.kinds import kind_names
 from itpo_wrap.zoo import FORMAT, FORMAT_VERSION, KINDS, read_entry, zoo_path
 from itpo_wrap.zoo_files import check_entry_name, check_world_model_for_entry, entry_file
 
@@ -156,8 +157,8 @@ def add_world_model(
     :param root: the zoo folder (:func:`~itpo_wrap.zoo.zoo_path` when ``None``).
     :return: the entry folder.
     """
-    if kind not in ("diffusion", "meanflow", "mlp"):
-        raise ValueError(f"kind={kind!r}; choose 'diffusion', 'meanflow' or 'mlp'")
+    if kind not in kind_names():
+        raise ValueError(f"kind={kind!r}; choose one of {kind_names()}")
     src = Path(file)
     if not src.is_file():
         raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")

@@ -20,6 +20,7 @@ from typing import Any
 from itpo_wrap import tune_command
 from itpo_wrap._version import __version__
 from itpo_wrap.training import commands as training_commands
+from itpo_wrap.world_model.kinds import kind_names
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "seeds; one table of what ran. The defaults are `make demo`: under 3 minutes "
                                    "on a 2-core machine.")
     p.add_argument("--entry", default="hopper-medium", help="zoo entry with a world model (itpo zoo list)")
-    p.add_argument("--kind", default="meanflow", choices=["diffusion", "meanflow"],
+    p.add_argument("--kind", default="meanflow", choices=kind_names(),
                    help="world model: meanflow is one step per sample; diffusion gains more on most datasets at ~4x the cost")
     p.add_argument("--episodes", type=int, default=2, help="episodes per policy")
     p.add_argument("--seed", type=int, default=1000, help="env seed (same for both policies)")

@@ -39,7 +39,12 @@ def check_archive(path: str | os.PathLike[str], what: str = "weights file", writ
     :raises ValueError: naming the file (``"corrupt: CRC mismatch in <file> ..."`` for a damaged record).
     """
     name = os.fspath(path)
-    if not zipfile.is_zipfile(name):
+    try:  # is_zipfile itself raises on some damaged end records (a multi-disk marker, say)
+        complete = zipfile.is_zipfile(name)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise ValueError(f"corrupt: {name!r} is a damaged archive ({type(err).__name__}: {err}); restore the file "
+                         "from its source or re-save it") from None
+    if not complete:
         raise ValueError(f"{name!r} is not a readable {what}: it is not a complete torch archive (truncated?), so "
                          f"it is corrupt or was not written by {writer}")
     try:

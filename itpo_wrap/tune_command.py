@@ -14,6 +14,7 @@ import itertools
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.world_model.kinds import kind_names
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("tune", help="choose a zoo entry's adaptation settings on tuning seeds (E = 0 always a "
                                            "candidate)")
     p.add_argument("--entry", required=True, help="zoo entry (itpo zoo list)")
-    p.add_argument("--kind", default="diffusion", choices=["diffusion", "meanflow"], help="world model")
+    p.add_argument("--kind", default="diffusion", choices=kind_names(), help="world model")
     p.add_argument("--policy", default=None, help="which of the entry's policies (default: its default one)")
     p.add_argument("--step-size", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4], help="grid of step sizes")
     p.add_argument("--persistence", nargs="+", choices=["persistent", "reset_each_step"], default=[d.persistence],

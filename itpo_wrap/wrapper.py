@@ -239,7 +239,7 @@ class ITPOPolicyWrapper:
         if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
             # in [-1, 1] units whatever the policy's own: a policy acting in env units gets the same
             # fraction of the Box's half-width, so one default means the same on every Box
-            limit = bound if self.adapter.squashed else bound * self._half
+            limit = torch.full_like(self._half, bound) if self.adapter.squashed else bound * self._half
             final = base + (final - base).clamp(-limit, limit)
         if self.config.gate == "paired":  # a rejected env executes the base action (its update was undone)
             final = torch.where(stats.accepted[:, None], final, base)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from itpo_wrap.world_model import (
     DiffusionConfig,
     HeadsConfig,
     MeanFlowConfig,
+    MLPDynamicsConfig,
     NetConfig,
     WorldModel,
     WorldModelLike,
@@ -52,9 +55,12 @@ def toy_dataset(n_episodes: int = 24, length: int = 40, seed: int = 0, terminate
     return OfflineDataset.from_episodes(episodes, env_id="Toy-v0")
 
 
+TOY_KINDS = {"diffusion": lambda: DiffusionConfig(num_train_timesteps=50, num_inference_steps=5, net=NET),
+             "meanflow": lambda: MeanFlowConfig(net=NET, teacher_ratio=0.0), "mlp": lambda: MLPDynamicsConfig(net=NET)}
+
+
 def toy_config(kind: str, steps: int = 600, **kw) -> WorldModelTrainConfig:
-    base = dict(dynamics=kind, diffusion=DiffusionConfig(num_train_timesteps=50, num_inference_steps=5, net=NET),
-                meanflow=MeanFlowConfig(net=NET), heads=HEADS, dynamics_steps=steps, reward_steps=300,
+    base = dict(dynamics=kind, dynamics_config=TOY_KINDS[kind](), heads=HEADS, dynamics_steps=steps, reward_steps=300,
                 termination_steps=200, critic_steps=50, batch_size=64, lr=3e-3, warmup_steps=50, log_every=50,
                 eval_every=300, checkpoint_every=200, workers=1, baseline=False, device="cpu")
     base.update(kw)
@@ -97,7 +103,7 @@ def test_meanflow_teacher_rows_distil_a_diffusion_sampler(tmp_path) -> None:
     s_n, a_n, z = torch.randn(6, OBS), torch.randn(6, ACT), torch.randn(6, OBS)
     assert torch.equal(run(s_n, a_n, z), run(s_n, a_n, z))  # a fixed map of z
     assert not torch.allclose(run(s_n, a_n, z), run(s_n, a_n, -z))  # that depends on z
-    cfg = toy_config("meanflow", 300, meanflow=MeanFlowConfig(net=NET, teacher_ratio=0.5))
+    cfg = toy_config("meanflow", 300, dynamics_config=MeanFlowConfig(net=NET, teacher_ratio=0.5))
     student = train_world_model(data, cfg, tmp_path / "mf.pt", teacher=teacher, progress=False)
     assert _one_step_rmse(student, data) < 0.15
     rows = list(csv.DictReader((tmp_path / "mf.pt.run" / "metrics.csv").read_text().splitlines()))
@@ -220,20 +226,34 @@ def test_resume_refuses_another_config(tmp_path) -> None:
     train_world_model(data, toy_config("mlp", 30, reward_steps=10), tmp_path / "wm.pt", progress=False, resume=False)
 
 
-def test_resume_accepts_another_sampler_step_count_and_ignores_the_other_kind(tmp_path) -> None:
+def test_resume_accepts_another_sampler_step_count_and_a_run_dir_from_before_the_registry(tmp_path) -> None:
     data = toy_dataset(n_episodes=4, length=10)
     out = tmp_path / "wm.pt"
-    train_world_model(data, toy_config("meanflow", 20, reward_steps=10), out, progress=False)
-    again = toy_config("meanflow", 20, reward_steps=10, meanflow=MeanFlowConfig(net=NET, num_inference_steps=2),
-                       diffusion=DiffusionConfig(num_train_timesteps=70, net=NET))  # unused by a MeanFlow run
+    first = toy_config("meanflow", 20, reward_steps=10)
+    train_world_model(data, first, out, progress=False)
+    again = toy_config("meanflow", 20, reward_steps=10,
+                       dynamics_config=MeanFlowConfig(net=NET, teacher_ratio=0.0, num_inference_steps=2))
     wm = train_world_model(data, again, out, progress=False)
     assert wm.dynamics.cfg.num_inference_steps == 2 and len(wm.dynamics._widths) == 2
     with pytest.raises(ValueError, match="flow_ratio"):
-        train_world_model(data, toy_config("meanflow", 20, reward_steps=10,
-                                           meanflow=MeanFlowConfig(net=NET, flow_ratio=0.5)), out, progress=False)
+        train_world_model(data, toy_config("meanflow", 20, reward_steps=10, dynamics_config=MeanFlowConfig(
+            net=NET, teacher_ratio=0.0, flow_ratio=0.5)), out, progress=False)
+    # the old form: one section per kind, the removed MeanFlow options stored at their no-op values, no
+    # teacher_ratio (plain MeanFlow was the default then)
+    old = first.to_dict()
+    section = {k: v for k, v in old.pop("dynamics_config").items() if k != "teacher_ratio"}
+    old["meanflow"] = {**section, "boundary_ratio": 0.0, "prediction": "x", "tilt_eta": 0.0, "tilt_sigma": 0.2}
+    old["diffusion"] = json.loads(json.dumps(dataclasses.asdict(DiffusionConfig(num_train_timesteps=70, net=NET))))
+    (tmp_path / "wm.pt.run" / "config.json").write_text(json.dumps(old))
+    assert WorldModelTrainConfig.from_dict(old) == first
+    train_world_model(data, first, out, progress=False)  # the same run: resumed, not refused
+    old["meanflow"]["tilt_eta"] = 1.0
+    (tmp_path / "wm.pt.run" / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="tilt_eta=1.0"):
+        train_world_model(data, first, out, progress=False)
 
 
-def test_training_rejects_bad_data_and_tilt_mismatch(tmp_path) -> None:
+def test_training_rejects_bad_data_and_a_missing_teacher(tmp_path) -> None:
     data = toy_dataset(n_episodes=4, length=10)
     bad = OfflineDataset(**{**{f: getattr(data, f) for f in ("actions", "rewards", "next_observations", "next_actions",
                                                                "terminations", "truncations", "episode_ids",
@@ -241,17 +261,16 @@ def test_training_rejects_bad_data_and_tilt_mismatch(tmp_path) -> None:
                             "observations": np.where(np.arange(len(data))[:, None] == 3, np.nan, data.observations)})
     with pytest.raises(ValueError, match=r"NaN/inf in observations \(rows \[3\]"):
         train_world_model(bad, toy_config("mlp", 10), progress=False, run_dir=tmp_path / "r")
-    with pytest.raises(ValueError, match="tilt_eta"):
-        train_world_model(data, toy_config("meanflow", 10), progress=False, run_dir=tmp_path / "r",
-                          tilt_policy=lambda o: torch.zeros(o.shape[0], ACT))
+    with pytest.raises(ValueError, match="shipped recipe.*--teacher-ratio 0"):  # MeanFlowConfig()'s teacher rows
+        train_world_model(data, WorldModelTrainConfig(dynamics="meanflow"), progress=False, run_dir=tmp_path / "r")
+    with pytest.raises(ValueError, match="does not train from one"):
+        train_world_model(data, toy_config("mlp", 10), progress=False, run_dir=tmp_path / "r", teacher=object())
 
 
-def test_meanflow_with_tilt_and_fit_fqe(tmp_path) -> None:
+def test_meanflow_and_fit_fqe(tmp_path) -> None:
     data = toy_dataset(n_episodes=4, length=10)
-    cfg = toy_config("meanflow", 20, meanflow=MeanFlowConfig(net=NET, tilt_eta=1.0, tilt_sigma=0.5), reward_steps=5)
-    wm = train_world_model(data, cfg, progress=False, run_dir=tmp_path / "r",
-                           tilt_policy=lambda o: torch.zeros(o.shape[0], ACT))
-    assert "dynamics/tilt_ess" in (tmp_path / "r" / "metrics.csv").read_text()
+    cfg = toy_config("meanflow", 20, reward_steps=5)
+    wm = train_world_model(data, cfg, progress=False, run_dir=tmp_path / "r")
     critic = fit_fqe(lambda o: torch.zeros(o.shape[0], ACT), data, cfg, run_dir=tmp_path / "fqe", progress=False)
     wm.set_critic(critic)
     assert wm.value(torch.zeros(2, OBS), torch.zeros(2, ACT)).shape == (2,)
@@ -284,16 +303,28 @@ def test_cli_meanflow_with_teacher_gate_and_ema(tmp_path, monkeypatch: pytest.Mo
     parser = argparse.ArgumentParser(prog="itpo")
     commands.register(parser.add_subparsers(dest="command"))
     small = ["--steps", "20", "--reward-steps", "10", "--termination-steps", "5", "--hidden", "16", "--blocks", "1",
-             "--train-timesteps", "20", "--workers", "1", "--no-progress", "--no-baseline"]
+             "--workers", "1", "--no-progress", "--no-baseline"]
     teacher = tmp_path / "teacher.pt"
     args = parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "diffusion", "--out",
-                              str(teacher), *small])
+                              str(teacher), "--train-timesteps", "20", *small])
     assert args.func(args) == 0
+    assert not WorldModel.load(teacher).dynamics.cfg.net.x_gate  # the diffusion kind's default net
     out = tmp_path / "mf.pt"
     args = parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "meanflow", "--out", str(out),
-                              "--teacher", str(teacher), "--x-gate", "--adaptive-p", "0", "--ema-decay", "0.9", *small])
+                              "--teacher", str(teacher), "--adaptive-p", "0", "--ema-decay", "0.9", *small])
     assert args.func(args) == 0
     wm = WorldModel.load(out)
     cfg = wm.dynamics.cfg
-    assert cfg.teacher_ratio == 0.25 and cfg.net.x_gate and cfg.adaptive_p == 0.0  # --teacher implies 0.25
-    assert wm.info["train_config"]["ema_decay"] == 0.9
+    # the shipped recipe is the kind's default: teacher rows, gated input, frequencies up to 4
+    assert cfg.teacher_ratio == 0.25 and cfg.net.x_gate and cfg.net.max_frequency == 4.0 and cfg.adaptive_p == 0.0
+    assert cfg.net.hidden_dim == 16 and wm.info["train_config"]["ema_decay"] == 0.9
+    plain = parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "meanflow", "--out", "x.pt",
+                               "--teacher-ratio", "0", "--no-x-gate", "--max-frequency", "32"])
+    assert commands.config_from_args(plain).dynamics_config == MeanFlowConfig(teacher_ratio=0.0, net=NetConfig())
+    monkeypatch.setattr(commands, "_load_dataset", lambda _: pytest.fail("the dataset was read before the check"))
+    with pytest.raises(ValueError, match="--teacher wm_diffusion.pt"):  # the recipe without its teacher
+        commands.train_command(parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics", "meanflow",
+                                                  "--out", str(tmp_path / "y.pt")]))
+    with pytest.raises(ValueError, match=r"--train-timesteps set .*num_train_timesteps.*\(MeanFlowConfig\)"):
+        commands.config_from_args(parser.parse_args(["train-world-model", "--dataset", "toy", "--dynamics",
+                                                     "meanflow", "--out", "x.pt", "--train-timesteps", "20"]))

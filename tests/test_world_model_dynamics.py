@@ -1,5 +1,5 @@
 """Dynamics models: fixed-noise determinism, gradcheck through the samplers, exact scheduler
-answers, MeanFlow loss pieces, tilt weights, config validation."""
+answers, MeanFlow loss pieces, config validation and defaults."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from itpo_wrap.world_model import (
     MLPDynamics,
     NetConfig,
     NoiseSchedule,
-    tilt_weights,
 )
 from itpo_wrap.world_model.config import HeadsConfig
 
@@ -33,8 +32,8 @@ def _models() -> list:
         DiffusionDynamics(3, 2, DiffusionConfig(num_train_timesteps=20, num_inference_steps=4, sampler="ddim", net=TINY)),
         DiffusionDynamics(3, 2, DiffusionConfig(num_train_timesteps=20, num_inference_steps=4, beta_schedule="cosine",
                                                 clip_sample=5.0, net=TINY)),
-        MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY)),
-        MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=3, net=TINY)),
+        MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY, teacher_ratio=0.0)),
+        MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=3, net=TINY, teacher_ratio=0.0)),
         MLPDynamics(3, 2),
     ]
 
@@ -75,7 +74,7 @@ def test_gradcheck_diffusion_sampler(sampler: str) -> None:
 @pytest.mark.parametrize("steps", [1, 2])
 def test_gradcheck_meanflow_sampler(steps: int, x_gate: bool) -> None:
     net = dataclasses.replace(TINY, x_gate=x_gate)
-    model = MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=steps, net=net)).double()
+    model = MeanFlowDynamics(3, 2, MeanFlowConfig(num_inference_steps=steps, net=net, teacher_ratio=0.0)).double()
     _randomize(model)
     noise = model.draw_noise(2).double()
     s = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
@@ -118,7 +117,7 @@ def test_losses_are_finite_and_train_every_parameter() -> None:
 def test_meanflow_jvp_time_derivative_matches_finite_difference() -> None:
     """The JVP with tangent (v, 0, 1) is the total derivative d/dt u(z_t, r, t) along the path."""
     torch.manual_seed(0)
-    model = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY)).double()
+    model = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY, teacher_ratio=0.0)).double()
     _randomize(model)
     cond = model.net.cond_features(torch.randn(4, 5, dtype=torch.float64))
     x, eps = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
@@ -137,24 +136,18 @@ def test_meanflow_jvp_time_derivative_matches_finite_difference() -> None:
 
 
 def test_meanflow_time_sampler_orders_and_splits() -> None:
-    model = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY))
+    model = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY, teacher_ratio=0.0))
     t, r, nf = model.sample_times(1000, torch.device("cpu"), torch.float32, torch.Generator().manual_seed(0))
     assert nf == 750 and torch.equal(t[:nf], r[:nf]) and bool((t >= r).all())
     assert bool(((t > 0) & (t < 1)).all())
 
 
-def test_tilt_weights() -> None:
-    obs, acts = torch.zeros(4, 3), torch.tensor([[0.0], [0.1], [0.5], [1.0]])
-
-    def policy(o: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(o.shape[0], 1)
-
-    assert torch.equal(tilt_weights(obs, acts, policy, 0.2, 0.0), torch.ones(4))
-    w = tilt_weights(obs, acts, policy, 0.5, 1.0)
-    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
-    assert bool((w[:-1] > w[1:]).all())  # closer to pi(s) weighs more
-    with pytest.raises(ValueError, match="tilt policy returned shape"):
-        tilt_weights(obs, acts, lambda o: torch.zeros(o.shape[0], 2), 0.5, 1.0)
+def test_meanflow_defaults_are_the_shipped_recipe() -> None:
+    """Every shipped MeanFlow bundle was trained with --teacher-ratio 0.25 --x-gate --max-frequency 4; that is
+    ``MeanFlowConfig()``, while the other kinds keep the plain network."""
+    cfg = MeanFlowConfig()
+    assert cfg.teacher_ratio == 0.25 and cfg.net == NetConfig(max_frequency=4.0, x_gate=True)
+    assert DiffusionConfig().net == NetConfig() and not NetConfig().x_gate
 
 
 def test_noise_shape_errors_and_set_timesteps() -> None:
@@ -201,5 +194,5 @@ def test_x_gate_can_switch_the_noise_input_off() -> None:
     out1 = net.forward_features(torch.randn(4, 3), cond, feats)
     out2 = net.forward_features(torch.randn(4, 3), cond, feats)
     torch.testing.assert_close(out1, out2)
-    plain = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY))
+    plain = MeanFlowDynamics(3, 2, MeanFlowConfig(net=TINY, teacher_ratio=0.0))
     assert not plain.net.x_gate and plain.net.time_proj.out_features == TINY.hidden_dim * (TINY.num_blocks + 1)

@@ -16,7 +16,15 @@ import numpy as np
 import torch
 
 from itpo_wrap.training.config import WorldModelTrainConfig
-from itpo_wrap.world_model.config import DiffusionConfig, MeanFlowConfig, NetConfig
+from itpo_wrap.world_model.kinds import get_kind, kind_names
+
+# Flags that set a field of the chosen kind's config, by the field's name: a kind whose config has the field
+# takes the flag, any other refuses it; left out (None), the kind's default stands. The first four set the
+# fields of its ``net`` (NetConfig).
+NET_FLAGS = {"hidden": "hidden_dim", "blocks": "num_blocks", "max_frequency": "max_frequency", "x_gate": "x_gate"}
+KIND_FLAGS = {"sampling_steps": "num_inference_steps", "train_timesteps": "num_train_timesteps",
+              "schedule": "beta_schedule", "sampler": "sampler", "flow_ratio": "flow_ratio",
+              "adaptive_p": "adaptive_p", "teacher_ratio": "teacher_ratio"}
 
 
 def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
@@ -29,7 +37,8 @@ def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     p = subparsers.add_parser("train-world-model", help="train a world-model bundle on an offline dataset",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", required=True, help="Minari dataset id or local path")
-    p.add_argument("--dynamics", choices=("diffusion", "meanflow", "mlp"), default="diffusion", help="dynamics kind: diffusion (DDPM/DDIM chain), meanflow (one-step), mlp (deterministic baseline)")
+    kinds = "; ".join(f"{k}: {get_kind(k).help}" for k in kind_names())
+    p.add_argument("--dynamics", choices=kind_names(), default=d.dynamics, help=f"dynamics kind ({kinds})")
     p.add_argument("--out", required=True, help="bundle file to write (e.g. policies/zoo/<env>-<level>/wm_diffusion.pt)")
     p.add_argument("--run-dir", default=None, help="checkpoints and metrics (default: <out>.run)")
     p.add_argument("--steps", type=int, default=d.dynamics_steps, help="dynamics (and MLP baseline) updates")
@@ -38,20 +47,16 @@ def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--critic-steps", type=int, default=d.critic_steps, help="FQE updates (with --fqe-policy)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="transitions per update")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (peak of the schedule)")
-    p.add_argument("--hidden", type=int, default=d.diffusion.net.hidden_dim, help="width of the dynamics net")
-    p.add_argument("--blocks", type=int, default=d.diffusion.net.num_blocks, help="residual blocks")
-    p.add_argument("--train-timesteps", type=int, default=d.diffusion.num_train_timesteps, help="diffusion K")
-    p.add_argument("--sampling-steps", type=int, default=None,
-                   help=f"denoising / MeanFlow steps (default {d.diffusion.num_inference_steps} / "
-                        f"{d.meanflow.num_inference_steps})")
-    p.add_argument("--schedule", choices=("linear", "cosine"), default=d.diffusion.beta_schedule, help="diffusion noise (beta) schedule")
-    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=d.diffusion.sampler, help="diffusion reverse-chain sampler")
+    # per-kind settings default to None: the kind's config default (for meanflow the shipped recipe)
+    p.add_argument("--hidden", type=int, default=None, help="width of the dynamics net (default 256)")
+    p.add_argument("--blocks", type=int, default=None, help="residual blocks (default 3)")
+    p.add_argument("--train-timesteps", type=int, default=None, help="diffusion K (default 100)")
+    p.add_argument("--sampling-steps", type=int, default=None, help="denoising / MeanFlow steps (default 10 / 1)")
+    p.add_argument("--schedule", choices=("linear", "cosine"), default=None, help="diffusion noise (beta) schedule (default cosine)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), default=None, help="diffusion reverse-chain sampler (default ddpm)")
     p.add_argument("--critic", default=None, help="SB3 SAC/TD3 .zip whose policy.critic becomes the terminal critic")
     p.add_argument("--fqe-policy", default=None,
                    help="SB3 .zip or TorchScript policy (outputs in [-1, 1]) to fit a critic for by FQE")
-    p.add_argument("--tilt-policy", default=None, help="policy (as --fqe-policy) for MeanFlow's tilt weights")
-    p.add_argument("--tilt-eta", type=float, default=0.0, help="MeanFlow: strength of the policy-tilted sample weights (0 = off)")
-    p.add_argument("--tilt-sigma", type=float, default=d.meanflow.tilt_sigma, help="MeanFlow: width of the tilt kernel around the policy's action")
     p.add_argument("--holdout", type=float, default=d.holdout_fraction, help="share of held-out episodes")
     p.add_argument("--no-baseline", action="store_true", help="skip the same-budget MLP baseline")
     p.add_argument("--workers", type=int, choices=(1, 2), default=d.workers, help="threads of parts: 2 trains the dynamics beside the heads")
@@ -63,22 +68,20 @@ def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also write the training metrics as TensorBoard scalars under DIR/wm_<kind>-<entry>_<n> "
                         "(a resumed run appends to its folder); needs pip install 'itpo-wrap[tensorboard]'")
-    p.add_argument("--boundary-ratio", type=float, default=None,
-                   help="MeanFlow: share of samples at (r, t) = (0, 1), the one-step sampler's point")
-    p.add_argument("--flow-ratio", type=float, default=None, help="MeanFlow: share of samples with r = t")
+    p.add_argument("--flow-ratio", type=float, default=None, help="MeanFlow: share of samples with r = t (default 0.75)")
     p.add_argument("--max-frequency", type=float, default=None,
-                   help="highest time-embedding frequency (cycles per unit time); MeanFlow's JVP differentiates "
-                        "through it, 4 trains more stably than the default 32 (benchmarks/results/meanflow_variants_*)")
-    p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight")
-    p.add_argument("--x-gate", action="store_true",
-                   help="gate the noisy-sample input by the time embedding (NetConfig.x_gate); lets MeanFlow's "
-                        "one-step point ignore pure noise")
+                   help="highest time-embedding frequency (cycles per unit time; default 4 for meanflow, else 32); "
+                        "MeanFlow's JVP differentiates through it (benchmarks/results/meanflow_variants_*)")
+    p.add_argument("--adaptive-p", type=float, default=None, help="MeanFlow: power of the adaptive loss weight (default 1)")
+    p.add_argument("--x-gate", action=argparse.BooleanOptionalAction, default=None,
+                   help="gate the noisy-sample input by the time embedding (NetConfig.x_gate; default on for "
+                        "meanflow, off else); lets MeanFlow's one-step point ignore pure noise")
     p.add_argument("--teacher", default=None,
                    help="MeanFlow: diffusion bundle of the same dataset whose 10-step DDIM sampler gives the one-step "
-                        "targets of --teacher-ratio of each minibatch")
+                        "targets of --teacher-ratio of each minibatch (the shipped recipe needs it)")
     p.add_argument("--teacher-ratio", type=float, default=None,
-                   help="MeanFlow: share of rows trained at (r, t) = (0, 1) on the teacher's sample (default 0.25 "
-                        "with --teacher, else 0)")
+                   help="MeanFlow: share of rows trained at (r, t) = (0, 1) on the teacher's sample (default 0.25; "
+                        "0: plain MeanFlow, no --teacher)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay,
                    help="average each part's weights with this decay (0: off); the bundle keeps the average")
     p.set_defaults(func=train_command)
@@ -88,7 +91,7 @@ def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", default=None, help="bundle file")
     which.add_argument("--entry", default=None, help="a zoo entry's bundle instead of a file (with --kind)")
-    e.add_argument("--kind", default="diffusion", help="with --entry: which of its world models")
+    e.add_argument("--kind", default="diffusion", choices=kind_names(), help="with --entry: which of its world models")
     e.add_argument("--zoo-dir", default=None, help="with --entry: the zoo folder (default: $ITPO_ZOO_PATH, else "
                                                    "the checkout's policies/zoo, else the package's demo entry)")
     e.add_argument("--dataset", required=True, help="Minari dataset id or local path")
@@ -157,29 +160,32 @@ def _load_sb3(path: str) -> Any:
                      "actor/critic this command uses (for others use the Python API with CriticHead / fit_fqe)")
 
 
+def _kind_config(args: argparse.Namespace) -> Any:
+    """The chosen kind's config: its defaults with the per-kind flags that were given on top."""
+    kind = get_kind(args.dynamics)
+    base = kind.config()
+    fields = {f.name for f in dataclasses.fields(base)}
+
+    def given(table: dict[str, str]) -> dict[str, Any]:
+        return {field: getattr(args, dest) for dest, field in table.items() if getattr(args, dest, None) is not None}
+
+    overrides, net = given(KIND_FLAGS), given(NET_FLAGS)
+    if net:
+        overrides["net"] = dataclasses.replace(base.net, **net) if "net" in fields else net
+    foreign = {field: value for field, value in overrides.items() if field not in fields}
+    if foreign:
+        flags = [f"--{dest.replace('_', '-')}" for dest, field in {**KIND_FLAGS, **NET_FLAGS}.items()
+                 if field in foreign or (field in net and "net" in foreign)]
+        raise ValueError(f"{', '.join(flags)} set {sorted(foreign)}, which a {args.dynamics} config "
+                         f"({kind.config.__name__}) does not have; drop them or pick the kind they belong to")
+    return dataclasses.replace(base, **overrides)
+
+
 def config_from_args(args: argparse.Namespace) -> WorldModelTrainConfig:
     """Build the training config from parsed ``train-world-model`` arguments."""
     d = WorldModelTrainConfig()
-    net = dataclasses.replace(NetConfig(), hidden_dim=args.hidden, num_blocks=args.blocks)
-    if getattr(args, "max_frequency", None) is not None:
-        net = dataclasses.replace(net, max_frequency=args.max_frequency)
-    if getattr(args, "x_gate", False):
-        net = dataclasses.replace(net, x_gate=True)
-    diffusion = DiffusionConfig(
-        num_train_timesteps=args.train_timesteps, beta_schedule=args.schedule, sampler=args.sampler, net=net,
-        num_inference_steps=args.sampling_steps or d.diffusion.num_inference_steps)
-    overrides = {k: v for k, v in (("boundary_ratio", getattr(args, "boundary_ratio", None)),
-                                   ("flow_ratio", getattr(args, "flow_ratio", None)),
-                                   ("adaptive_p", getattr(args, "adaptive_p", None))) if v is not None}
-    ratio = getattr(args, "teacher_ratio", None)
-    if ratio is None and getattr(args, "teacher", None):
-        ratio = 0.25
-    if ratio is not None:
-        overrides["teacher_ratio"] = ratio
-    meanflow = MeanFlowConfig(num_inference_steps=args.sampling_steps or d.meanflow.num_inference_steps,
-                              tilt_eta=args.tilt_eta, tilt_sigma=args.tilt_sigma, net=net, **overrides)
     return WorldModelTrainConfig(
-        dynamics=args.dynamics, diffusion=diffusion, meanflow=meanflow, dynamics_steps=args.steps,
+        dynamics=args.dynamics, dynamics_config=_kind_config(args), dynamics_steps=args.steps,
         reward_steps=args.reward_steps, termination_steps=args.termination_steps, critic_steps=args.critic_steps,
         batch_size=args.batch_size, lr=args.lr, baseline=not args.no_baseline, holdout_fraction=args.holdout,
         seed=args.seed, workers=args.workers, num_threads=args.threads, device=args.device,
@@ -209,15 +215,16 @@ def train_and_evaluate(args: argparse.Namespace) -> tuple[Any, dict[str, Any], A
     from itpo_wrap.world_model.trust import fitness_of, fitness_record
 
     cfg = config_from_args(args)
-    check_tensorboard(args.tensorboard)  # before the (possibly slow) dataset load, not after it
+    # before the (possibly slow) dataset load, not after it
+    get_kind(cfg.dynamics).check_run(cfg.dynamics_config, getattr(args, "teacher", None))
+    check_tensorboard(args.tensorboard)
     dataset = _load_dataset(args.dataset)
     low, high = _box(dataset)
     critic = CriticHead.from_sb3(_load_sb3(args.critic)) if args.critic else None
     policy = load_policy(args.fqe_policy, low, high) if args.fqe_policy else None
-    tilt = load_policy(args.tilt_policy, low, high) if args.tilt_policy else None
     teacher = WorldModel.load(args.teacher) if getattr(args, "teacher", None) else None
     wm = train_world_model(dataset, cfg, args.out, run_dir=args.run_dir, critic=critic, policy=policy,
-                           tilt_policy=tilt, teacher=teacher, resume=not args.no_resume,
+                           teacher=teacher, resume=not args.no_resume,
                            progress=not args.no_progress, tensorboard=args.tensorboard)
     print(f"saved {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB) in {wm.info['train_wall_s']:.0f} s")
     result = evaluate_world_model(wm, dataset)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from itpo_wrap.world_model.config import DiffusionConfig, HeadsConfig, MeanFlowConfig, MLPDynamicsConfig
+from itpo_wrap.world_model.config import HeadsConfig
+from itpo_wrap.world_model.kinds import get_kind
 
-_KINDS = ("diffusion", "meanflow", "mlp")
+# Train configs written before the kinds registry (issue 22) kept one section per kind, of which the one
+# named by ``dynamics`` was trained (the MLP kind reused the diffusion section's net): a fixed old format.
+_LEGACY_SECTIONS = ("diffusion", "meanflow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,9 +23,10 @@ class WorldModelTrainConfig:
     about twice that, so 50k MeanFlow updates are ~8-12 minutes in one thread while the baseline
     and heads (~7 minutes) run in the other. The cost per update does not depend on the dataset size.
 
-    :param dynamics: ``diffusion``, ``meanflow`` or ``mlp``.
-    :param diffusion: settings when ``dynamics == "diffusion"``.
-    :param meanflow: settings when ``dynamics == "meanflow"``.
+    :param dynamics: the dynamics kind, a name in :func:`~itpo_wrap.world_model.kinds.kind_names`.
+    :param dynamics_config: that kind's settings (its config class, or a dict of its fields); ``None``
+        (kept as ``None``, so ``dataclasses.replace(cfg, dynamics=...)`` switches kinds) takes the kind's
+        defaults, for ``meanflow`` the shipped recipe, which needs a teacher. :meth:`kind_config` resolves it.
     :param heads: reward / termination / FQE critic settings.
     :param dynamics_steps: updates of the dynamics model (and of the MLP baseline).
     :param reward_steps: updates of the reward head.
@@ -51,8 +55,7 @@ class WorldModelTrainConfig:
     """
 
     dynamics: str = "diffusion"
-    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
-    meanflow: MeanFlowConfig = dataclasses.field(default_factory=MeanFlowConfig)
+    dynamics_config: Any = None
     heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
     dynamics_steps: int = 50_000
     reward_steps: int = 20_000
@@ -76,14 +79,16 @@ class WorldModelTrainConfig:
     ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.dynamics not in _KINDS:
-            raise ValueError(f"WorldModelTrainConfig.dynamics={self.dynamics!r}; choose one of {_KINDS}")
-        for name, cls in (("diffusion", DiffusionConfig), ("meanflow", MeanFlowConfig), ("heads", HeadsConfig)):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                object.__setattr__(self, name, cls(**value))
-            elif not isinstance(value, cls):
-                raise TypeError(f"WorldModelTrainConfig.{name} must be a {cls.__name__}, got {type(value).__name__}")
+        kind = get_kind(self.dynamics)
+        if isinstance(self.dynamics_config, dict):
+            object.__setattr__(self, "dynamics_config", kind.config_from_dict(self.dynamics_config))
+        elif self.dynamics_config is not None and not isinstance(self.dynamics_config, kind.config):
+            raise TypeError(f"WorldModelTrainConfig.dynamics_config must be a {kind.config.__name__} for dynamics="
+                            f"{self.dynamics!r}, got {type(self.dynamics_config).__name__}")
+        if isinstance(self.heads, dict):
+            object.__setattr__(self, "heads", HeadsConfig(**self.heads))
+        elif not isinstance(self.heads, HeadsConfig):
+            raise TypeError(f"WorldModelTrainConfig.heads must be a HeadsConfig, got {type(self.heads).__name__}")
         for name in ("dynamics_steps", "reward_steps", "termination_steps", "critic_steps", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"WorldModelTrainConfig.{name}={getattr(self, name)} must be >= 0")
@@ -99,19 +104,36 @@ class WorldModelTrainConfig:
         if not 0.0 <= self.final_lr_fraction <= 1.0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("final_lr_fraction must be in [0, 1]; weight_decay and grad_clip must be >= 0")
 
-    def dynamics_config(self) -> Any:
-        """The config of the chosen dynamics kind (the baseline reuses its network)."""
-        if self.dynamics == "diffusion":
-            return self.diffusion
-        if self.dynamics == "meanflow":
-            return self.meanflow
-        return MLPDynamicsConfig(net=self.diffusion.net)
+    def kind_config(self) -> Any:
+        """The settings of the chosen kind: ``dynamics_config``, or the kind's defaults when it is ``None``."""
+        return get_kind(self.dynamics).config() if self.dynamics_config is None else self.dynamics_config
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (for the bundle's ``info`` and the run dir's ``config.json``)."""
-        return dataclasses.asdict(self)
+        """Plain-Python form (for the bundle's ``info`` and the run dir's ``config.json``), with the kind's
+        settings resolved: what was trained, not "the defaults of the day"."""
+        return dataclasses.asdict(dataclasses.replace(self, dynamics_config=self.kind_config()))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelTrainConfig:
-        """Inverse of ``to_dict``."""
-        return cls(**values)
+        """Inverse of ``to_dict``; also reads the per-kind sections of configs written before the registry.
+
+        :param values: the dict.
+        """
+        return cls(**upgrade_dict(values))
+
+
+def upgrade_dict(values: dict[str, Any]) -> dict[str, Any]:
+    """A train config dict in today's form: the old per-kind sections (``diffusion``, ``meanflow``) become
+    ``dynamics_config``, the section of the kind that was trained.
+
+    :param values: a ``to_dict`` result, old or new.
+    """
+    if not any(section in values for section in _LEGACY_SECTIONS):
+        return dict(values)
+    out = {k: v for k, v in values.items() if k not in _LEGACY_SECTIONS}
+    kind = values.get("dynamics", "diffusion")
+    if kind in _LEGACY_SECTIONS:
+        out.setdefault("dynamics_config", values.get(kind))
+    elif kind == "mlp" and isinstance(values.get("diffusion"), dict) and "net" in values["diffusion"]:
+        out.setdefault("dynamics_config", {"net": values["diffusion"]["net"]})
+    return out

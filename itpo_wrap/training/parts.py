@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +15,6 @@ from itpo_wrap.training.loop import Component
 from itpo_wrap.world_model.config import HeadsConfig
 from itpo_wrap.world_model.dynamics import Dynamics
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead, fqe_loss
-from itpo_wrap.world_model.meanflow import Teacher, tilt_weights
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 _VAL_ROWS = 4096
@@ -50,24 +50,19 @@ class DataTensors:
 
 
 def dynamics_component(name: str, model: Dynamics, train: DataTensors, val: DataTensors, batch: int,
-                       steps: int, tilt: tuple[Policy, float, float] | None = None,
-                       teacher: Teacher | None = None) -> Component:
+                       steps: int, loss_inputs: dict[str, Any] | None = None) -> Component:
     """Dynamics (or baseline) on ``(s_n, a_n) -> d_n``; validation is the one-step RMSE in units
     of the per-dimension state std, of one sample per row.
 
-    :param tilt: ``(policy, sigma, eta)`` for MeanFlow's policy-tilted weights.
-    :param teacher: MeanFlow's one-step target (``MeanFlowConfig.teacher_ratio``), e.g. :func:`ddim_teacher`.
+    :param loss_inputs: extra keyword arguments of every ``model.loss`` call, from the kind's
+        ``loss_inputs`` hook (MeanFlow's ``teacher``, :mod:`itpo_wrap.world_model.kinds`).
     """
-    extra = {} if teacher is None else {"teacher": teacher}
+    extra = dict(loss_inputs or {})
     vi = val.val_index()
 
     def loss(gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         i = train.index(batch, gen)
-        w = None if tilt is None else tilt_weights(train.s[i], train.a[i], tilt[0], tilt[1], tilt[2])
-        out, metrics = model.loss(train.s_n[i], train.a_n[i], train.d_n[i], weights=w, generator=gen, **extra)
-        if w is not None:
-            metrics["tilt_ess"] = (w.sum() ** 2 / w.pow(2).sum() / w.numel()).detach()
-        return out, metrics
+        return model.loss(train.s_n[i], train.a_n[i], train.d_n[i], generator=gen, **extra)
 
     def evaluate() -> dict[str, float]:
         g = torch.Generator(device=val.s.device).manual_seed(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from itpo_wrap._version import __version__
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.tensorboard import check_tensorboard, open_run
-from itpo_wrap.training.config import WorldModelTrainConfig
+from itpo_wrap.training.config import WorldModelTrainConfig, upgrade_dict
 from itpo_wrap.training.loop import Component, MetricsLog, fit_component
 from itpo_wrap.training.parts import (
     DataTensors,
@@ -27,11 +28,10 @@ from itpo_wrap.training.parts import (
     termination_component,
 )
 from itpo_wrap.utils import get_device, set_seed
-from itpo_wrap.world_model.config import MLPDynamicsConfig
-from itpo_wrap.world_model.diffusion import DiffusionDynamics
-from itpo_wrap.world_model.dynamics import MLPDynamics
+from itpo_wrap.world_model.config import MLPDynamicsConfig, NetConfig
+from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics, Teacher, ddim_teacher
+from itpo_wrap.world_model.kinds import get_kind
 from itpo_wrap.world_model.model import WorldModel
 
 
@@ -68,16 +68,20 @@ def _prepare_run_dir(run_dir: Path, cfg: WorldModelTrainConfig, resume: bool) ->
     cfg_path = run_dir / "config.json"
     current = json.loads(json.dumps(cfg.to_dict()))
     defaults = json.loads(json.dumps(WorldModelTrainConfig(dynamics=cfg.dynamics).to_dict()))
-    # the sampler's step count is chosen at sampling time and does not change what is trained
-    for section in ("diffusion", "meanflow"):
-        defaults[section]["num_inference_steps"] = current[section]["num_inference_steps"]
     if cfg_path.exists() and resume:
-        saved = json.loads(cfg_path.read_text())
-        # What cannot change the result is not compared: the settings of the other dynamics kinds, and
-        # fields a newer version added with their default value (a run from before them is the same run).
-        ignore = {"workers", "num_threads", "device", "log_every"} | ({"diffusion", "meanflow"} - {cfg.dynamics})
-        for section in ("diffusion", "meanflow"):
-            saved.get(section, {}).pop("num_inference_steps", None)
+        saved = upgrade_dict(json.loads(cfg_path.read_text()))  # a run dir from before the kinds registry
+        # What cannot change the result is not compared: the sampler's step count (chosen at sampling
+        # time), and fields a newer version added with their default value (a run from before them is the
+        # same run).
+        ignore = {"workers", "num_threads", "device", "log_every"}
+        if saved.get("dynamics") == cfg.dynamics and isinstance(saved.get("dynamics_config"), dict):
+            # read as a bundle's config is read: a removed option at its no-op value is dropped (any other
+            # refused), a field an older file lacks takes the default it had then
+            rebuilt = get_kind(cfg.dynamics).config_from_dict(saved["dynamics_config"])
+            saved["dynamics_config"] = json.loads(json.dumps(dataclasses.asdict(rebuilt)))
+        for d in (saved.get("dynamics_config"), current["dynamics_config"], defaults["dynamics_config"]):
+            if isinstance(d, dict):
+                d.pop("num_inference_steps", None)
         diff = {k: (saved.get(k), current[k]) for k in current
                 if k not in ignore and not _same_setting(saved.get(k), current[k], defaults.get(k))}
         if diff:
@@ -99,29 +103,22 @@ def _tensorboard_name(dataset: OfflineDataset, cfg: WorldModelTrainConfig) -> st
         return f"wm_{cfg.dynamics}"
 
 
-def teacher_from_bundle(teacher: WorldModel, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
-    """A diffusion bundle's DDIM map as MeanFlow's teacher, after checking it was trained in the student's
-    normalized units (the same dataset, holdout and seed give the same normalizers).
-
-    :param teacher: the diffusion bundle.
-    :param norms: the student's ``obs``, ``act`` and ``delta`` normalizers.
-    :param device: where the student trains.
-    """
-    for key, norm in norms.items():
-        theirs = teacher.normalizers[key].state_dict()
-        for name, value in norm.state_dict().items():
-            if not torch.allclose(torch.as_tensor(value, dtype=torch.float32),
-                                  torch.as_tensor(theirs[name], dtype=torch.float32).cpu()):
-                raise ValueError(f"the teacher's {key} normalizer ({name}) differs from this run's: it was trained on "
-                                 "other data or another holdout/seed; train the teacher with the same --dataset, "
-                                 "--holdout and --seed")
-    return ddim_teacher(teacher.dynamics.to(device))
+def _dynamics_models(cfg: WorldModelTrainConfig, obs_dim: int, act_dim: int,
+                     device: torch.device) -> tuple[Dynamics, MLPDynamics | None]:
+    """The chosen kind's dynamics and, with ``cfg.baseline``, the deterministic MLP on the same network."""
+    kind = get_kind(cfg.dynamics)
+    dynamics = kind.build(obs_dim, act_dim, cfg.kind_config()).to(device)
+    if not cfg.baseline:
+        return dynamics, None
+    net = getattr(cfg.kind_config(), "net", None)  # a kind without a ``net`` gets the baseline's default one
+    base_cfg = MLPDynamicsConfig(net=net if isinstance(net, NetConfig) else NetConfig())
+    return dynamics, MLPDynamics(obs_dim, act_dim, base_cfg).to(device)
 
 
 def train_world_model(
     dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, out: str | os.PathLike[str] | None = None, *,
     run_dir: str | os.PathLike[str] | None = None, critic: CriticHead | None = None, policy: Policy | None = None,
-    tilt_policy: Policy | None = None, teacher: WorldModel | None = None, resume: bool = True,
+    teacher: WorldModel | None = None, resume: bool = True,
     progress: bool = True, tensorboard: str | os.PathLike[str] | None = None,
 ) -> WorldModel:
     """Train dynamics, the same-budget MLP baseline, reward and termination heads (and an FQE
@@ -137,9 +134,9 @@ def train_world_model(
     :param run_dir: checkpoints, ``metrics.csv``, ``config.json`` (default ``<out>.run``).
     :param critic: a ready terminal critic to attach (e.g. ``CriticHead.from_sb3(model)``).
     :param policy: raw obs -> env action; with no ``critic``, a critic is fitted by FQE of it.
-    :param tilt_policy: the policy MeanFlow's tilt weights lean toward (needs ``meanflow.tilt_eta > 0``).
-    :param teacher: a diffusion bundle of the same dataset (same holdout and seed) whose DDIM sampler gives
-        MeanFlow's one-step targets (needs ``meanflow.teacher_ratio > 0``).
+    :param teacher: a bundle the kind distils from, handed to its ``loss_inputs`` hook
+        (:mod:`itpo_wrap.world_model.kinds`): for ``meanflow`` (``teacher_ratio > 0``, the default) a diffusion
+        bundle of the same dataset, holdout and seed whose DDIM sampler gives the one-step targets.
     :param resume: continue from the checkpoints in ``run_dir``.
     :param progress: show progress bars.
     :param tensorboard: also write the metrics as TensorBoard scalars under ``<tensorboard>/wm_<kind>-<entry>_<n>``
@@ -152,14 +149,8 @@ def train_world_model(
     cfg = cfg or WorldModelTrainConfig()
     check_tensorboard(tensorboard)  # a missing package fails here, before the run dir is touched
     _check_dataset(dataset)
-    if (tilt_policy is not None) != (cfg.dynamics == "meanflow" and cfg.meanflow.tilt_eta > 0):
-        raise ValueError("a tilt needs both tilt_policy and dynamics='meanflow' with meanflow.tilt_eta > 0 "
-                         f"(got tilt_policy={'set' if tilt_policy else None}, dynamics={cfg.dynamics!r}, "
-                         f"tilt_eta={cfg.meanflow.tilt_eta})")
-    if (teacher is not None) != (cfg.dynamics == "meanflow" and cfg.meanflow.teacher_ratio > 0):
-        raise ValueError("a teacher needs both teacher= (a diffusion bundle) and dynamics='meanflow' with "
-                         f"meanflow.teacher_ratio > 0 (got teacher={'set' if teacher is not None else None}, "
-                         f"dynamics={cfg.dynamics!r}, teacher_ratio={cfg.meanflow.teacher_ratio})")
+    kind = get_kind(cfg.dynamics)
+    kind.check_run(cfg.kind_config(), teacher)
     torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
     device = get_device(cfg.device)
@@ -176,19 +167,15 @@ def train_world_model(
     stats = {"obs_mean": norms["obs"].mean, "obs_std": norms["obs"].std, "act_mean": norms["act"].mean,
              "act_std": norms["act"].std, "reward_mean": np.float32(train.rewards.mean()),
              "reward_std": np.float32(max(float(train.rewards.std()), 1e-6))}
-    dyn_cls = {"diffusion": DiffusionDynamics, "meanflow": MeanFlowDynamics, "mlp": MLPDynamics}[cfg.dynamics]
-    dyn_cfg = cfg.dynamics_config()
-    dynamics = dyn_cls(obs_dim, act_dim, dyn_cfg).to(device)
-    baseline = MLPDynamics(obs_dim, act_dim, MLPDynamicsConfig(net=dyn_cfg.net)).to(device) if cfg.baseline else None
+    dynamics, baseline = _dynamics_models(cfg, obs_dim, act_dim, device)
     reward = RewardHead(obs_dim, act_dim, cfg.heads.reward_hidden, stats).to(device)
     never = not bool(train.terminations.any())
     termination = TerminationHead(obs_dim, cfg.heads.termination_hidden, never, stats).to(device)
     low, high = _bounds(dataset)
 
-    tilt = None if tilt_policy is None else (tilt_policy, cfg.meanflow.tilt_sigma, cfg.meanflow.tilt_eta)
-    teach = None if teacher is None else teacher_from_bundle(teacher, norms, device)
+    inputs = kind.loss_inputs(cfg.kind_config(), teacher, norms, device)  # e.g. MeanFlow's teacher map
     groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
-                                                         cfg.dynamics_steps, tilt, teach)], []]
+                                                         cfg.dynamics_steps, inputs)], []]
     if baseline is not None:
         groups[1].append(dynamics_component("baseline", baseline, tr, va, cfg.batch_size, cfg.dynamics_steps))
     groups[1].append(reward_component(reward, tr, va, cfg.batch_size, cfg.reward_steps))

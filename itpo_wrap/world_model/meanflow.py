@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.world_model.config import MeanFlowConfig
 from itpo_wrap.world_model.dynamics import Dynamics, weighted_mean
 from itpo_wrap.world_model.networks import ConditionalResMLP
@@ -45,6 +46,53 @@ def ddim_teacher(dynamics: Dynamics, steps: int = 10) -> Teacher:
 
     return run
 
+
+
+def teacher_from_bundle(teacher: Any, norms: dict[str, StateNormalizer], device: torch.device) -> Teacher:
+    """A diffusion bundle's DDIM map as MeanFlow's teacher, after checking it was trained in the student's
+    normalized units (the same dataset, holdout and seed give the same normalizers).
+
+    :param teacher: the diffusion ``WorldModel`` bundle (its ``normalizers`` and ``dynamics`` are read).
+    :param norms: the student's ``obs``, ``act`` and ``delta`` normalizers.
+    :param device: where the student trains.
+    """
+    for key, norm in norms.items():
+        theirs = teacher.normalizers[key].state_dict()
+        for name, value in norm.state_dict().items():
+            if not torch.allclose(torch.as_tensor(value, dtype=torch.float32),
+                                  torch.as_tensor(theirs[name], dtype=torch.float32).cpu()):
+                raise ValueError(f"the teacher's {key} normalizer ({name}) differs from this run's: it was trained on "
+                                 "other data or another holdout/seed; train the teacher with the same --dataset, "
+                                 "--holdout and --seed")
+    return ddim_teacher(teacher.dynamics.to(device))
+
+
+def check_teacher(cfg: MeanFlowConfig, teacher: object | None) -> None:
+    """The MeanFlow kind's training check: a teacher is given exactly when ``cfg.teacher_ratio > 0``.
+
+    :param cfg: the config to train.
+    :param teacher: the teacher bundle (or its path), ``None`` when the run has none.
+    """
+    if cfg.teacher_ratio > 0 and teacher is None:
+        raise ValueError(f"MeanFlowConfig.teacher_ratio={cfg.teacher_ratio} (the shipped recipe) distils from a "
+                         "diffusion bundle of the same dataset: pass teacher= (itpo train-world-model --teacher "
+                         "wm_diffusion.pt), or set teacher_ratio=0 (--teacher-ratio 0) for plain MeanFlow")
+    if cfg.teacher_ratio == 0 and teacher is not None:
+        raise ValueError("a teacher was given but MeanFlowConfig.teacher_ratio=0 would never use it; "
+                         "drop the teacher or set teacher_ratio > 0")
+
+
+def teacher_inputs(cfg: MeanFlowConfig, teacher: Any, norms: dict[str, StateNormalizer],
+                   device: torch.device) -> dict[str, Any]:
+    """The MeanFlow kind's extra ``loss`` inputs: ``{"teacher": ...}`` when the config distils.
+
+    :param cfg: the config to train (checked with :func:`check_teacher`).
+    :param teacher: the diffusion ``WorldModel`` bundle, or ``None``.
+    :param norms: the run's normalizers (the teacher must share them).
+    :param device: where the student trains.
+    """
+    check_teacher(cfg, teacher)
+    return {} if teacher is None else {"teacher": teacher_from_bundle(teacher, norms, device)}
 
 class MeanFlowDynamics(Dynamics):
     """``s_{t+1} - s_t`` (normalized) from one (or a few) average-velocity steps.
@@ -90,28 +138,22 @@ class MeanFlowDynamics(Dynamics):
             noise = torch.randn(s.shape[0], 1, self.obs_dim, device=s.device, dtype=s.dtype)
         cond = self.net.cond_features(torch.cat([s, a], dim=-1))
         z = noise[:, 0]
-        x_pred = self.cfg.prediction == "x"
         for i, width in enumerate(self._widths):
             out = self.net.forward_features(z, cond, self.step_time_features(i))
-            if x_pred:  # u = (z - F) / t, so z_r = z - (t - r) u = z + (t - r) / t (F - z)
-                t = max(self._starts[i], self.cfg.t_floor)
-                z = torch.lerp(z, out, width / t) if width != t else out
-            else:
-                z = torch.add(z, out, alpha=-width)
+            # u = (z - F) / t, so z_r = z - (t - r) u = z + (t - r) / t (F - z)
+            t = max(self._starts[i], self.cfg.t_floor)
+            z = torch.lerp(z, out, width / t) if width != t else out
         return z
 
     def u(self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond_feat: torch.Tensor) -> torch.Tensor:
         """Average velocity ``u(z, r, t | c)`` for ``(B,)`` times and precomputed condition features."""
         out = self.net.forward_features(z, cond_feat, self.net.time_features(torch.stack([t, t - r], dim=-1)))
-        if self.cfg.prediction == "x":
-            return (z - out) / t.clamp_min(self.cfg.t_floor).unsqueeze(-1)
-        return out
+        return (z - out) / t.clamp_min(self.cfg.t_floor).unsqueeze(-1)
 
     def sample_times(self, batch: int, device: torch.device, dtype: torch.dtype,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(t, r, n_flow)``: logit-normal times sorted so ``t >= r``; the first ``n_flow`` rows
-        (``flow_ratio`` of the batch) have ``r = t``; the last ``boundary_ratio`` of the batch is
-        set to ``(r, t) = (0, 1)``, the one-step sampler's point.
+        (``flow_ratio`` of the batch) have ``r = t``.
 
         A fixed split instead of a per-row coin (the batch is already a uniform random draw) lets
         the loss skip the JVP on the ``r = t`` rows, where ``t - r = 0`` makes the target just ``v``.
@@ -122,10 +164,6 @@ class MeanFlowDynamics(Dynamics):
         t, r = vals.max(dim=0).values, vals.min(dim=0).values
         n_flow = int(round(cfg.flow_ratio * batch))
         r = torch.cat([t[:n_flow], r[n_flow:]])
-        n_boundary = int(round(cfg.boundary_ratio * batch))
-        if n_boundary > 0:
-            t = torch.cat([t[: batch - n_boundary], t.new_ones(n_boundary)])
-            r = torch.cat([r[: batch - n_boundary], r.new_zeros(n_boundary)])
         return t, r, n_flow
 
     def loss(
@@ -135,7 +173,7 @@ class MeanFlowDynamics(Dynamics):
         """The MeanFlow loss ``w || u_theta - sg(u_tgt) ||^2`` with
         ``u_tgt = v - (t - r) (v . d_z u + d_t u)`` from one ``torch.func.jvp`` (METHOD.md section 5).
 
-        :param weights: optional ``(B,)`` per-sample weights (the policy tilt), mean 1.
+        :param weights: optional ``(B,)`` per-sample weights, mean 1.
         :param teacher: ``teacher(s, a, z_1) -> x``, the end point of the flow from noise ``z_1`` (all in
             normalized units); required when ``cfg.teacher_ratio > 0``. The last ``teacher_ratio`` of the
             rows then train the one-step point ``(r, t) = (0, 1)`` on ``u_tgt = z_1 - teacher(s, a, z_1)``.
@@ -207,28 +245,3 @@ class MeanFlowDynamics(Dynamics):
         loss = weighted_mean(self._weighted(err), weights)
         return loss, {"loss": loss.detach(), "u_mse": err.detach().mean() / self.obs_dim}
 
-
-def tilt_weights(
-    obs: torch.Tensor, actions: torch.Tensor, policy: Callable[[torch.Tensor], torch.Tensor],
-    sigma: float, eta: float,
-) -> torch.Tensor:
-    """Per-sample weights toward a policy (the v2 "tilt", METHOD.md section 5, one reading):
-    ``w_i ~ exp(eta * log N(a_i; pi(s_i), sigma^2 I))``, normalized to mean 1 over the minibatch.
-
-    ``eta = 0`` gives all ones (plain MeanFlow).
-
-    :param obs: ``(B, obs_dim)`` raw observations (what ``policy`` takes).
-    :param actions: ``(B, act_dim)`` dataset actions in env units.
-    :param policy: deterministic policy, raw obs -> env-space action.
-    :param sigma: std of the Gaussian standing in for the policy's density.
-    :param eta: tilt strength (>= 0).
-    """
-    if eta == 0.0:
-        return torch.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)
-    with torch.no_grad():
-        mean = policy(obs).to(actions)
-        if mean.shape != actions.shape:
-            raise ValueError(f"tilt policy returned shape {tuple(mean.shape)} for actions of shape "
-                             f"{tuple(actions.shape)}; it must map (B, obs_dim) to (B, act_dim) env-space actions")
-        log_p = -(actions - mean).pow(2).sum(dim=-1) / (2.0 * sigma**2)
-        return F.softmax(eta * log_p, dim=0) * obs.shape[0]

@@ -22,15 +22,10 @@ from itpo_wrap import _version
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.integrity import stamp
 from itpo_wrap.pairing import compare, tag, world_model_facts
-from itpo_wrap.world_model.config import config_from_dict
-from itpo_wrap.world_model.diffusion import DiffusionDynamics
-from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
+from itpo_wrap.world_model.dynamics import Dynamics
 from itpo_wrap.world_model.heads import CriticHead, RewardHead, TerminationHead, critic_facts
-from itpo_wrap.world_model.meanflow import MeanFlowDynamics
+from itpo_wrap.world_model.kinds import get_kind
 from itpo_wrap.world_model.persistence import FORMAT_VERSION, check_expected, read_payload, rebuild
-
-_DYNAMICS_CLASSES: dict[str, type[Dynamics]] = {
-    "diffusion": DiffusionDynamics, "meanflow": MeanFlowDynamics, "mlp": MLPDynamics}
 
 
 def _jsonable(x: Any) -> Any:
@@ -45,7 +40,7 @@ class WorldModel(nn.Module):
     Parameters are frozen (``requires_grad=False``) and the module is in eval mode: gradients
     flow through the model to ``(s, a)`` and on to the policy, never into the model's weights.
 
-    :param dynamics: a ``DiffusionDynamics``, ``MeanFlowDynamics`` or ``MLPDynamics``.
+    :param dynamics: a ``Dynamics`` of a registered kind (:mod:`itpo_wrap.world_model.kinds`).
     :param reward: the reward head.
     :param termination: the termination head.
     :param critic: the terminal critic; ``None`` until one is attached with ``set_critic``.
@@ -242,7 +237,7 @@ class WorldModel(nn.Module):
         :param obs_dim: if given, refuse a bundle of another observation width.
         :param act_dim: if given, refuse a bundle of another action width.
         :param allow_version_mismatch: load a bundle written by another itpo-wrap version anyway.
-        :param kind: if given, refuse a bundle whose dynamics is of another kind (``"diffusion"``, ``"meanflow"``).
+        :param kind: if given, refuse a bundle whose dynamics is of another kind (see :func:`~itpo_wrap.world_model.kinds.kind_names`).
         :param action_low: with ``action_high``, refuse a bundle with another action Box.
         :param action_high: the expected Box upper bound.
         """
@@ -250,6 +245,6 @@ class WorldModel(nn.Module):
         check_expected(path, payload, {"env_id": env_id, "obs_dim": obs_dim, "act_dim": act_dim, "kind": kind,
                                        "action_low": action_low, "action_high": action_high,
                                        "version": None if allow_version_mismatch else _version.__version__})
-        wm = rebuild(cls, payload, _DYNAMICS_CLASSES, config_from_dict, path).to(map_location)
+        wm = rebuild(cls, payload, get_kind, path).to(map_location)
         tag(wm, source=os.fspath(path))  # messages about pairing it name the file
         return wm

@@ -96,28 +96,28 @@ def check_expected(path: str | os.PathLike[str], payload: dict[str, Any], expect
                              f"expected: it would read actions in other units; {same_env}")
 
 
-def rebuild(cls: type, payload: dict[str, Any], dynamics_classes: dict[str, type],
-            config_from_dict: Callable[[str, dict[str, Any]], Any], path: str | os.PathLike[str] = "") -> Any:
+def rebuild(cls: type, payload: dict[str, Any], get_kind: Callable[[str], Any],
+            path: str | os.PathLike[str] = "") -> Any:
     """Construct a ``WorldModel`` (``cls``) from a checked payload; a payload whose parts do not fit together
-    (edited or damaged) is a ``ValueError`` naming ``path`` and the cause, never a bare ``TypeError``."""
+    (edited or damaged) is a ``ValueError`` naming ``path`` and the cause, never a bare ``TypeError``.
+
+    :param get_kind: kind name -> its registry record (:func:`itpo_wrap.world_model.kinds.get_kind`).
+    """
     try:
-        return _rebuild(cls, payload, dynamics_classes, config_from_dict)
+        return _rebuild(cls, payload, get_kind)
     except (TypeError, KeyError, ValueError, RuntimeError, AttributeError, IndexError) as err:
         raise ValueError(f"world model bundle {os.fspath(path)!r} is malformed: {err}") from err
 
 
-def _rebuild(cls: type, payload: dict[str, Any], dynamics_classes: dict[str, type],
-             config_from_dict: Callable[[str, dict[str, Any]], Any]) -> Any:
+def _rebuild(cls: type, payload: dict[str, Any], get_kind: Callable[[str], Any]) -> Any:
     obs_dim, act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
 
     def dyn(entry: dict[str, Any] | None) -> Any:
         if entry is None:
             return None
-        kind = entry["kind"]
-        if kind not in dynamics_classes:
-            raise ValueError(f"bundle dynamics kind {kind!r} is unknown; known: {sorted(dynamics_classes)}")
-        module = dynamics_classes[kind](obs_dim, act_dim, config_from_dict(kind, entry["config"]))
-        return _load(module, entry["state_dict"], f"{kind} dynamics")
+        kind = get_kind(entry["kind"])  # an unknown kind: a ValueError naming the known ones
+        module = kind.build(obs_dim, act_dim, kind.config_from_dict(entry["config"]))
+        return _load(module, entry["state_dict"], f"{kind.name} dynamics")
 
     def head(entry: dict[str, Any] | None, head_cls: type, what: str) -> Any:
         if entry is None:
