@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpo_wrap.adapt import Rollout, surrogate_return
 from itpo_wrap.adapters import to_env_numpy
+from itpo_wrap.objective import Rollout, surrogate_return
 from itpo_wrap.world_model.protocol import WorldModelLike
 
 
@@ -104,7 +104,7 @@ class MPPIPlanner:
     @torch.no_grad()
     def _returns(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Surrogate return of METHOD.md section 3 for ``(B, H, act)`` sequences in ``[-1, 1]``: the same
-        :func:`~itpo_wrap.adapt.surrogate_return` (discount, termination masks) ITPO ascends."""
+        :func:`~itpo_wrap.objective.surrogate_return` (discount, termination masks) ITPO ascends."""
         cfg, wm = self.config, self.world_model
         b = actions.shape[0]
         s = s0.expand(b, -1)

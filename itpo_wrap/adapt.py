@@ -1,233 +1,278 @@
-"""The objective of METHOD.md section 3 and the gates, as plain functions: no env, no SB3, no I/O
-(the ascent itself is ``itpo_wrap.step``).
+"""The whole adaptation step of one ``predict`` call, for ``N`` envs: METHOD.md section 3's algorithm box
+plus the safety layer around it (``docs/safety.md``), behind one object, :class:`AdaptationStep`.
 
-From the real state ``s_t`` of each of ``N`` envs, ``M`` particles with a fixed noise bank each:
+Per env ``i``, from its parameters ``psi_i`` (the pretrained ``psi_0`` unless ``persistent`` mode carried
+adapted ones over) and its own noise generator:
 
-    s~_0 = s_t;  a~_j = pi_psi(s~_j);  s~_{j+1} = f_theta(s~_j, a~_j, eps_j),  j = 0..H-1
-    L_m(psi) = sum_{j<H} gamma^j r_xi(s~_j, a~_j) + gamma^H min_i Q_i(s~_H, pi_psi(s~_H))
-    J(psi) = mean_m L_m;   psi <- psi + alpha * grad J   (E times, same bank)
+1. ``E`` ascent steps ``psi <- psi + alpha * grad J(psi)`` on one fixed noise bank, each projected onto
+   ``||psi - psi_0|| <= max_drift ||psi_0||`` (``itpo_wrap.step``, on the eager or compiled backend);
+   a non-finite objective or gradient freezes the env and its update is undone;
+2. the gate on a second, held-out bank: ``"paired"`` (:func:`paired_gate`), ``"held_out"``
+   (:func:`held_out_gate`) or ``"disagreement"`` (:func:`disagreement_gate`); a rejected update is undone;
+3. the adapted policy's action at the real observation, clipped to ``max_action_change`` around the base
+   action (the pretrained policy's);
+4. one accept mask: an env executes its adapted action only if the paired gate accepted it, the reality
+   check allowed it (``allowed``, the wrapper's :class:`~itpo_wrap.reality.RealityCheck`) and its
+   objective, gradient and action were finite; every other env executes the base action with its update
+   undone (back to the pretrained parameters where something was not finite). The held-out and
+   disagreement gates undo the update but act with the parameters the call started from.
 
-with one addition of ours (METHOD.md section 1, "termination"): a reward counts only while no earlier
-imagined state was predicted terminal, and the terminal value only if none was.
-
-Batch layout: rows are env-major, row ``i * M + m`` is particle ``m`` of env ``i``. ``policy`` maps
-``(N*M, obs_dim)`` raw observations to env-space actions, env ``i``'s rows with env ``i``'s parameters.
-Rows never interact, so ``grad (sum_i J_i)`` is every env's own ``grad J_i`` and a non-finite value in
-one env cannot leak into another.
+The objective and the gates are plain functions in ``itpo_wrap.objective``, re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
+import numpy as np
 import torch
-from torch.profiler import record_function
 
+from itpo_wrap.adapters import PolicyAdapter, to_env_numpy
+from itpo_wrap.adapters.bank import ParameterBank
+from itpo_wrap.adapters.validation import noise_batch_dim
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.objective import (
+    AdaptStats,
+    PolicyFn,
+    Rollout,
+    disagreement_gate,
+    held_out_gate,
+    imagine,
+    objective,
+    paired_gate,
+    particle_returns,
+    per_env_norm,
+    select_rows_,
+    surrogate_return,
+)
+from itpo_wrap.step import Ascents, AscentStep, Backend
 from itpo_wrap.world_model.protocol import WorldModelLike
 
-PolicyFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _range(name: str) -> AbstractContextManager[object]:
-    """A profiler range only while a profiler runs: a range costs a few dispatched ops, and at M = 8
-    per-op overhead is most of the step (ECOSYSTEM.md, measured costs)."""
-    if torch.compiler.is_compiling() or not torch.autograd._profiler_enabled():
-        return nullcontext()  # (a compiled graph has its own profiler events)
-    return record_function(name)
+__all__ = [
+    "AdaptStats", "AdaptationStep", "PolicyFn", "Rollout", "StepResult", "disagreement_gate", "held_out_gate",
+    "imagine", "objective", "paired_gate", "particle_returns", "per_env_norm", "select_rows_", "surrogate_return",
+]
 
 
 @dataclass
-class Rollout:
-    """One batch of imagined rollouts. ``B = N * M`` rows.
+class StepResult:
+    """What one call did to ``N`` envs.
 
-    :ivar states: ``H + 1`` tensors ``(B, obs_dim)``, ``s~_0 .. s~_H``.
-    :ivar actions: ``H + 1`` env-space actions ``(B, act_dim)``, ``a~_j = pi(s~_j)`` (the last feeds Q).
-    :ivar rewards: ``(H, B)`` predicted rewards ``r(s~_j, a~_j)``.
-    :ivar alive: ``(H + 1, B)`` bool, ``alive[j]``: none of ``s~_1 .. s~_j`` was predicted terminal.
-    :ivar terminal_value: ``(B,)`` ``min_i Q_i(s~_H, a~_H)``.
-    :ivar survival: ``(H + 1, B)`` or ``None``: ``prod_{k<=j} (1 - p_term(s~_k))``, the differentiable
-        probability of having survived to ``s~_j`` (``AdaptConfig(termination="soft")``).
+    :ivar actions: ``(N, act_dim)`` env-space actions to execute, mapped to the Box exactly as SB3 does.
+    :ivar info: one dict per env (``ITPOPolicyWrapper.last_info`` without the wrapper's own keys).
+    :ivar accepted: ``(N,)`` bool: the env executes its adapted action and keeps this call's update (the
+        paired gate accepted it, the reality check allowed it, everything was finite).
+    :ivar params: every env's parameters after the call (``(N, *shape)`` each), ``None`` where the call
+        adapted nothing (``steps=0``, or no env allowed): the parameters are as they were.
     """
 
-    states: list[torch.Tensor]
-    actions: list[torch.Tensor]
-    rewards: torch.Tensor
-    alive: torch.Tensor
-    terminal_value: torch.Tensor
-    survival: torch.Tensor | None = None
+    actions: np.ndarray
+    info: list[dict[str, Any]]
+    accepted: torch.Tensor
+    params: list[torch.Tensor] | None
 
 
 @dataclass
-class AdaptStats:
-    """Per-env results of an adaptation (``itpo_wrap.step.AscentStep.run``), each ``(N,)``.
+class _Update:
+    """The parameters after the ascent, the gate and the rollback, and what was measured on the way, ``(N,)``."""
 
-    :ivar j_before: J at the parameters the step started from.
-    :ivar j_after: J after the last update on the same bank (NaN when not tracked).
-    :ivar grad_norm: L2 norm of the first gradient, before clipping.
-    :ivar ok: every objective and gradient of this env was finite (else its updates stopped).
-    :ivar steps_taken: ascent steps taken (``cfg.steps`` unless a deadline stopped them earlier).
+    params: list[torch.Tensor]
+    stats: AdaptStats
+    gate_accepted: torch.Tensor
+    param_change: torch.Tensor
+    param_drift: torch.Tensor
+
+
+class AdaptationStep:
+    """The adaptation of one ``predict`` call, built once per wrapper; holds no per-env state.
+
+    :param config: the settings.
+    :param world_model: the world model (validated by the caller).
+    :param adapter: the policy; its architecture runs every env's parameters.
+    :param pretrained: the pretrained parameters ``psi_0``, the centre of ``max_drift``'s trust region and
+        what a non-finite update falls back to.
+    :param bounds: the world model's action Box ``(low, high)`` as tensors on ``device``.
+    :param device: where the step runs (the policy's device).
     """
 
-    j_before: torch.Tensor
-    j_after: torch.Tensor
-    grad_norm: torch.Tensor
-    ok: torch.Tensor
-    steps_taken: int = 0
+    def __init__(self, config: AdaptConfig, world_model: WorldModelLike, adapter: PolicyAdapter,
+                 pretrained: Sequence[torch.Tensor], bounds: tuple[torch.Tensor, torch.Tensor],
+                 device: torch.device) -> None:
+        self.config, self.world_model, self.adapter = config, world_model, adapter
+        self._low, self._high = bounds
+        self._mid, self._half = (self._high + self._low) / 2, (self._high - self._low) / 2
+        self._low_np = adapter.action_low if adapter.action_low is not None else self._low.cpu().numpy()
+        self._high_np = adapter.action_high if adapter.action_high is not None else self._high.cpu().numpy()
+        self._noise_dim = noise_batch_dim(world_model, config.horizon, device)
+        self.ascents = Ascents(adapter, self._to_env, world_model, config, device)
+        self.set_pretrained(pretrained)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend the ascent runs on, ``"auto"`` resolved."""
+        return self.ascents.backend
+
+    def set_pretrained(self, params: Sequence[torch.Tensor]) -> None:
+        """Take ``params`` as the pretrained parameters from now on (the policy was trained further)."""
+        self._pretrained = list(params)
+        self._anchors: tuple[int, tuple[torch.Tensor, ...]] | None = None
+
+    def __call__(self, obs: torch.Tensor, base: torch.Tensor, bank: ParameterBank, *, deterministic: bool,
+                 allowed: torch.Tensor | None = None, deadline: float | None = None) -> StepResult:
+        """Adapt every env from its row of ``bank`` (not modified) and choose what each executes.
+
+        :param obs: ``(N, obs_dim)`` real observations (validated, finite).
+        :param base: ``(N, act_dim)`` the pretrained policy's actions at ``obs`` in policy units (finite).
+        :param bank: every env's parameters and noise generator (the generators advance).
+        :param deterministic: act with the adapted policy's mean, else sample from it.
+        :param allowed: ``(N,)`` bool, the envs that may adapt (the reality check); ``None``: all.
+        :param deadline: a ``time.perf_counter()`` value after which no further ascent step starts.
+        """
+        if self.config.steps == 0 or (allowed is not None and not bool(allowed.any())):
+            return self._finish(base, base, None, allowed)
+        cfg = self.config
+        s0 = obs.repeat_interleave(cfg.particles, dim=0)
+        noise = self._draw(bank)
+        held_out = self._draw(bank) if cfg.gate in ("held_out", "paired") else None
+        with _imagined_inputs_unchecked(self.world_model):
+            update = self._update(bank.params, s0, noise, held_out, allowed, deadline)
+            with torch.no_grad():
+                if deterministic:
+                    final = self.adapter.batched_forward(update.params, obs.unsqueeze(1)).squeeze(1)
+                else:
+                    final = torch.cat([self.adapter.sample(obs[i : i + 1], [p[i] for p in update.params])
+                                       for i in range(obs.shape[0])])
+        bound = cfg.max_action_change
+        if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
+            # in [-1, 1] units whatever the policy's own: a policy acting in env units gets the same
+            # fraction of the Box's half-width, so one default means the same on every Box
+            limit = torch.full_like(self._half, bound) if self.adapter.squashed else bound * self._half
+            final = base + (final - base).clamp(-limit, limit)
+        return self._finish(base, final, update, allowed)
+
+    # ----------------------------------------------------------------- internals
+    def _to_env(self, a: torch.Tensor) -> torch.Tensor:
+        # == SB3's low + 0.5 (a + 1)(high - low), fused into one op: this sits inside every imagined step.
+        return torch.addcmul(self._mid, self._half, a) if self.adapter.squashed else a.clamp(self._low, self._high)
+
+    def _draw(self, bank: ParameterBank) -> torch.Tensor:
+        """One noise bank per env from its own generator, concatenated in env order."""
+        cfg = self.config
+        banks = [self.world_model.draw_noise(cfg.particles, cfg.horizon, g) for g in bank.generators]
+        return banks[0] if bank.n == 1 else torch.cat(banks, dim=self._noise_dim)
+
+    def _anchor(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The pretrained parameters stacked for ``n`` envs (contiguous, so a compiled step sees one layout)."""
+        if self._anchors is None or self._anchors[0] != n:
+            self._anchors = (n, tuple(s.unsqueeze(0).expand(n, *s.shape).contiguous() for s in self._pretrained))
+        return self._anchors[1]
+
+    def _update(self, start: list[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor,
+                held_out: torch.Tensor | None, allowed: torch.Tensor | None, deadline: float | None) -> _Update:
+        """The ascent from ``start`` (not modified), the gate, one rollback of the updates not kept, the norms."""
+        n = len(s0) // self.config.particles
+        ascent, anchor = self.ascents.for_envs(n), self._anchor(n)
+        adapted, stats = ascent.run(start, s0, noise, deadline=deadline, anchor=anchor)
+        with torch.no_grad():  # no step taken: `adapted` is `start` itself, and the gates write in place
+            params = list(adapted) if stats.steps_taken > 0 else [p.clone() for p in adapted]
+            if not bool(stats.ok.all()):
+                select_rows_(params, ~stats.ok, start)  # a non-finite step leaves no trace in the parameters
+        accepted = self._gate(ascent, params, start, anchor, s0, noise, held_out, stats.steps_taken)
+        with torch.no_grad():
+            if self.config.gate != "off" or allowed is not None:  # one rollback: rejected, or off-model
+                kept = accepted if allowed is None else accepted & allowed
+                select_rows_(params, ~kept, start)
+            change = per_env_norm([v - s for v, s in zip(params, start, strict=True)], n)
+            drift = per_env_norm([v - s.unsqueeze(0) for v, s in zip(params, self._pretrained, strict=True)], n)
+        return _Update(params, stats, accepted, change, drift)
+
+    def _gate(self, ascent: AscentStep, params: list[torch.Tensor], start: list[torch.Tensor],
+              anchor: tuple[torch.Tensor, ...], s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
+              steps_taken: int) -> torch.Tensor:
+        """``(N,)`` bool, the gate's verdict on each env's update (``AdaptConfig.gate``; ``"off"``: all accepted).
+        The held-out and disagreement gates undo a rejected update in ``params`` themselves."""
+        cfg, n = self.config, ascent.n_envs
+        if cfg.gate == "paired" and held_out is not None and steps_taken > 0:
+            # paired by particle on one held-out bank: the adapted against the pretrained parameters
+            return paired_gate(ascent.returns(params, s0, held_out), ascent.returns(anchor, s0, held_out), cfg)
+        policy = partial(ascent.policy, params)
+        if cfg.gate == "held_out" and held_out is not None:
+            return held_out_gate(policy, params, start, self.world_model, s0, held_out, cfg, n)
+        if cfg.gate == "disagreement":
+            return disagreement_gate(policy, params, start, self.world_model, s0, noise, cfg, n)
+        return torch.ones(n, dtype=torch.bool, device=s0.device)
+
+    def _finish(self, base: torch.Tensor, final: torch.Tensor, update: _Update | None,
+                allowed: torch.Tensor | None) -> StepResult:
+        """The one accept mask (paired gate, reality check, finiteness): rejected envs execute the base action,
+        and those with anything non-finite fall back to the pretrained parameters; numpy env actions; info."""
+        n = base.shape[0]
+        ones = torch.ones(n, dtype=torch.bool, device=base.device)
+        adapt_ok = ones if update is None else update.stats.ok
+        accepted = ones if allowed is None else allowed
+        if update is not None and self.config.gate == "paired":
+            accepted = accepted & update.gate_accepted
+        if update is not None and update.stats.steps_taken == 0:
+            # a spent time budget: envs still at the pretrained parameters act exactly as the base policy does
+            # (the stacked N-env forward can differ from the plain one in the last bit)
+            accepted = accepted & (update.param_drift != 0)
+        finite_action = torch.isfinite(final).all(1) | ~accepted  # a rejected env's base action is finite
+        finite = adapt_ok & finite_action
+        accepted = accepted & finite
+        final = torch.where(accepted[:, None], final, base)
+        if update is not None and not bool(finite.all()):
+            with torch.no_grad():  # something non-finite: that env starts again from the pretrained parameters
+                select_rows_(update.params, ~finite, self._anchor(n))
+        reasons = [None if f else "non-finite objective or gradient" for f in adapt_ok.tolist()]
+        reasons = [r or (None if f else "non-finite action") for r, f in zip(reasons, finite_action.tolist(), strict=True)]
+        actions = to_env_numpy(final.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
+        base_np = to_env_numpy(base.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
+        params = None if update is None else update.params
+        return StepResult(actions, _info_rows(actions, base_np, reasons, update, n), accepted, params)
 
 
-def imagine(policy: PolicyFn, wm: WorldModelLike, s0: torch.Tensor, noise: torch.Tensor, horizon: int,
-            soft_termination: bool = False) -> Rollout:
-    """Roll the policy through the world model for ``horizon`` steps with a fixed noise bank.
+def _info_rows(
+    actions: np.ndarray, base: np.ndarray, reasons: list[str | None], update: _Update | None, n: int
+) -> list[dict[str, Any]]:
+    """``last_info``: one dict per env. J values are the imagined return of METHOD.md section 3; ``param_change``
+    is this call's update, ``param_drift`` the distance from the pretrained parameters; distances are L2."""
+    change = np.linalg.norm(actions.astype(np.float64) - base, axis=1)
+    keys = ("j_before", "j_after", "grad_norm", "param_change", "param_drift")
+    if update is None:
+        values = np.full((n, len(keys)), np.nan)
+        values[:, 3:] = 0.0
+        accepted = np.ones(n, dtype=bool)
+    else:
+        s = update.stats
+        cols = [s.j_before, s.j_after, s.grad_norm, update.param_change, update.param_drift]
+        values = torch.stack([c.detach().double().cpu() for c in cols], 1).numpy()
+        accepted = update.gate_accepted.cpu().numpy()
+    return [
+        {**dict(zip(keys, map(float, values[i]), strict=True)), "action_change": float(change[i]),
+         "adapt_steps": 0 if update is None else update.stats.steps_taken,
+         "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
+        for i in range(n)
+    ]
 
-    :param policy: ``(B, obs_dim) -> (B, act_dim)`` env-space actions.
-    :param wm: the world model.
-    :param s0: ``(B, obs_dim)`` start states (the real state repeated per particle).
-    :param noise: bank from ``wm.draw_noise(B, horizon)``; ``noise[j]`` drives step ``j``.
-    :param horizon: ``H``.
-    :param soft_termination: also track the survival probability (when ``wm`` has ``termination_probability``).
+
+@contextmanager
+def _imagined_inputs_unchecked(world_model: Any) -> Iterator[None]:
+    """Switch off a world model's own input validation (``validate_inputs``) during adaptation.
+
+    The real observation was validated once at the entry gate; imagined states are the model's own
+    outputs, and a non-finite one must reach the fallback (base action, recorded), not raise. It also
+    removes a host sync per call from the inner loop.
     """
-    prob = getattr(wm, "termination_probability", None) if soft_termination else None
-    s, states, actions, rewards = s0, [s0], [], []
-    alive = [torch.ones(s0.shape[0], dtype=torch.bool, device=s0.device)]
-    survival = [torch.ones(s0.shape[0], dtype=s0.dtype, device=s0.device)]
-    for j in range(horizon):
-        a = policy(s)
-        rewards.append(wm.reward(s, a))
-        s = wm.next(s, a, noise[j])
-        if prob is not None:  # the smooth counterpart: a gradient away from predicted falls
-            p = prob(s)
-            survival.append(survival[-1] * (1.0 - p))
-            alive.append(alive[-1] & (p.detach() <= 0.5))  # terminated == p > 1/2: one head evaluation, not two
-        else:
-            with torch.no_grad():  # a discrete event: no gradient, and no graph to record
-                alive.append(alive[-1] & ~wm.terminated(s).bool())
-        states.append(s)
-        actions.append(a)
-    actions.append(policy(s))
-    return Rollout(states, actions, torch.stack(rewards), torch.stack(alive), wm.value(s, actions[-1]),
-                   torch.stack(survival) if prob is not None else None)
-
-
-def surrogate_return(rollout: Rollout, discount: float) -> torch.Tensor:
-    """``L_m`` of METHOD.md section 3 per row, rewards and value masked after a predicted termination.
-
-    ``torch.where`` rather than a multiply, so a garbage (even NaN) prediction past a termination
-    does not turn the masked-out term into NaN. With a survival track (soft termination) each term is
-    also weighted by the probability of having survived to it:
-    ``L_m = sum_j gamma^j S_j r_j + gamma^H S_H V`` with ``S_j = prod_{k<=j} (1 - p_term(s~_k))``.
-    """
-    horizon = rollout.rewards.shape[0]
-    weights = discount ** torch.arange(horizon, dtype=rollout.rewards.dtype, device=rollout.rewards.device)
-    r, v = rollout.rewards, rollout.terminal_value
-    if rollout.survival is not None:
-        r, v = rollout.survival[:-1] * r, rollout.survival[-1] * v
-    rewards = torch.where(rollout.alive[:-1], r, 0.0)
-    value = torch.where(rollout.alive[-1], v, 0.0)
-    return (weights[:, None] * rewards).sum(0) + discount**horizon * value
-
-
-def particle_returns(
-    policy: PolicyFn, wm: WorldModelLike, s0: torch.Tensor, noise: torch.Tensor, cfg: AdaptConfig, n_envs: int
-) -> torch.Tensor:
-    """:func:`surrogate_return` of every particle, ``(N, M)``."""
-    with _range("itpo/imagine"):
-        rollout = imagine(policy, wm, s0, noise, cfg.horizon, cfg.termination == "soft")
-        return surrogate_return(rollout, cfg.discount).reshape(n_envs, -1)
-
-
-def objective(
-    policy: PolicyFn, wm: WorldModelLike, s0: torch.Tensor, noise: torch.Tensor, cfg: AdaptConfig, n_envs: int
-) -> torch.Tensor:
-    """``J`` per env: the particle mean of :func:`surrogate_return`, shape ``(N,)``."""
-    return particle_returns(policy, wm, s0, noise, cfg, n_envs).mean(1)
-
-
-def paired_gate(returns_new: torch.Tensor, returns_base: torch.Tensor, cfg: AdaptConfig) -> torch.Tensor:
-    """The acceptance test (``AdaptConfig(gate="paired")``): per env, the particles' imagined returns under
-    the adapted and under the pretrained policy on one held-out bank, paired by particle (same noise), so
-    the model's shared noise cancels; accept where the mean paired gain exceeds ``gate_margin`` plus
-    ``gate_z`` standard errors of that mean. The more the particles disagree (the less the model can say),
-    the larger the gain must be; a non-finite return rejects.
-
-    :param returns_new: ``(N, M)`` returns of the adapted policy.
-    :param returns_base: ``(N, M)`` returns of the pretrained policy on the same bank.
-    :return: ``(N,)`` bool, accepted.
-    """
-    d = returns_new - returns_base
-    m = d.shape[1]
-    se = d.std(dim=1, unbiased=True) / m**0.5 if m > 1 else torch.zeros_like(d[:, 0])
-    mean = d.mean(1)
-    return torch.isfinite(mean) & torch.isfinite(se) & (mean > cfg.gate_margin + cfg.gate_z * se)
-
-
-def per_env_norm(grads: Sequence[torch.Tensor], n_envs: int) -> torch.Tensor:
-    """``(N,)`` global L2 norm of each env's slice of a list of ``(N, ...)`` tensors."""
-    if n_envs == 1:  # one fused op over all tensors instead of one per tensor
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).reshape(1)
-    per_param = torch.stack([torch.linalg.vector_norm(g.reshape(n_envs, -1), dim=1) for g in grads])
-    return torch.linalg.vector_norm(per_param, dim=0)
-
-
-def _env_shape(t: torch.Tensor) -> tuple[int, ...]:
-    return (t.shape[0],) + (1,) * (t.dim() - 1)
-
-
-def held_out_gate(
-    policy: PolicyFn,
-    views: Sequence[torch.Tensor],
-    start: Sequence[torch.Tensor],
-    wm: WorldModelLike,
-    s0: torch.Tensor,
-    held_out: torch.Tensor,
-    cfg: AdaptConfig,
-    n_envs: int,
-) -> torch.Tensor:
-    """Accept env ``i``'s update only if it raises J on a second noise bank by more than ``cfg.gate_margin``.
-
-    Rejected envs get their start parameters back. ``views`` are the live parameters with the env dim.
-
-    :return: ``(N,)`` bool, accepted.
-    """
-    with torch.no_grad():
-        adapted = [v.clone() for v in views]
-        j_new = objective(policy, wm, s0, held_out, cfg, n_envs)
-        torch._foreach_copy_(list(views), list(start))
-        j_old = objective(policy, wm, s0, held_out, cfg, n_envs)
-        accept = torch.isfinite(j_new) & (j_new > j_old + cfg.gate_margin)
-        select_rows_(views, accept, adapted)
-    return accept
-
-
-def disagreement_gate(
-    policy: PolicyFn,
-    views: Sequence[torch.Tensor],
-    start: Sequence[torch.Tensor],
-    wm: WorldModelLike,
-    s0: torch.Tensor,
-    noise: torch.Tensor,
-    cfg: AdaptConfig,
-    n_envs: int,
-) -> torch.Tensor:
-    """Accept env ``i``'s update only where the model's mean ``disagreement(s, a)`` along the adapted
-    rollout is at most ``cfg.gate_max_disagreement``; rejected envs get their start parameters back.
-
-    :return: ``(N,)`` bool, accepted.
-    """
-    disagreement = getattr(wm, "disagreement")  # noqa: B009  (optional, ensembles only; checked by the wrapper)
-    with torch.no_grad():
-        rollout = imagine(policy, wm, s0, noise, cfg.horizon)
-        d = torch.stack([disagreement(s, a) for s, a in zip(rollout.states[:-1], rollout.actions[:-1], strict=True)])
-        per_env = d.mean(0).view(n_envs, -1).mean(1)
-        accept = torch.isfinite(per_env) & (per_env <= float(cfg.gate_max_disagreement or 0.0))
-        select_rows_(views, ~accept, start)
-    return accept
-
-
-def select_rows_(views: Sequence[torch.Tensor], mask: torch.Tensor, source: Sequence[torch.Tensor]) -> None:
-    """In place: ``views[k][i] = source[k][i]`` wherever ``mask[i]`` (env dim first)."""
-    with torch.no_grad():
-        for v, src in zip(views, source, strict=True):
-            v.copy_(torch.where(mask.view(_env_shape(v)), src, v))
+    flag = getattr(world_model, "validate_inputs", None)
+    if flag is None:
+        yield
+        return
+    world_model.validate_inputs = False
+    try:
+        yield
+    finally:
+        world_model.validate_inputs = flag

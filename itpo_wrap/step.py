@@ -1,4 +1,6 @@
-"""The ascent of METHOD.md section 3 as one pure function, run eagerly or compiled (issue 19).
+"""The execution backends (issue 19): the ascent of METHOD.md section 3 as one pure function, run eagerly
+or compiled (a CUDA graph on GPU), the choice between them (``AdaptConfig.backend``), and one step per env
+count. What the step does around the ascent (gates, rollback, trust regions) is ``itpo_wrap.adapt``'s.
 
     step(params, moments, ok, bias, s0, noise) -> (params', moments', ok', J, grad_norm)
 
@@ -30,9 +32,9 @@ from typing import Any, Literal
 
 import torch
 
-from itpo_wrap import adapt as A
 from itpo_wrap.adapters import PolicyAdapter
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.objective import AdaptStats, particle_returns, per_env_norm
 from itpo_wrap.world_model.protocol import WorldModelLike
 
 Params = tuple[torch.Tensor, ...]
@@ -76,7 +78,7 @@ class AscentStep:
 
     def _returns(self, params: Params, s0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Every particle's imagined return ``L_m``, ``(N, M)``."""
-        return A.particle_returns(lambda x: self.policy(params, x), self.wm, s0, noise, self.cfg, self.n_envs)
+        return particle_returns(lambda x: self.policy(params, x), self.wm, s0, noise, self.cfg, self.n_envs)
 
     def _objective(self, params: Params, s0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``J`` per env, ``(N,)`` (METHOD.md section 3, eq. for ``J(psi)``)."""
@@ -120,7 +122,7 @@ class AscentStep:
         """
         cfg = self.cfg
         grads, J = grad_fn(params, s0, noise)
-        norm = A.per_env_norm(grads, self.n_envs)
+        norm = per_env_norm(grads, self.n_envs)
         ok = ok & torch.isfinite(J) & torch.isfinite(norm)
         g = [torch.where(ok.view(_env_shape(gi)), gi, 0.0) for gi in grads]
         if cfg.grad_clip is not None:
@@ -136,8 +138,8 @@ class AscentStep:
         if cfg.max_drift is not None:
             # ||psi - psi_0|| <= max_drift ||psi_0||, per env: scale the displacement back onto the ball
             delta = [p - a for p, a in zip(new, anchor, strict=True)]
-            radius = cfg.max_drift * A.per_env_norm(list(anchor), self.n_envs)
-            scale = (radius / A.per_env_norm(delta, self.n_envs).clamp_min(1e-30)).clamp(max=1.0)
+            radius = cfg.max_drift * per_env_norm(list(anchor), self.n_envs)
+            scale = (radius / per_env_norm(delta, self.n_envs).clamp_min(1e-30)).clamp(max=1.0)
             new = tuple(a + d * scale.view(_env_shape(d)) for a, d in zip(anchor, delta, strict=True))
         return new, m, v, ok, J, norm
 
@@ -146,9 +148,17 @@ class AscentStep:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
 
+    def returns(self, params: Sequence[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Every particle's imagined return ``L_m`` under ``params``, ``(N, M)``, no gradient; a tensor of its own
+        (a CUDA-graph replay reuses its output memory, so there it is copied out)."""
+        with torch.no_grad():
+            self.mark_step()
+            out = self.returns_fn(tuple(params), s0, noise)
+        return out.clone() if self.cuda_graphs else out
+
     # ------------------------------------------------------------------ the loop
     def run(self, params: Sequence[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor,
-            deadline: float | None = None, anchor: Sequence[torch.Tensor] | None = None) -> tuple[Params, A.AdaptStats]:
+            deadline: float | None = None, anchor: Sequence[torch.Tensor] | None = None) -> tuple[Params, AdaptStats]:
         """``cfg.steps`` steps from ``params`` (not modified) on one noise bank.
 
         :param params: ``(N, *shape)`` per-env parameters.
@@ -188,8 +198,34 @@ class AscentStep:
                 j_after = self.returns_fn(p, s0, noise).mean(1)
             if cfg.steps == 0:
                 j_before = j_after
-        return p, A.AdaptStats(j_before=j_before.detach(), j_after=j_after.detach(), grad_norm=grad_norm.detach(),
+        return p, AdaptStats(j_before=j_before.detach(), j_after=j_after.detach(), grad_norm=grad_norm.detach(),
                                ok=ok, steps_taken=taken)
+
+
+class Ascents:
+    """The :class:`AscentStep` for each env count ``N`` (its shapes), built on first use on the backend that
+    ``cfg.backend`` names (resolved once, here); a compiled one compiles on its first call.
+
+    :param adapter: the policy (architecture only).
+    :param to_env: policy units -> env-space actions.
+    :param wm: the world model.
+    :param cfg: the configuration.
+    :param device: where the steps run.
+    """
+
+    def __init__(self, adapter: PolicyAdapter, to_env: Callable[[torch.Tensor], torch.Tensor], wm: WorldModelLike,
+                 cfg: AdaptConfig, device: torch.device) -> None:
+        self.adapter, self.to_env, self.wm, self.cfg, self.device = adapter, to_env, wm, cfg, device
+        self.backend: Backend = resolve_backend(cfg.backend, device)
+        self._steps: dict[int, AscentStep] = {}
+
+    def for_envs(self, n: int) -> AscentStep:
+        """The step for ``n`` envs."""
+        if n not in self._steps:
+            if len(self._steps) >= 4:  # the env count keeps changing: do not hoard steps
+                self._steps.clear()
+            self._steps[n] = AscentStep(self.adapter, self.to_env, self.wm, self.cfg, n, self.backend, self.device)
+        return self._steps[n]
 
 
 def resolve_backend(backend: str, device: torch.device) -> Backend:

@@ -1,8 +1,11 @@
 """``ITPOPolicyWrapper``: inference-time policy optimisation inside SB3's ``predict`` contract.
 
 Per call and per env: a fresh noise bank (``M`` particles x ``H`` steps) from that env's own generator,
-``E`` ascent steps on J (``itpo_wrap.step``, METHOD.md section 3), then the adapted policy's action at
-the real observation. Parameter storage, and why the module is always pretrained:
+``E`` ascent steps on J (METHOD.md section 3), the gates, then the adapted policy's action at the real
+observation: the whole step is :class:`~itpo_wrap.adapt.AdaptationStep`'s. The wrapper is SB3's ``predict``
+contract and the per-env state around the step: the validated inputs, every env's adapted parameters,
+``episode_start`` resets, the reality check's last transitions, ``last_info``. Parameter storage, and why
+the module is always pretrained:
 
 - every env's adapted parameters live in a ``ParameterBank``, per-env copies stacked on a leading dim
   (one env is ``N = 1``), updated by a pure functional step; the policy module itself is never written
@@ -20,31 +23,20 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from itpo_wrap import adapt as A
-from itpo_wrap.adapters import PolicyAdapter, make_adapter, to_env_numpy
+from itpo_wrap.adapt import AdaptationStep
+from itpo_wrap.adapters import PolicyAdapter, make_adapter
 from itpo_wrap.adapters.bank import ParameterBank
-from itpo_wrap.adapters.validation import check_world_model, noise_batch_dim, predict_inputs
+from itpo_wrap.adapters.validation import check_world_model, predict_inputs
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.reality import RealityCheck
-from itpo_wrap.step import AscentStep, resolve_backend
+from itpo_wrap.step import Backend
 from itpo_wrap.world_model.protocol import WorldModelLike
 from itpo_wrap.world_model.trust import fitness_of
-
-
-@dataclass
-class _Step:
-    """One adapted call: the optimiser's stats plus what the wrapper measured around it, each ``(N,)``."""
-
-    stats: A.AdaptStats
-    accepted: torch.Tensor
-    param_change: torch.Tensor
-    param_drift: torch.Tensor
 
 
 class ITPOPolicyWrapper:
@@ -89,22 +81,22 @@ class ITPOPolicyWrapper:
         self.world_model = world_model
         self.logger, self.log_interval = logger, log_interval
         with torch.inference_mode(False):
-            self.device, self._low, self._high = check_world_model(self.adapter, world_model, self.config)
-            self._mid, self._half = (self._high + self._low) / 2, (self._high - self._low) / 2
-            self._low_np = self.adapter.action_low if self.adapter.action_low is not None else self._low.cpu().numpy()
-            self._high_np = self.adapter.action_high if self.adapter.action_high is not None else self._high.cpu().numpy()
-            self._noise_dim = noise_batch_dim(world_model, self.config.horizon, self.device)
+            self.device, low, high = check_world_model(self.adapter, world_model, self.config)
             self._snapshot = [p.detach().clone() for p in self.adapter.params]
+            self._step = AdaptationStep(self.config, world_model, self.adapter, self._snapshot, (low, high),
+                                        self.device)
         self._bank: ParameterBank | None = None
-        self.backend = resolve_backend(self.config.backend, self.device)
-        self._steps: dict[int, AscentStep] = {}  # per env count N (the step's shapes)
-        self._anchors: tuple[int, tuple[torch.Tensor, ...]] | None = None
         self._calls, self._lent = 0, False
         self.last_info: list[dict[str, Any]] = []
         self._deadline: float | None = None  # AdaptConfig.time_budget_ms of the call in progress
         self._reality = _reality_check(world_model, self.config.max_model_error)
 
     # ----------------------------------------------------------------- public API
+    @property
+    def backend(self) -> Backend:
+        """The backend the ascent runs on (``AdaptConfig.backend`` with ``"auto"`` resolved)."""
+        return self._step.backend
+
     def predict(
         self,
         observation: np.ndarray | torch.Tensor,
@@ -209,140 +201,26 @@ class ITPOPolicyWrapper:
         warnings.warn("the policy's weights changed outside the wrapper; taking them as the new pretrained weights "
                       "and restarting adaptation", stacklevel=4)
         self._snapshot = [p.detach().clone() for p in self.adapter.params]
-        self._bank, self._anchors = None, None
+        self._bank = None
+        self._step.set_pretrained(self._snapshot)
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        if self._reality is None:
-            return self._act_adapted(obs, deterministic, None)
-        errors = self._reality.errors(obs)
-        allowed = self._reality.allowed(errors)
-        actions, info = self._act_adapted(obs, deterministic, allowed)
-        self._reality.record(obs, actions)
-        for row, err, ok in zip(info, errors.tolist(), allowed.tolist(), strict=True):
-            row["model_error"], row["off_model"] = err, not ok
-        return actions, info
-
-    def _act_adapted(self, obs: torch.Tensor, deterministic: bool,
-                     allowed: torch.Tensor | None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """The base action, adaptation of the ``allowed`` envs (all when ``None``), the gates and trust regions."""
-        base = self._base  # the pretrained policy's action, from predict's gate (finite)
-        if self.config.steps == 0 or (allowed is not None and not bool(allowed.any())):
-            return self._finish(base, base, None, obs.shape[0])
+        """The step (``itpo_wrap.adapt``) on every env's row of the parameter bank, whose rows it then updates;
+        with the reality check, which envs may adapt and the transition to score next time."""
         assert self._bank is not None
-        n, m = obs.shape[0], self.config.particles
-        s0 = obs.repeat_interleave(m, dim=0)
-        noise = self._draw(n)
-        held_out = self._draw(n) if self.config.gate in ("held_out", "paired") else None
-        with _imagined_inputs_unchecked(self.world_model):
-            final, stats = self._run(obs, s0, noise, held_out, deterministic, allowed)
-        bound = self.config.max_action_change
-        if bound is not None:  # the trust region on the executed action (AdaptConfig.max_action_change)
-            # in [-1, 1] units whatever the policy's own: a policy acting in env units gets the same
-            # fraction of the Box's half-width, so one default means the same on every Box
-            limit = torch.full_like(self._half, bound) if self.adapter.squashed else bound * self._half
-            final = base + (final - base).clamp(-limit, limit)
-        if self.config.gate == "paired":  # a rejected env executes the base action (its update was undone)
-            final = torch.where(stats.accepted[:, None], final, base)
-        if allowed is not None:  # off-model envs execute the base action (their update was undone)
-            final = torch.where(allowed[:, None], final, base)
-        return self._finish(base, final, stats, n)
-
-    def _draw(self, n: int) -> torch.Tensor:
-        assert self._bank is not None
-        cfg = self.config
-        banks = [self.world_model.draw_noise(cfg.particles, cfg.horizon, g) for g in self._bank.generators]
-        return banks[0] if n == 1 else torch.cat(banks, dim=self._noise_dim)
-
-    def _to_env(self, a: torch.Tensor) -> torch.Tensor:
-        # == SB3's low + 0.5 (a + 1)(high - low), fused into one op: this sits inside every imagined step.
-        return torch.addcmul(self._mid, self._half, a) if self.adapter.squashed else a.clamp(self._low, self._high)
-
-    def _run(self, obs: torch.Tensor, s0: torch.Tensor, noise: torch.Tensor, held_out: torch.Tensor | None,
-             deterministic: bool, allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, _Step]:
-        """Adapt every env's row of the parameter bank with the functional step (``itpo_wrap.step``); the
-        policy module itself is never written, so it holds the pretrained weights throughout."""
-        assert self._bank is not None
-        n, bank = obs.shape[0], self._bank.params
-        step = self._step_for(n)
-        stats = self._adapt(step, bank, s0, noise, held_out, n, allowed)
-        with torch.no_grad():
-            if deterministic:
-                final = self.adapter.batched_forward(bank, obs.unsqueeze(1)).squeeze(1)
-            else:
-                final = torch.cat([self.adapter.sample(obs[i : i + 1], [b[i] for b in bank]) for i in range(n)])
-        return final, stats
-
-    def _anchor(self, n: int) -> tuple[torch.Tensor, ...]:
-        """The pretrained parameters stacked for ``n`` envs (contiguous, so a compiled step sees one layout)."""
-        if self._anchors is None or self._anchors[0] != n:
-            self._anchors = (n, tuple(s.unsqueeze(0).expand(n, *s.shape).contiguous() for s in self._snapshot))
-        return self._anchors[1]
-
-    def _step_for(self, n: int) -> AscentStep:
-        """The step for ``n`` envs, built on first use (a compiled one compiles on its first call)."""
-        if n not in self._steps:
-            if len(self._steps) >= 4:  # the env count keeps changing: do not hoard steps
-                self._steps.clear()
-            self._steps[n] = AscentStep(self.adapter, self._to_env, self.world_model, self.config, n, self.backend,
-                                        self.device)
-        return self._steps[n]
-
-    def _adapt(self, step: AscentStep, bank: list[torch.Tensor], s0: torch.Tensor, noise: torch.Tensor,
-               held_out: torch.Tensor | None, n: int, allowed: torch.Tensor | None = None) -> _Step:
-        """The ascent plus the optional gate, written into ``bank``; returns the stats extended with
-        parameter changes and gate decisions."""
-        cfg = self.config
-        start = [b.detach().clone() for b in bank]
-        anchor = self._anchor(n)
-        adapted, stats = step.run(bank, s0, noise, deadline=self._deadline, anchor=anchor)
-        with torch.no_grad():
-            torch._foreach_copy_(bank, list(adapted))
-            if not bool(stats.ok.all()):
-                A.select_rows_(bank, ~stats.ok, start)  # a non-finite step leaves no trace in the parameters
-        accepted = torch.ones(n, dtype=torch.bool, device=s0.device)
-
-        def policy(x: torch.Tensor) -> torch.Tensor:
-            return step.policy(bank, x)
-
-        if cfg.gate == "paired" and held_out is not None and stats.steps_taken > 0:
+        reality = self._reality
+        errors = reality.errors(obs) if reality is not None else None
+        allowed = reality.allowed(errors) if reality is not None and errors is not None else None
+        result = self._step(obs, self._base, self._bank, deterministic=deterministic, allowed=allowed,
+                            deadline=self._deadline)
+        if result.params is not None:
             with torch.no_grad():
-                step.mark_step()
-                new = step.returns_fn(tuple(bank), s0, held_out).clone()  # a CUDA-graph replay reuses its output
-                step.mark_step()
-                accepted = A.paired_gate(new, step.returns_fn(anchor, s0, held_out), cfg)
-                A.select_rows_(bank, ~accepted, start)
-        elif cfg.gate == "held_out" and held_out is not None:
-            accepted = A.held_out_gate(policy, bank, start, self.world_model, s0, held_out, cfg, n)
-        elif cfg.gate == "disagreement":
-            accepted = A.disagreement_gate(policy, bank, start, self.world_model, s0, noise, cfg, n)
-        if allowed is not None and not bool(allowed.all()):
-            with torch.no_grad():
-                A.select_rows_(bank, ~allowed, start)  # the reality check: no update where the model was wrong
-        with torch.no_grad():
-            change = A.per_env_norm([v - s for v, s in zip(bank, start, strict=True)], n)
-            drift = A.per_env_norm([v - s.unsqueeze(0) for v, s in zip(bank, self._snapshot, strict=True)], n)
-        return _Step(stats, accepted, change, drift)
-
-    def _finish(self, base: torch.Tensor, final: torch.Tensor, step: _Step | None,
-                n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Fallbacks (non-finite anything -> the base action, that env's parameters -> pretrained), numpy
-        actions mapped to the Box exactly as SB3 does, and the per-env info rows."""
-        if step is not None and step.stats.steps_taken == 0:
-            # a spent time budget: envs still at the pretrained parameters act exactly as the base policy does
-            # (the stacked N-env forward can differ from the plain one in the last bit)
-            final = torch.where((step.param_drift == 0)[:, None], base, final)
-        finite_action = torch.isfinite(final).all(1)
-        finite_adapt = step.stats.ok if step is not None else torch.ones_like(finite_action)
-        ok = finite_action & finite_adapt
-        if not bool(ok.all()):
-            final = torch.where(ok[:, None], final, base)
-            if self._bank is not None:
-                self._bank.reset_rows(np.flatnonzero(~ok.cpu().numpy()), self._snapshot)
-        reasons = [None if f else "non-finite objective or gradient" for f in finite_adapt.tolist()]
-        reasons = [r or (None if f else "non-finite action") for r, f in zip(reasons, finite_action.tolist(), strict=True)]
-        actions = to_env_numpy(final.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
-        base_np = to_env_numpy(base.cpu().numpy(), self._low_np, self._high_np, self.adapter.squashed)
-        return actions, _info_rows(actions, base_np, reasons, step, n)
+                torch._foreach_copy_(self._bank.params, result.params)
+        if reality is not None and errors is not None and allowed is not None:
+            reality.record(obs, result.actions)
+            for row, err, ok in zip(result.info, errors.tolist(), allowed.tolist(), strict=True):
+                row["model_error"], row["off_model"] = err, not ok
+        return result.actions, result.info
 
     def _log(self) -> None:
         self._calls += 1
@@ -354,29 +232,6 @@ class ITPOPolicyWrapper:
                     self.logger.record_mean(f"adapt/{key}", float(value))
         if self.log_interval is not None and self._calls % self.log_interval == 0:
             self.logger.dump(step=self._calls)
-
-
-def _info_rows(
-    actions: np.ndarray, base: np.ndarray, reasons: list[str | None], step: _Step | None, n: int
-) -> list[dict[str, Any]]:
-    """``last_info``: one dict per env. J values are the imagined return of METHOD.md section 3; ``param_change``
-    is this call's update, ``param_drift`` the distance from the pretrained parameters; distances are L2."""
-    change = np.linalg.norm(actions.astype(np.float64) - base, axis=1)
-    keys = ("j_before", "j_after", "grad_norm", "param_change", "param_drift")
-    if step is None:
-        values = np.full((n, len(keys)), np.nan)
-        values[:, 3:] = 0.0
-        accepted = np.ones(n, dtype=bool)
-    else:
-        cols = [step.stats.j_before, step.stats.j_after, step.stats.grad_norm, step.param_change, step.param_drift]
-        values = torch.stack([c.detach().double().cpu() for c in cols], 1).numpy()
-        accepted = step.accepted.cpu().numpy()
-    return [
-        {**dict(zip(keys, map(float, values[i]), strict=True)), "action_change": float(change[i]),
-         "adapt_steps": 0 if step is None else step.stats.steps_taken,
-         "fallback": reasons[i] is not None, "fallback_reason": reasons[i], "gate_rejected": bool(not accepted[i])}
-        for i in range(n)
-    ]
 
 
 def _check_fitness(world_model: object, mode: str) -> None:
@@ -407,22 +262,3 @@ def _reality_check(world_model: WorldModelLike, limit: float | None) -> RealityC
     except ValueError as err:
         warnings.warn(f"{err}; adapting without the reality check", UserWarning, stacklevel=3)
         return None
-
-
-@contextmanager
-def _imagined_inputs_unchecked(world_model: Any) -> Iterator[None]:
-    """Switch off a world model's own input validation (``validate_inputs``) during adaptation.
-
-    The real observation was validated once at the entry gate; imagined states are the model's own
-    outputs, and a non-finite one must reach the fallback (base action, recorded), not raise. It also
-    removes a host sync per call from the inner loop.
-    """
-    flag = getattr(world_model, "validate_inputs", None)
-    if flag is None:
-        yield
-        return
-    world_model.validate_inputs = False
-    try:
-        yield
-    finally:
-        world_model.validate_inputs = flag

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("itpo_wrap.world_model",),                                       # dynamics, heads, the WorldModel bundle
     ("itpo_wrap.formats", "itpo_wrap.zoo_files"),                     # checkpoint formats the zoo reads
     ("itpo_wrap.adapters",),                                          # policy adapters
-    ("itpo_wrap.adapt", "itpo_wrap.reality", "itpo_wrap.step"),       # the algorithm step
+    ("itpo_wrap.objective", "itpo_wrap.adapt", "itpo_wrap.reality", "itpo_wrap.step"),  # the algorithm step
     ("itpo_wrap.wrapper",),                                           # the SB3 contract around it
     ("itpo_wrap",),                                                   # the public API (package root)
     ("itpo_wrap.zoo", "itpo_wrap.zoo_listing"),                       # the read-only zoo
