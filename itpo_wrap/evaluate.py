@@ -134,6 +134,23 @@ def _world_model(entry: str, policy: str, zoo_dir: str | None, kind: str, sampli
     return load_world_model(load_entry(entry, policy, zoo_dir), kind, sampling, critic_from)
 
 
+def cached_world_model(entry: str, policy: str, zoo_dir: str | None, kind: str,
+                       sampling: tuple[int, str] | None = None, critic_policy: str | None = None) -> Any:
+    """:func:`load_world_model` of a zoo entry by name, once per process and arguments (a Ray worker loads
+    it for its first episode of a configuration, not for every one).
+
+    :param entry: entry name.
+    :param policy: the entry's policy (resolved).
+    :param zoo_dir: zoo folder (``None``: the default one).
+    :param kind: the world model's kind.
+    :param sampling: ``(steps, sampler)`` or ``None``.
+    :param critic_policy: take the terminal critic from this policy of the entry.
+    """
+    from itpo_wrap import zoo
+
+    return _world_model(entry, policy, zoo_dir, kind, sampling, critic_policy, str(zoo.zoo_path(zoo_dir)))
+
+
 def make_agent(entry: Any, config: EvalConfig, wm: Any) -> tuple[Callable[..., Any], Callable[[], Any] | None]:
     """``(predict, info_fn)`` of one episode: a fresh agent over a loaded world model.
 
@@ -161,8 +178,8 @@ def run_task(_shared: Any, task: EpisodeTask) -> dict[str, Any]:
     """
     c = task.config
     entry = load_entry(c.entry, c.policy, c.zoo_dir)
-    wm = None if c.method == "base" else _world_model(c.entry, c.policy, c.zoo_dir, c.kind, c.sampling,
-                                                       c.critic_policy, str(entry.directory.parent))
+    wm = None if c.method == "base" else cached_world_model(c.entry, c.policy, c.zoo_dir, c.kind, c.sampling,
+                                                             c.critic_policy)
     predict, info_fn = make_agent(entry, c, wm)
     env = entry.make_env()
     try:

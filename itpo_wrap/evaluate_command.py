@@ -62,23 +62,26 @@ def add_arguments(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("base"
     p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
     p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo)")
-    p.add_argument("--method", choices=list(methods), required=True)
+    p.add_argument("--method", choices=list(methods), required=True,
+                   help="base: the policy alone; itpo: wrapped" + ("; mppi: the lab's planner" if "mppi" in methods else ""))
     p.add_argument("--kind", choices=kind_names(), default="meanflow",
                    help="world model; mlp: the diffusion bundle's deterministic MLP baseline as dynamics (ablation)")
-    p.add_argument("--split", choices=["eval", "tune"], default="eval")
+    p.add_argument("--split", choices=["eval", "tune"], default="eval",
+                   help="which seeds the rows are (a row column): evaluation or tuning")
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="default: 1000..1009 (eval), 0..4 (tune)")
     p.add_argument("--step-size", type=float, nargs="*", default=[1e-3], help="ITPO step sizes (a grid)")
     p.add_argument("--steps", type=int, default=5, help="E")
     p.add_argument("--particles", type=int, default=8, help="M")
     p.add_argument("--horizon", type=int, default=5, help="H")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--gate", choices=["off", "held_out", "paired"], default="off")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="AdaptConfig.optimizer")
+    p.add_argument("--gate", choices=["off", "held_out", "paired"], default="off", help="AdaptConfig.gate")
     p.add_argument("--gate-z", type=float, default=1.0, help="AdaptConfig.gate_z (with --gate paired)")
     p.add_argument("--max-drift", type=float, default=None, help="AdaptConfig.max_drift (default: no bound)")
     p.add_argument("--max-model-error", type=float, default=None,
                    help="AdaptConfig.max_model_error: the reality check, in state-std units (default: none)")
     p.add_argument("--termination", choices=["hard", "soft"], default="hard", help="AdaptConfig.termination")
-    p.add_argument("--persistence", choices=["persistent", "reset_each_step"], default="persistent")
+    p.add_argument("--persistence", choices=["persistent", "reset_each_step"], default="persistent",
+                   help="AdaptConfig.persistence")
     p.add_argument("--max-action-change", type=float, default=None,
                    help="AdaptConfig.max_action_change: trust region on the executed action (default: none)")
     p.add_argument("--sampling-steps", type=int, default=None, help="diffusion: denoising steps (default: the bundle's)")
@@ -87,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("base"
                    help="terminal critic from another policy of the entry (e.g. rebrac), the wrapped policy "
                         "unchanged: tests whether a better-calibrated critic helps; part of the row key")
     p.add_argument("--threads", type=int, default=1, help="torch threads per episode")
-    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--out", default=DEFAULT_OUT, help="the episode table (CSV) rows are appended to")
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (smoke tests, short tuning runs); part of the row key")
     p.add_argument("--tag", default="", help="label of the world model's version (part of the row key), e.g. after "
                                              "retraining a bundle, so its rows never mix with the old one's")
