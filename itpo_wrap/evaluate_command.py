@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
@@ -59,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("base"
     :param p: the parser to add them to.
     :param methods: the ``--method`` choices.
     """
-    p.add_argument("--entry", required=True, help="zoo entry, e.g. hopper-medium-replay")
+    p.add_argument("--entry", required=True, nargs="+",
+                   help="zoo entry, e.g. hopper-medium-replay; several: every configuration on each (one run, "
+                        "one pool of tasks)")
     p.add_argument("--policy", default=None, help="the entry's policy (its default when omitted)")
     p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo)")
     p.add_argument("--method", choices=list(methods), required=True,
@@ -136,20 +139,28 @@ def configs_from_args(args: argparse.Namespace, grid: list[GridItem] | None = No
     :param args: parsed :func:`add_arguments` flags.
     :param grid: the configurations of a method beyond base and itpo; default: ``--method``'s own.
     """
-    from itpo_wrap.evaluate import EvalConfig, git_commit, load_entry
+    from itpo_wrap.evaluate import git_commit
 
-    entry = load_entry(args.entry, args.policy, args.zoo_dir)
-    critic = None
-    if args.critic_policy is not None:
-        if args.method == "base":
-            raise ValueError("--critic-policy needs a wrapped method (itpo, or the lab's mppi): the base policy "
-                             "uses no critic")
-        critic = load_entry(args.entry, args.critic_policy, args.zoo_dir).policy_name  # names the known ones
+    entries = [args.entry] if isinstance(args.entry, str) else list(args.entry)
+    if args.critic_policy is not None and args.method == "base":
+        raise ValueError("--critic-policy needs a wrapped method (itpo, or the lab's mppi): the base policy "
+                         "uses no critic")
     if grid is None:
         grid = [(s, cfg, None) for s, cfg in itpo_grid(args)] if args.method == "itpo" else [({}, None, None)]
+    commit = git_commit()
+    return [config for name in entries for config in _entry_configs(args, name, grid, commit)]
+
+
+def _entry_configs(args: argparse.Namespace, name: str, grid: list[GridItem], commit: str) -> list[Any]:
+    from itpo_wrap.evaluate import EvalConfig, load_entry
+
+    entry = load_entry(name, args.policy, args.zoo_dir)
+    critic = None
+    if args.critic_policy is not None:  # an unknown name lists the entry's policies
+        critic = load_entry(name, args.critic_policy, args.zoo_dir).policy_name
     kind = "" if args.method == "base" else args.kind
     sampling = (args.sampling_steps, args.sampler) if args.sampling_steps else None
-    commit, configs = git_commit(), []
+    configs = []
     for settings, adapt, agent in grid:
         if sampling is not None:
             settings = {**settings, "sampling_steps": sampling[0], "sampler": sampling[1]}
@@ -191,8 +202,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     :param args: the parsed ``evaluate`` arguments.
     """
+    start = time.perf_counter()
     rows = run_evaluate(args)
-    print(f"{len(rows)} row(s) written to {args.out}")
+    print(f"{len(rows)} row(s) written to {args.out} in {time.perf_counter() - start:.1f} s "
+          f"({backends(args)[0]} backend)")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.evaluate_command import add_backend_arguments, backends
+from itpo_wrap.parallel import check_backend
 from itpo_wrap.world_model.kinds import kind_names
 
 
@@ -79,6 +80,7 @@ def run_tune(args: argparse.Namespace) -> tuple[Any, Any]:
     where = backends(args)[0]
     if where == "local" and (args.address is not None or args.workers is not None):
         raise ValueError("--address and --workers need --backend ray")
+    check_backend(where, args.address, args.workers)  # a missing Ray: its install hint, before any loading
     entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
     candidates = grid(args)
     print(f"tuning {entry.name} ({entry.policy_name}, {args.kind} world model): {len(candidates)} candidate(s) + "
