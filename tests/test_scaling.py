@@ -218,3 +218,21 @@ def test_several_entries_in_one_run(tmp_path: Path) -> None:
     assert sorted((r["entry"], r["seed"]) for r in read_rows(out)) == [
         ("hopper-medium", "1000"), ("hopper-medium", "1001"),
         ("hopper-medium-replay", "1000"), ("hopper-medium-replay", "1001")]
+
+
+def test_a_table_with_an_older_header_keeps_its_rows_and_a_cut_line_is_not_a_row(tmp_path: Path) -> None:
+    old = tmp_path / "old.csv"  # fewer columns than FIELDS (an older run.py): its rows still count as done
+    old.write_text("entry,policy,split,settings,seed\r\nhopper-medium,td3_bc,eval,{},1000\r\nhopper-medium,td3_b")
+    assert done_keys(old) == {("hopper-medium", "td3_bc", "eval", "{}", "1000")}
+
+
+def test_backend_names_old_and_new() -> None:
+    import argparse
+
+    from itpo_wrap.evaluate_command import add_backend_arguments, backends
+
+    p = argparse.ArgumentParser()
+    add_backend_arguments(p)
+    assert backends(p.parse_args([])) == ("local", "auto")
+    assert backends(p.parse_args(["--backend", "ray", "--step-backend", "eager"])) == ("ray", "eager")
+    assert backends(p.parse_args(["--backend", "eager"])) == ("local", "eager")  # the flag's meaning before Ray
