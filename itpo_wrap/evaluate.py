@@ -220,6 +220,9 @@ def evaluate(configs: Sequence[EvalConfig], seeds: Sequence[int], out: str | Pat
              progress: bool = True) -> list[dict[str, Any]]:
     """Run every configuration on every seed whose row ``out`` lacks; append each row as its episode ends.
 
+    This process is the table's one writer, whichever backend runs the episodes; with ``backend="local"``
+    its torch threads are set to the configurations' ``threads`` (a Ray task sets its own).
+
     :param configs: the configurations (:class:`EvalConfig`).
     :param seeds: env seeds (``env.reset(seed=...)``), the same for every configuration: paired episodes.
     :param out: the episode table (CSV), created with its header when missing; a rerun resumes it.
