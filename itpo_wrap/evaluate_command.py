@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
@@ -123,6 +124,14 @@ def itpo_grid(args: argparse.Namespace) -> list[tuple[dict[str, Any], AdaptConfi
     return grid
 
 
+def absolute(path: str | None) -> str | None:
+    """``path`` made absolute (a Ray worker need not share the driver's working directory).
+
+    :param path: a folder, or ``None``.
+    """
+    return None if path is None else str(Path(path).resolve())
+
+
 def default_seeds(args: argparse.Namespace) -> list[int]:
     """``--seeds``, else 1000..1009 for ``--split eval`` and 0..4 for ``--split tune``.
 
@@ -172,7 +181,7 @@ def _entry_configs(args: argparse.Namespace, name: str, grid: list[GridItem], co
             settings = {**settings, "critic": critic}
         configs.append(EvalConfig(entry=entry.name, policy=entry.policy_name, method=args.method, kind=kind,
                                   split=args.split, settings=settings, adapt=adapt, max_steps=args.max_steps,
-                                  zoo_dir=args.zoo_dir, sampling=sampling, critic_policy=critic, agent=agent,
+                                  zoo_dir=absolute(args.zoo_dir), sampling=sampling, critic_policy=critic, agent=agent,
                                   threads=args.threads, commit=commit))
     return configs
 

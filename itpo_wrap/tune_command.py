@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
-from itpo_wrap.evaluate_command import add_backend_arguments, backends
+from itpo_wrap.evaluate_command import absolute, add_backend_arguments, backends
 from itpo_wrap.parallel import check_backend
 from itpo_wrap.world_model.kinds import kind_names
 
@@ -89,7 +89,7 @@ def run_tune(args: argparse.Namespace) -> tuple[Any, Any]:
     run = {"max_steps": args.max_steps, "score": lambda r: float(entry.normalized_score(r)), "progress": print,
            "backend": where, "address": args.address, "workers": args.workers}
     if where == "ray":  # each worker loads the entry itself: nothing large crosses the wire
-        setup = ZooSetup(entry.name, entry.policy_name, args.zoo_dir, args.kind)
+        setup = ZooSetup(entry.name, entry.policy_name, absolute(args.zoo_dir), args.kind)
         report = tune(None, None, None, candidates, args.seeds, setup=setup, **run)
     else:
         report = tune(entry.policy, entry.load_world_model(args.kind), entry.make_env, candidates, args.seeds, **run)
