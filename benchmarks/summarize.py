@@ -14,7 +14,6 @@ Aggregate: the tuned configurations' IQM and mean over datasets and seeds with r
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -26,6 +25,7 @@ import numpy as np
 from itpo_lab.stats import paired_difference
 from itpo_wrap import zoo
 from itpo_wrap.config import AdaptConfig, record_defaults
+from itpo_wrap.episodes import read_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aggregate  # noqa: E402  (benchmarks/aggregate.py, a script beside this one)
@@ -72,8 +72,10 @@ def _label(s: dict[str, Any]) -> str:
 
 
 def load(path: Path) -> list[Row]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The episode table's complete rows (a last line a kill cut short is left out)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no episode table at {str(path)!r}; run benchmarks/run.py or itpo evaluate first")
+    return read_rows(path)
 
 
 def group(rows: list[Row], split: str) -> dict[tuple[str, str, str], dict[int, Row]]:

@@ -202,3 +202,14 @@ class MPPIPlanner:
             return None
         return torch.cat([mean[1:], mean[-1:]])
 
+
+
+def mppi_agent(config: MPPIConfig, entry: Any, world_model: WorldModelLike) -> tuple[Any, None]:
+    """``(predict, info_fn)`` of one MPPI episode, as :class:`itpo_wrap.evaluate.EvalConfig` ``agent`` takes it
+    (``functools.partial(mppi_agent, config)``: module-level, so a Ray worker can import it).
+
+    :param config: the planner's settings.
+    :param entry: a loaded zoo entry (its ``actor`` is the policy prior and critic's actor).
+    :param world_model: its world model.
+    """
+    return MPPIPlanner(entry.actor, world_model, config).predict, None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from itpo_wrap import tune_command
+from itpo_wrap import evaluate_command, tune_command
 from itpo_wrap._version import __version__
 from itpo_wrap.training import commands as training_commands
 from itpo_wrap.world_model.kinds import kind_names
@@ -60,7 +60,7 @@ def cmd_zoo_show(args: argparse.Namespace) -> int:
 
 # The commands a user runs. The project's own records (datasets, base policies, zoo writing, tables, settings
 # checks) are the lab's: `itpo-lab -h`.
-USER_COMMANDS = ("demo", "zoo", "tune", "train-world-model", "eval-world-model")
+USER_COMMANDS = ("demo", "zoo", "evaluate", "tune", "train-world-model", "eval-world-model")
 LAB_EPILOG = ("the project's own records (collecting datasets, training base policies, writing the zoo, tables) are "
               "lab commands: itpo-lab -h (or python -m itpo_lab -h in a source checkout)")
 ZOO_DIR_HELP = "zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo, else the package's demo entry)"
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     zs.set_defaults(func=cmd_zoo_show)
 
     training_commands.register(sub)  # train-world-model, eval-world-model
+    evaluate_command.register(sub)
     tune_command.register(sub)
     return parser
 
@@ -170,7 +171,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError, KeyError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError, KeyError, ImportError) as err:
         # Our errors are written to be read: one line, no traceback. KeyError's str() adds quotes; use its text.
         text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
         parser.exit(2, f"{parser.prog} {args.command}: error: {_flagify(text, parser, args.command)}\n")

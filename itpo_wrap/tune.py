@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.parallel import run_tasks
 from itpo_wrap.rollout import Episode, run_episode
 from itpo_wrap.world_model.protocol import WorldModelLike
 
@@ -82,31 +83,35 @@ def candidate_label(cfg: AdaptConfig, default: AdaptConfig | None = None) -> str
     return ", ".join(diff) or "defaults"
 
 
-def tune(
-    policy: Any,
-    world_model: WorldModelLike,
-    make_env: Callable[[], Any],
-    candidates: Sequence[AdaptConfig],
-    seeds: Sequence[int],
-    *,
-    max_steps: int | None = None,
-    score: Callable[[float], float] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> TuneReport:
-    """Run the base and every candidate on ``seeds``; choose the best candidate that beats the base.
+@dataclass(frozen=True)
+class _Objects:
+    """A setup of objects already loaded (what ``tune``'s first three arguments are)."""
 
-    :param policy: what :class:`~itpo_wrap.ITPOPolicyWrapper` takes (SB3 model, torch actor, adapter).
-    :param world_model: the world model to plan with.
-    :param make_env: a fresh Gymnasium env per call.
-    :param candidates: configurations to try (the base, ``steps=0``, is always added).
-    :param seeds: tuning seeds, at least one; not the seeds you evaluate on.
-    :param max_steps: cap each episode (cheaper, and reported as a risk); ``None``: full episodes.
-    :param score: return -> score (e.g. a zoo entry's normalized score); identity when ``None``.
-    :param progress: called with one line per finished candidate.
-    """
+    policy: Any
+    world_model: Any
+    make_env: Callable[[], Any]
+
+    def __call__(self) -> tuple[Any, Any, Callable[[], Any]]:
+        return self.policy, self.world_model, self.make_env
+
+
+def _episode(setup: Callable[[], tuple[Any, Any, Callable[[], Any]]],
+             task: tuple[AdaptConfig, int, int | None]) -> Episode:
+    """One tuning episode (a task of :func:`~itpo_wrap.parallel.run_tasks`): a fresh wrapper, so no adapted
+    state crosses episodes, on a fresh env."""
     from itpo_wrap.wrapper import ITPOPolicyWrapper
 
-    seeds = tuple(int(s) for s in seeds)
+    cfg, seed, max_steps = task
+    policy, world_model, make_env = setup()
+    env = make_env()
+    try:
+        with ITPOPolicyWrapper(policy, world_model, cfg) as w:
+            return run_episode(w.predict, env, seed, max_steps=max_steps)
+    finally:
+        env.close()
+
+
+def _check(seeds: tuple[int, ...], candidates: Sequence[AdaptConfig], max_steps: int | None) -> None:
     if not seeds:
         raise ValueError("seeds is empty; pass at least one tuning seed (e.g. 0 1), distinct from evaluation seeds")
     if not candidates:
@@ -116,6 +121,48 @@ def tune(
     for c in candidates:
         if not isinstance(c, AdaptConfig):
             raise TypeError(f"candidates must be AdaptConfig objects, got a {type(c).__name__}")
+
+
+def tune(
+    policy: Any,
+    world_model: WorldModelLike | None,
+    make_env: Callable[[], Any] | None,
+    candidates: Sequence[AdaptConfig],
+    seeds: Sequence[int],
+    *,
+    max_steps: int | None = None,
+    score: Callable[[float], float] | None = None,
+    progress: Callable[[str], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    setup: Callable[[], tuple[Any, Any, Callable[[], Any]]] | None = None,
+) -> TuneReport:
+    """Run the base and every candidate on ``seeds``; choose the best candidate that beats the base.
+
+    Every (candidate, seed) episode is one task of :func:`~itpo_wrap.parallel.run_tasks`: here, in order,
+    or one Ray task each with ``backend="ray"``; the choice is made here once every episode returned, by
+    the same rule either way.
+
+    :param policy: what :class:`~itpo_wrap.ITPOPolicyWrapper` takes (SB3 model, torch actor, adapter).
+    :param world_model: the world model to plan with.
+    :param make_env: a fresh Gymnasium env per call.
+    :param candidates: configurations to try (the base, ``steps=0``, is always added).
+    :param seeds: tuning seeds, at least one; not the seeds you evaluate on.
+    :param max_steps: cap each episode (cheaper, and reported as a risk); ``None``: full episodes.
+    :param score: return -> score (e.g. a zoo entry's normalized score); identity when ``None``.
+    :param progress: called with one line per finished candidate.
+    :param backend: ``"local"`` or ``"ray"`` (:mod:`itpo_wrap.parallel`).
+    :param address: the Ray cluster to join (``ray`` only).
+    :param workers: CPUs of a local Ray (``ray`` only).
+    :param setup: instead of ``policy``, ``world_model`` and ``make_env`` (pass ``None`` for them): a
+        picklable callable returning the three, called where the episodes run (in each Ray worker), so
+        nothing large is shipped.
+    """
+    seeds = tuple(int(s) for s in seeds)
+    _check(seeds, candidates, max_steps)
+    if setup is None and (world_model is None or make_env is None):
+        raise ValueError("pass policy, world_model and make_env, or setup= a callable that returns the three")
     to_score = score or (lambda r: r)
     configs: dict[str, AdaptConfig] = {BASE: dataclasses.replace(candidates[0], steps=0)}
     for c in candidates:
@@ -123,22 +170,20 @@ def tune(
         if label in configs:
             raise ValueError(f"two candidates are the same configuration ({label}); pass each once")
         configs[label] = c
-    scores: dict[str, list[float]] = {}
-    capped: dict[str, int] = {}
-    env = make_env()
-    try:
-        for label, cfg in configs.items():
-            episodes: list[Episode] = []
-            for seed in seeds:  # a fresh wrapper per episode: no adapted state crosses episodes
-                w = ITPOPolicyWrapper(policy, world_model, cfg)
-                with w:
-                    episodes.append(run_episode(w.predict, env, seed, max_steps=max_steps))
-            scores[label] = [float(to_score(e.episode_return)) for e in episodes]
-            capped[label] = sum(max_steps is not None and e.length >= max_steps and not e.terminated for e in episodes)
-            if progress is not None:
-                progress(f"{label}: mean {np.mean(scores[label]):.1f} over seeds {list(seeds)}")
-    finally:
-        env.close()
+    shared = setup if setup is not None else _Objects(policy, world_model, make_env)  # type: ignore[arg-type]
+    labels = [label for label in configs for _ in seeds]
+    tasks = [(cfg, seed, max_steps) for cfg in configs.values() for seed in seeds]
+    episodes: dict[str, dict[int, Episode]] = {label: {} for label in configs}
+    for i, ep in run_tasks(_episode, tasks, shared=shared, backend=backend, address=address, workers=workers):
+        label = labels[i]
+        episodes[label][i % len(seeds)] = ep
+        if progress is not None and len(episodes[label]) == len(seeds):
+            mean = np.mean([to_score(e.episode_return) for e in episodes[label].values()])
+            progress(f"{label}: mean {mean:.1f} over seeds {list(seeds)}")
+    scores = {label: [float(to_score(eps[j].episode_return)) for j in range(len(seeds))]
+              for label, eps in episodes.items()}
+    capped = {label: sum(max_steps is not None and e.length >= max_steps and not e.terminated for e in eps.values())
+              for label, eps in episodes.items()}
     return TuneReport(seeds, max_steps, scores, configs, choose(scores), capped)
 
 

@@ -1,9 +1,11 @@
 """``itpo tune``: :func:`itpo_wrap.tune.tune` on a zoo entry, from the command line.
 
     itpo tune --entry hopper-medium --kind diffusion --step-size 3e-5 1e-4 3e-4 --seeds 0 1
+    itpo tune --entry hopper-medium --kind diffusion --step-size 3e-5 1e-4 3e-4 --seeds 0 1 2 3 --backend ray
 
 The grid is the product of the listed values over ``AdaptConfig()``'s defaults; ``E = 0`` (the base) is
-always a candidate. The zoo is only read here; ``itpo-lab tune ... --record`` stores the choice in the
+always a candidate. With ``--backend ray`` every (candidate, seed) episode is a Ray task that loads the
+entry in its worker; the choice is made here, by the same rule. The zoo is only read here; ``itpo-lab tune ... --record`` stores the choice in the
 entry.
 """
 
@@ -11,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.evaluate_command import absolute, add_backend_arguments, backends
+from itpo_wrap.parallel import check_backend
 from itpo_wrap.world_model.kinds import kind_names
 
 
@@ -37,7 +42,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="grid of parameter trust regions ('none' for no bound)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="tuning seeds (not your evaluation seeds)")
     p.add_argument("--max-steps", type=int, default=None, help="cap tuning episodes (cheaper; reported as a risk)")
-    p.add_argument("--backend", default="auto", choices=["auto", "eager", "compile"], help="AdaptConfig.backend")
+    add_backend_arguments(p)
     p.add_argument("--zoo-dir", default=None, help="zoo folder (default: $ITPO_ZOO_PATH, else the checkout's)")
     p.set_defaults(func=tune_command)
     return p
@@ -49,7 +54,8 @@ def _drift(text: str) -> float | None:
 
 def grid(args: argparse.Namespace) -> list[AdaptConfig]:
     """The candidates: the product of the listed values over ``AdaptConfig()``."""
-    return [AdaptConfig(step_size=a, persistence=p, steps=e, max_drift=r, backend=args.backend)
+    step_backend = backends(args)[1]
+    return [AdaptConfig(step_size=a, persistence=p, steps=e, max_drift=r, backend=step_backend)
             for a, p, e, r in itertools.product(args.step_size, args.persistence, args.steps, args.max_drift)]
 
 
@@ -71,12 +77,43 @@ def run_tune(args: argparse.Namespace) -> tuple[Any, Any]:
     from itpo_wrap import zoo
     from itpo_wrap.tune import tune
 
+    where = backends(args)[0]
+    if where == "local" and (args.address is not None or args.workers is not None):
+        raise ValueError("--address and --workers need --backend ray")
+    check_backend(where, args.address, args.workers)  # a missing Ray: its install hint, before any loading
     entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
-    wm = entry.load_world_model(args.kind)
     candidates = grid(args)
     print(f"tuning {entry.name} ({entry.policy_name}, {args.kind} world model): {len(candidates)} candidate(s) + "
-          f"the base on seeds {args.seeds}" + (f", episodes capped at {args.max_steps}" if args.max_steps else ""))
-    report = tune(entry.policy, wm, entry.make_env, candidates, args.seeds, max_steps=args.max_steps,
-                  score=lambda r: float(entry.normalized_score(r)), progress=print)
+          f"the base on seeds {args.seeds}" + (f", episodes capped at {args.max_steps}" if args.max_steps else "")
+          + (", as Ray tasks" if where == "ray" else ""))
+    run = {"max_steps": args.max_steps, "score": lambda r: float(entry.normalized_score(r)), "progress": print,
+           "backend": where, "address": args.address, "workers": args.workers}
+    if where == "ray":  # each worker loads the entry itself: nothing large crosses the wire
+        setup = ZooSetup(entry.name, entry.policy_name, absolute(args.zoo_dir), args.kind)
+        report = tune(None, None, None, candidates, args.seeds, setup=setup, **run)
+    else:
+        report = tune(entry.policy, entry.load_world_model(args.kind), entry.make_env, candidates, args.seeds, **run)
     print(report.summary())
     return entry, report
+
+
+@dataclass(frozen=True)
+class ZooSetup:
+    """``tune``'s ``setup`` for a zoo entry: loads policy and world model once per process (a Ray worker).
+
+    :param entry: entry name.
+    :param policy: the entry's policy.
+    :param zoo_dir: zoo folder (``None``: the default one; on a cluster, a path every node has).
+    :param kind: the world model's kind.
+    """
+
+    entry: str
+    policy: str
+    zoo_dir: str | None
+    kind: str
+
+    def __call__(self) -> tuple[Any, Any, Any]:
+        from itpo_wrap.evaluate import cached_world_model, load_entry
+
+        loaded = load_entry(self.entry, self.policy, self.zoo_dir)
+        return loaded.policy, cached_world_model(self.entry, self.policy, self.zoo_dir, self.kind), loaded.make_env
