@@ -166,6 +166,16 @@ TUNED_FIELDS = ("step_size", "steps", "particles", "horizon", "persistence", "ga
                 "termination", "optimizer", "max_action_change")
 
 
+def tuned_record(report: Any) -> tuple[dict[str, Any], str]:
+    """What ``--record`` stores for a :class:`~itpo_wrap.tune.TuneReport`, whichever backend ran it: the
+    chosen configuration's :data:`TUNED_FIELDS` (``steps = 0`` when nothing beat the base) and the note.
+
+    :param report: the tuning report.
+    """
+    settings = {k: v for k, v in dataclasses.asdict(report.chosen_config).items() if k in TUNED_FIELDS}
+    return settings, "itpo tune: " + report.summary().replace("\n", " ")
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     """Run ``itpo tune``, then, with ``--record``, store the choice in the entry only as tuned: when nothing
     beat the base, what is recorded is ``steps = 0`` and the note says so.
@@ -177,10 +187,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     entry, report = run_tune(args)
     if args.record:
-        settings: dict[str, Any] = {k: v for k, v in dataclasses.asdict(report.chosen_config).items()
-                                    if k in TUNED_FIELDS}
-        set_tuned_settings(entry.name, args.kind, settings, note="itpo tune: " + report.summary().replace("\n", " "),
-                           root=args.zoo_dir)
+        settings, note = tuned_record(report)
+        set_tuned_settings(entry.name, args.kind, settings, note=note, root=args.zoo_dir)
         print(f"recorded {settings} for {entry.name} / {args.kind}"
               + ("" if report.beat_base else " (E = 0: nothing beat the base)"))
     return 0
