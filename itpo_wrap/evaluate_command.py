@@ -40,9 +40,10 @@ def add_backend_arguments(p: argparse.ArgumentParser, extra: dict[str, str] | No
                    help="where episodes run: local (one after another, here) or ray (one Ray task per episode)"
                         + "".join(f"; {name}: {text}" for name, text in extra.items())
                         + "; auto/eager/compile are the old spelling of --step-backend")
-    p.add_argument("--address", default=None, help="with --backend ray: join this Ray cluster ('auto': this node's)")
+    on = "with --backend " + "/".join(["ray", *extra])
+    p.add_argument("--address", default=None, help=f"{on}: join this Ray cluster ('auto': this node's)")
     p.add_argument("--workers", type=int, default=None,
-                   help="with --backend ray: start a local Ray with this many CPUs (default: all)")
+                   help=f"{on}: start a local Ray with this many CPUs (default: all)")
     p.add_argument("--step-backend", choices=STEP_BACKENDS, default="auto",
                    help="AdaptConfig.backend (not part of the row key: the backends compute the same steps)")
 

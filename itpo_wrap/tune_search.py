@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -171,7 +173,7 @@ def search(
 @contextlib.contextmanager
 def _storage(path: str | None) -> Iterator[str]:
     if path is not None:
-        yield path
+        yield str(Path(path).expanduser().resolve())  # Ray Tune takes absolute paths only
         return
     with tempfile.TemporaryDirectory(prefix="itpo-tune-") as tmp:
         yield tmp
@@ -179,12 +181,17 @@ def _storage(path: str | None) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _quiet_tune() -> Iterator[None]:
-    """Ray Tune's older reporter, which ``verbose=0`` silences (its newer one prints a table regardless)."""
+    """Ray Tune's older reporter, which ``verbose=0`` silences (its newer one prints a table regardless), and
+    its logger at warnings: this command prints its own lines."""
     before = os.environ.get("RAY_AIR_NEW_OUTPUT")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0" if before is None else before
+    logger = logging.getLogger("ray.tune")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
     try:
         yield
     finally:
+        logger.setLevel(level)
         if before is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
