@@ -137,33 +137,57 @@ def cmd_record_check(args: argparse.Namespace) -> int:
 def cmd_train_world_model(args: argparse.Namespace) -> int:
     """Run ``itpo train-world-model``, then, with ``--zoo-dir``, add the bundle (without a critic) to the zoo
     entry of ``--dataset`` with its held-out evaluation (the entry must exist: a base policy comes first).
+    With ``--datasets`` (here or as Ray tasks), each bundle is added here, by this process, as its training
+    finishes.
 
     :param args: the parsed ``train-world-model`` arguments plus ``zoo_dir``.
     """
-    from itpo_lab.zoo_write import add_world_model
-    from itpo_wrap import zoo
+    from itpo_wrap.training import many
     from itpo_wrap.training.commands import train_and_evaluate
 
-    wm, result, dataset = train_and_evaluate(args)
-    if not args.zoo_dir:
-        return 0
-    name = zoo.entry_name(dataset.dataset_id or args.dataset)
+    many.check(args)
+    if args.datasets is None:
+        wm, result, dataset = train_and_evaluate(args)
+        runs: Any = [(dataset.dataset_id or args.dataset, args.out, result, float(wm.info["train_wall_s"]))]
+    else:
+        runs = ((r.dataset_id, r.out, r.evaluation, r.wall_s) for r in many.train_datasets(args, train_and_evaluate))
+    for dataset_id, out, result, wall_s in runs:
+        print(f"trained {dataset_id}: {out}")
+        if args.zoo_dir:
+            _add_world_model(args, dataset_id, out, result, wall_s)
+    return 0
+
+
+def _add_world_model(args: argparse.Namespace, dataset_id: str, out: str, result: dict[str, Any],
+                     wall_s: float) -> None:
+    from itpo_lab.zoo_write import add_world_model
+    from itpo_wrap import zoo
+
+    name = zoo.entry_name(dataset_id)
     keep = ("one_step_rmse", "one_step_rmse_state_std", "open_loop_rmse_state_std")
     ev = {k: result["dynamics"][k] for k in keep}
     if "baseline" in result:
         ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
     ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
-    info = {"command": "itpo-lab " + shlex.join(sys.argv[1:]), "wall_s": round(float(wm.info["train_wall_s"]), 1),
-            "eval": ev}
-    folder = add_world_model(name, args.dynamics, args.out, info=info, root=args.zoo_dir)
+    info = {"command": "itpo-lab " + shlex.join(sys.argv[1:]), "wall_s": round(wall_s, 1), "eval": ev}
+    folder = add_world_model(name, args.dynamics, out, info=info, root=args.zoo_dir)
     print(f"added to zoo entry {folder}")
-    return 0
 
 
 # every field that shapes the adaptation, named explicitly (ZooEntry.adapt_config treats records without
 # "termination" as pre-issue-20 ones)
 TUNED_FIELDS = ("step_size", "steps", "particles", "horizon", "persistence", "gate", "gate_z", "max_drift",
                 "termination", "optimizer", "max_action_change")
+
+
+def tuned_record(report: Any) -> tuple[dict[str, Any], str]:
+    """What ``--record`` stores for a :class:`~itpo_wrap.tune.TuneReport`, whichever backend ran it: the
+    chosen configuration's :data:`TUNED_FIELDS` (``steps = 0`` when nothing beat the base) and the note.
+
+    :param report: the tuning report.
+    """
+    settings = {k: v for k, v in dataclasses.asdict(report.chosen_config).items() if k in TUNED_FIELDS}
+    return settings, "itpo tune: " + report.summary().replace("\n", " ")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -177,10 +201,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     entry, report = run_tune(args)
     if args.record:
-        settings: dict[str, Any] = {k: v for k, v in dataclasses.asdict(report.chosen_config).items()
-                                    if k in TUNED_FIELDS}
-        set_tuned_settings(entry.name, args.kind, settings, note="itpo tune: " + report.summary().replace("\n", " "),
-                           root=args.zoo_dir)
+        settings, note = tuned_record(report)
+        set_tuned_settings(entry.name, args.kind, settings, note=note, root=args.zoo_dir)
         print(f"recorded {settings} for {entry.name} / {args.kind}"
               + ("" if report.beat_base else " (E = 0: nothing beat the base)"))
     return 0

@@ -29,17 +29,21 @@ STEP_BACKENDS = ("auto", "eager", "compile")
 GridItem = tuple[dict[str, Any], AdaptConfig | None, Any]
 
 
-def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+def add_backend_arguments(p: argparse.ArgumentParser, extra: dict[str, str] | None = None) -> None:
     """``--backend local|ray``, ``--address``, ``--workers`` and ``--step-backend`` (AdaptConfig.backend).
 
     :param p: the parser to add them to.
+    :param extra: further ``--backend`` choices this command has, with their help (``itpo tune``'s ray-tune).
     """
-    p.add_argument("--backend", choices=[*BACKENDS, *STEP_BACKENDS], default="local",
-                   help="where episodes run: local (one after another, here) or ray (one Ray task per episode); "
-                        "auto/eager/compile are the old spelling of --step-backend")
-    p.add_argument("--address", default=None, help="with --backend ray: join this Ray cluster ('auto': this node's)")
+    extra = extra or {}
+    p.add_argument("--backend", choices=[*BACKENDS, *extra, *STEP_BACKENDS], default="local",
+                   help="where episodes run: local (one after another, here) or ray (one Ray task per episode)"
+                        + "".join(f"; {name}: {text}" for name, text in extra.items())
+                        + "; auto/eager/compile are the old spelling of --step-backend")
+    on = "with --backend " + "/".join(["ray", *extra])
+    p.add_argument("--address", default=None, help=f"{on}: join this Ray cluster ('auto': this node's)")
     p.add_argument("--workers", type=int, default=None,
-                   help="with --backend ray: start a local Ray with this many CPUs (default: all)")
+                   help=f"{on}: start a local Ray with this many CPUs (default: all)")
     p.add_argument("--step-backend", choices=STEP_BACKENDS, default="auto",
                    help="AdaptConfig.backend (not part of the row key: the backends compute the same steps)")
 

@@ -14,12 +14,13 @@ when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 BACKENDS = ("local", "ray")
-RAY_HINT = "the ray backend needs Ray: pip install 'itpo-wrap[ray]' (or pip install 'ray>=2.9')"
+RAY_HINT = "the ray backend needs Ray: pip install 'itpo-wrap[ray]' (or pip install 'ray[tune]>=2.41')"
 #: how often Ray re-runs a task whose worker or node died before it returned (not one that raised)
 MAX_RETRIES = 3
 
@@ -81,16 +82,32 @@ def run_tasks(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], *, shared: An
         for i, task in enumerate(tasks):
             yield i, fn(shared, task)
         return
-    yield from _run_ray(fn, tasks, shared, address, workers, threads)
+    with ray_session(address, workers) as ray:
+        yield from _submit(ray, fn, tasks, shared, threads)
 
 
-def _run_ray(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], shared: Any, address: str | None,
-             workers: int | None, threads: int) -> Iterator[tuple[int, Any]]:
+@contextlib.contextmanager
+def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """The ``ray`` module with Ray running: the cluster at ``address``, else a local Ray with ``workers``
+    CPUs, shut down on leaving; a Ray this process already runs is used as it is, and left running.
+
+    :param address: join the Ray cluster there (``"auto"``: the one this machine belongs to).
+    :param workers: start a local Ray with this many CPUs (default: all of this machine's).
+    """
     ray = require_ray()
     started = not ray.is_initialized()
     if started:  # joining a cluster takes its resources as they are; a local Ray gets `workers` CPUs
         ray.init(address=address) if address is not None else ray.init(
             num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _submit(ray: Any, fn: Callable[[Any, Any], Any], tasks: Sequence[Any], shared: Any,
+            threads: int) -> Iterator[tuple[int, Any]]:
     remote = ray.remote(num_cpus=threads, max_retries=MAX_RETRIES)(_call)
     pending: dict[Any, int] = {}
     try:
@@ -113,5 +130,3 @@ def _run_ray(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], shared: Any, a
     finally:
         for ref in pending:  # stopped early (an error in the consumer, Ctrl-C): nothing more runs
             ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()

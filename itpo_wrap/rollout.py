@@ -4,13 +4,14 @@ and the score experiment run; the paired statistics over them are the lab's, :mo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 PredictFn = Callable[..., tuple[np.ndarray, Any]]
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -48,21 +49,44 @@ def run_episode(predict: PredictFn, env: Any, seed: int, *, deterministic: bool 
     :param info_fn: returns the wrapper's ``last_info`` after each call (counts fallbacks); optional.
     :param max_steps: stop early (for smoke tests); the env's own time limit otherwise.
     """
+    *_, episode = episode_rungs(predict, env, seed, (max_steps,), deterministic=deterministic, info_fn=info_fn)
+    return episode
+
+
+def episode_rungs(predict: PredictFn, env: Any, seed: int, caps: Sequence[int | None], *,
+                  deterministic: bool = True,
+                  info_fn: Callable[[], Sequence[dict[str, Any]]] | None = None) -> Iterator[Episode]:
+    """One episode, yielded as it stands at each step cap: the episode :func:`run_episode` runs with
+    ``max_steps=caps[0]``, then, continued, the one it runs with ``max_steps=caps[1]``, and so on (the
+    rungs of a search that stops poor settings on truncated episodes, :mod:`itpo_wrap.tune_search`). An
+    episode that ends before a cap is yielded as it ended, once per remaining cap.
+
+    :param predict: as for :func:`run_episode`.
+    :param env: a Gymnasium env (not vectorised).
+    :param seed: reset seed.
+    :param caps: increasing step caps, each >= 1; the last may be ``None`` (the env's own time limit).
+    :param deterministic: passed to ``predict``.
+    :param info_fn: as for :func:`run_episode`.
+    """
+    caps = list(caps)
+    numbers = [c for c in caps if c is not None]
+    if not caps or None in caps[:-1] or any(c < 1 for c in numbers) or numbers != sorted(set(numbers)):
+        raise ValueError(f"caps={caps}: pass increasing step caps >= 1, the last one may be None (no cap)")
     obs, _ = env.reset(seed=seed)
     total, steps, spent, fallbacks, state = 0.0, 0, 0.0, 0, None
     start = np.ones(1, dtype=bool)
     terminated = truncated = False
-    while not (terminated or truncated):
-        t0 = time.perf_counter()
-        action, state = predict(np.asarray(obs)[None], state=state, episode_start=start, deterministic=deterministic)
-        spent += time.perf_counter() - t0
-        if info_fn is not None:
-            fallbacks += sum(bool(row.get("fallback")) for row in info_fn())
-        start = np.zeros(1, dtype=bool)
-        obs, reward, terminated, truncated, _ = env.step(np.asarray(action)[0])
-        total += float(reward)
-        steps += 1
-        if max_steps is not None and steps >= max_steps:
-            break
-    return Episode(seed=seed, episode_return=total, length=steps, ms_per_step=1e3 * spent / max(steps, 1),
-                   terminated=bool(terminated), fallbacks=fallbacks)
+    for cap in caps:
+        while not (terminated or truncated) and (cap is None or steps < cap):
+            t0 = time.perf_counter()
+            action, state = predict(np.asarray(obs)[None], state=state, episode_start=start,
+                                    deterministic=deterministic)
+            spent += time.perf_counter() - t0
+            if info_fn is not None:
+                fallbacks += sum(bool(row.get("fallback")) for row in info_fn())
+            start = np.zeros(1, dtype=bool)
+            obs, reward, terminated, truncated, _ = env.step(np.asarray(action)[0])
+            total += float(reward)
+            steps += 1
+        yield Episode(seed=seed, episode_return=total, length=steps, ms_per_step=1e3 * spent / max(steps, 1),
+                      terminated=bool(terminated), fallbacks=fallbacks)

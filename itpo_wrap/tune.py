@@ -10,13 +10,17 @@ Capped tuning episodes are a risk, reported as one: a 300-step cap hid a fall at
 episodes showed; the report counts the episodes the cap cut short.
 
 Tune on seeds you will not evaluate on (the evaluation seeds of ``docs/results.md`` are 1000-1009).
+
+Whoever schedules the episodes (here, Ray tasks, or Ray Tune's grid and ASHA in
+:mod:`itpo_wrap.tune_search`), the choice is made by one function, :func:`decide`, from full-fidelity
+episodes only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +43,9 @@ class TuneReport:
     :ivar configs: per candidate label, its ``AdaptConfig`` (the base's has ``steps=0``).
     :ivar chosen: the winning label (``BASE`` when no candidate beat the base).
     :ivar capped: per label, how many of its episodes the cap cut short.
+    :ivar stopped: candidates a search stopped on truncated episodes before the full-fidelity rung (ASHA,
+        :mod:`itpo_wrap.tune_search`): label -> the step cap of the rung it stopped at. They have no
+        ``scores`` and cannot be chosen.
     """
 
     seeds: tuple[int, ...]
@@ -47,6 +54,7 @@ class TuneReport:
     configs: dict[str, AdaptConfig]
     chosen: str
     capped: dict[str, int]
+    stopped: dict[str, int] = field(default_factory=dict)
 
     @property
     def chosen_config(self) -> AdaptConfig:
@@ -69,6 +77,10 @@ class TuneReport:
                 f"no setting beat the base ({base:.1f}) on seeds {list(self.seeds)}: chose E = 0, the base action "
                 "exactly (wrapping cannot help here with these settings)")
         out = [head, *("  " + line for line in lines)]
+        if self.stopped:
+            out.append(f"{len(self.stopped)} candidate(s) stopped early on truncated episodes, not chosen: "
+                       + "; ".join(f"{label} (at {cap} steps)" for label, cap in self.stopped.items())
+                       + ". A setting that starts slowly and ends well may be among them.")
         cut = sum(self.capped.values())
         if self.max_steps is not None and cut:
             out.append(f"RISK: {cut} tuning episode(s) were cut at the {self.max_steps}-step cap; a fall after the "
@@ -164,12 +176,7 @@ def tune(
     if setup is None and (world_model is None or make_env is None):
         raise ValueError("pass policy, world_model and make_env, or setup= a callable that returns the three")
     to_score = score or (lambda r: r)
-    configs: dict[str, AdaptConfig] = {BASE: dataclasses.replace(candidates[0], steps=0)}
-    for c in candidates:
-        label = candidate_label(c)
-        if label in configs:
-            raise ValueError(f"two candidates are the same configuration ({label}); pass each once")
-        configs[label] = c
+    configs = candidate_configs(candidates)
     shared = setup if setup is not None else _Objects(policy, world_model, make_env)  # type: ignore[arg-type]
     labels = [label for label in configs for _ in seeds]
     tasks = [(cfg, seed, max_steps) for cfg in configs.values() for seed in seeds]
@@ -180,11 +187,51 @@ def tune(
         if progress is not None and len(episodes[label]) == len(seeds):
             mean = np.mean([to_score(e.episode_return) for e in episodes[label].values()])
             progress(f"{label}: mean {mean:.1f} over seeds {list(seeds)}")
-    scores = {label: [float(to_score(eps[j].episode_return)) for j in range(len(seeds))]
-              for label, eps in episodes.items()}
-    capped = {label: sum(max_steps is not None and e.length >= max_steps and not e.terminated for e in eps.values())
-              for label, eps in episodes.items()}
-    return TuneReport(seeds, max_steps, scores, configs, choose(scores), capped)
+    return decide(seeds, max_steps, configs, {label: [eps[j] for j in range(len(seeds))]
+                                              for label, eps in episodes.items()}, to_score)
+
+
+def candidate_configs(candidates: Sequence[AdaptConfig]) -> dict[str, AdaptConfig]:
+    """The base (``BASE``: the first candidate with ``steps=0``) and every candidate, by label, in order.
+
+    :param candidates: the configurations to try, each once.
+    """
+    configs: dict[str, AdaptConfig] = {BASE: dataclasses.replace(candidates[0], steps=0)}
+    for c in candidates:
+        label = candidate_label(c)
+        if label in configs:
+            raise ValueError(f"two candidates are the same configuration ({label}); pass each once")
+        configs[label] = c
+    return configs
+
+
+def decide(seeds: tuple[int, ...], max_steps: int | None, configs: dict[str, AdaptConfig],
+           episodes: Mapping[str, Sequence[Episode]], score: Callable[[float], float],
+           stopped: Mapping[str, int] | None = None) -> TuneReport:
+    """The one place a tuning choice is made, whoever ran the episodes: by :func:`choose` over the
+    full-fidelity episodes (one per seed, in ``seeds`` order, each run to ``max_steps``).
+
+    :param seeds: the tuning seeds.
+    :param max_steps: the cap of these episodes (``None``: full episodes).
+    :param configs: every candidate by label, ``BASE`` included (:func:`candidate_configs`).
+    :param episodes: label -> its full-fidelity episodes; the labels a search stopped early are absent.
+    :param score: return -> score.
+    :param stopped: label -> the step cap at which a search stopped it (not chosen, reported).
+    :raises RuntimeError: when the base or a candidate that was not stopped lacks its episodes: no choice
+        is made from an incomplete comparison.
+    """
+    stopped = dict(stopped or {})
+    if BASE in stopped:
+        raise RuntimeError("the base (E = 0) was stopped before full fidelity; no choice is made without it")
+    missing = [label for label in configs if label not in stopped
+               and [e.seed for e in episodes.get(label, ())] != list(seeds)]
+    if missing:
+        raise RuntimeError(f"no full-fidelity episodes on seeds {list(seeds)} for {missing}; no choice is made")
+    scores = {label: [float(score(e.episode_return)) for e in episodes[label]] for label in configs
+              if label not in stopped}
+    capped = {label: sum(max_steps is not None and e.length >= max_steps and not e.terminated
+                         for e in episodes[label]) for label in scores}
+    return TuneReport(seeds, max_steps, scores, configs, choose(scores), capped, stopped)
 
 
 def choose(scores: dict[str, list[float]]) -> str:

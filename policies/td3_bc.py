@@ -19,6 +19,7 @@ Usage::
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0 --zoo-dir policies/zoo
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0 --tensorboard runs/tb  # tensorboard --logdir runs/tb
+    python policies/td3_bc.py --datasets itpo/hopper/medium-v0 itpo/walker2d/medium-v0 --backend ray  # Ray tasks
 
 Writes ``runs/td3_bc/<env>-<level>-seed<seed>/`` (``train.csv``, ``eval.csv``, ``checkpoints/``,
 ``policy.pt``); rerunning the same command resumes from the newest checkpoint.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
@@ -37,7 +39,6 @@ from itpo_lab.offline import (
     Batch,
     TransitionTensors,
     keep_output_layer_fp32,
-    parse_args,
     set_requires_grad,
     soft_update,
 )
@@ -166,4 +167,6 @@ def main(args: Args, dataset: OfflineDataset | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args, description=__doc__))
+    from itpo_lab.offline.many import run_script
+
+    sys.exit(run_script(__file__, Args, main, ALGORITHM, __doc__))

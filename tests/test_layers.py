@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("itpo_wrap.zoo", "itpo_wrap.zoo_listing"),                       # the read-only zoo
     ("itpo_wrap.parallel", "itpo_wrap.episodes"),                     # tasks here or on Ray; the episode table
     ("itpo_wrap.training", "itpo_wrap.rollout", "itpo_wrap.tune",     # user tooling: training, tuning,
-     "itpo_wrap.evaluate"),                                           # evaluation
+     "itpo_wrap.tune_search", "itpo_wrap.evaluate"),                  # evaluation
     ("itpo_wrap.cli", "itpo_wrap.demo", "itpo_wrap.tune_command", "itpo_wrap.evaluate_command",
      "itpo_wrap.__main__"),                                           # the user CLI
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from itpo_wrap.training import many
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.world_model.kinds import get_kind, kind_names
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     d = WorldModelTrainConfig()
     p = subparsers.add_parser("train-world-model", help="train a world-model bundle on an offline dataset",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", required=True, help="Minari dataset id or local path")
+    many.add_arguments(p)
     kinds = "; ".join(f"{k}: {get_kind(k).help}" for k in kind_names())
     p.add_argument("--dynamics", choices=kind_names(), default=d.dynamics, help=f"dynamics kind ({kinds})")
     p.add_argument("--out", required=True, help="bundle file to write (e.g. policies/zoo/<env>-<level>/wm_diffusion.pt)")
@@ -197,12 +198,16 @@ def train_command(args: argparse.Namespace) -> int:
 
     :param args: the parsed ``train-world-model`` arguments.
     """
+    many.check(args)
+    if args.datasets is not None:
+        return many.train_many_command(args, train_and_evaluate)
     train_and_evaluate(args)
     return 0
 
 
 def train_and_evaluate(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
-    """Train the bundle, score it on held-out episodes, store that score in it (``info["fitness"]``) and save it.
+    """Train the bundle, score it on held-out episodes, store that score in it (``info["fitness"]``) and in
+    ``<run dir>/eval.json``, and save it.
 
     :param args: the parsed ``train-world-model`` arguments.
     :return: ``(world_model, held-out evaluation, dataset)``.
@@ -232,6 +237,7 @@ def train_and_evaluate(args: argparse.Namespace) -> tuple[Any, dict[str, Any], A
     # the bundle carries its own held-out accuracy, so every wrapper over it can judge it (issue 20)
     wm.info["fitness"] = fitness_record(result)
     wm.save(args.out)
+    (Path(args.run_dir or f"{args.out}.run") / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     problems = fitness_of(wm).problems()  # type: ignore[union-attr]
     if problems:
         print("WARNING: not fit to plan with: " + "; ".join(problems))
