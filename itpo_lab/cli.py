@@ -1,6 +1,7 @@
 """The ``itpo-lab`` command line (``python -m itpo_lab``): the project's own records, beside the user's
 ``itpo``. Datasets, behaviour exports, zoo records and tables; ``train-world-model`` and ``tune`` are
-``itpo``'s own commands plus the options that write into the zoo (``--zoo-dir``, ``--record``)."""
+``itpo``'s own commands plus the options that write into the zoo (``--zoo-dir``, ``--record``); so is
+``improve`` (``--record``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from itpo_lab import commands as c
-from itpo_wrap import tune_command
+from itpo_wrap import improve_command, tune_command
 from itpo_wrap.cli import ZOO_DIR_HELP, make_parser, run
 from itpo_wrap.training import commands as training_commands
 
@@ -20,6 +21,7 @@ LAB_COMMANDS = {
     "datasets-table": "render docs/datasets.md from the behaviour cards",
     "train-world-model": "itpo train-world-model, plus --zoo-dir: add the bundle to the dataset's zoo entry",
     "tune": "itpo tune, plus --record: store the chosen settings in the entry",
+    "improve": "itpo improve, plus --record: add the improved policy to the entry (entry.json, MODEL_CARD.md)",
     "critic-calibration": "a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects",
     "zoo-tables": "render docs/base_policies.md and docs/world_models.md from the zoo",
     "record-check": "keep a finished settings-check run's logs and figures in policies/checks/",
@@ -60,6 +62,11 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     tune = tune_command.register(sub)
     tune.add_argument("--record", action="store_true", help="store the choice in the entry (ZooEntry.adapt_config)")
     tune.set_defaults(func=c.cmd_tune)
+    improve = improve_command.register(sub)
+    improve.add_argument("--record", action="store_true",
+                         help="add the improved policy to the entry when the verdict kept it (never a loser)")
+    improve.add_argument("--name", default="improved", help="its policy name in the entry")
+    improve.set_defaults(func=c.cmd_improve)
 
     p = sub.add_parser("critic-calibration", help=LAB_COMMANDS["critic-calibration"])
     which = p.add_mutually_exclusive_group(required=True)

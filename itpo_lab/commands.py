@@ -206,3 +206,33 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"recorded {settings} for {entry.name} / {args.kind}"
               + ("" if report.beat_base else " (E = 0: nothing beat the base)"))
     return 0
+
+
+def cmd_improve(args: argparse.Namespace) -> int:
+    """Run ``itpo improve``, then, with ``--record``, add the improved policy to the entry as ``--name``, with
+    its facts for the model card (base policy, world model, settings, wall time, held-out gain). A refused
+    policy is never recorded: nothing is written and the status is 1.
+
+    :param args: the parsed ``improve`` arguments plus ``record`` and ``name``.
+    """
+    from itpo_lab.zoo_write import add_policy
+    from itpo_wrap import zoo
+    from itpo_wrap.improve_command import run_improve
+
+    if args.record:  # checked before the run: the base is never replaced
+        spec = zoo.read_entry(args.entry, args.zoo_dir)
+        if args.name == (args.policy or spec.get("default_policy")):
+            raise ValueError(f"--name {args.name} is the base policy's own name; choose another (e.g. improved)")
+    entry, result, out = run_improve(args)
+    if not result.accepted:
+        if args.record:
+            print(f"not recorded in {entry.name}: the verdict refused the improved policy")
+        return 1
+    if args.record:
+        info = {"algorithm": "itpo_improve", "updates": result.best_step, "wall_s": round(result.wall_s, 1),
+                "command": "itpo-lab " + shlex.join(sys.argv[1:]),
+                "improve": {"base_policy": entry.policy_name, "world_model": args.kind, **result.summary()}}
+        folder = add_policy(entry.name, args.name, out / "improved.pt", kind="offline", dataset_id=entry.dataset_id,
+                            env_id=entry.env_id, info=info, root=args.zoo_dir)
+        print(f"recorded {args.name!r} in {folder}")
+    return 0

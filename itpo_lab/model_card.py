@@ -45,6 +45,8 @@ def model_card(entry: dict[str, Any]) -> str:
                       f"mean min-Q {cal['q_mean']:.1f} against the discounted return collected afterwards "
                       f"{cal['return_mean']:.1f} (ratio {cal['ratio']:.2f}, correlation {cal['correlation']:.2f}) "
                       f"over {cal['states']} states of {cal['episodes']} episodes.", ""]
+        if p.get("improve"):
+            lines += improved_section(key, p["improve"], p.get("wall_s"))
     wms = entry.get("world_models", {})
     if wms:
         lines += ["## World models", "",
@@ -65,3 +67,24 @@ def model_card(entry: dict[str, Any]) -> str:
                 shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
                 lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
     return "\n".join(lines)
+
+
+def improved_section(key: str, rec: dict[str, Any], wall_s: float | None) -> list[str]:
+    """The card's lines for a policy made by ``itpo improve`` (its ``improve`` record in ``entry.json``).
+
+    :param key: the policy's name in the entry.
+    :param rec: the record: ``base_policy``, ``world_model`` and :meth:`itpo_wrap.improve.ImproveResult.summary`.
+    :param wall_s: the recorded wall time.
+    """
+    v, cfg = rec.get("verdict", {}), rec.get("config", {})
+    shown = ", ".join(f"{k}={cfg[k]}" for k in ("steps", "batch_size", "lr", "alpha", "bc_target", "max_drift",
+                                                 "grad_clip", "horizon", "particles", "seed") if k in cfg)
+    wall = f"{wall_s / 60:.1f} min" if wall_s is not None else "not recorded"
+    return [f"`{key}` is `{rec.get('base_policy')}` improved offline by `itpo improve` (first-order ascent on the "
+            f"imagined return through the `{rec.get('world_model')}` world model, docs/improve.md); its terminal "
+            f"critic is the base's, unchanged. Held-out imagined return (verdict states of held-out episodes, noise "
+            f"no step saw): base {v.get('j_base', float('nan')):.2f} -> {v.get('j_improved', float('nan')):.2f}, "
+            f"paired gain {v.get('gain', float('nan')):+.3f} ± {v.get('gain_se', float('nan')):.3f} over "
+            f"{v.get('states', '-')} states ({v.get('particles', '-')} particles each); kept step "
+            f"{rec.get('best_step', '-')} of {rec.get('steps', '-')}; wall time {wall} on one core. "
+            f"Settings: {shown}.", ""]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from itpo_wrap import evaluate_command, tune_command
+from itpo_wrap import evaluate_command, improve_command, tune_command
 from itpo_wrap._version import __version__
 from itpo_wrap.training import commands as training_commands
 from itpo_wrap.world_model.kinds import kind_names
@@ -60,7 +60,7 @@ def cmd_zoo_show(args: argparse.Namespace) -> int:
 
 # The commands a user runs. The project's own records (datasets, base policies, zoo writing, tables, settings
 # checks) are the lab's: `itpo-lab -h`.
-USER_COMMANDS = ("demo", "zoo", "evaluate", "tune", "train-world-model", "eval-world-model")
+USER_COMMANDS = ("demo", "zoo", "evaluate", "tune", "improve", "train-world-model", "eval-world-model")
 LAB_EPILOG = ("the project's own records (collecting datasets, training base policies, writing the zoo, tables) are "
               "lab commands: itpo-lab -h (or python -m itpo_lab -h in a source checkout)")
 ZOO_DIR_HELP = "zoo folder (default: $ITPO_ZOO_PATH, else the checkout's policies/zoo, else the package's demo entry)"
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.register(sub)  # train-world-model, eval-world-model
     evaluate_command.register(sub)
     tune_command.register(sub)
+    improve_command.register(sub)
     return parser
 
 

@@ -1,0 +1,292 @@
+"""``itpo improve``: improve a base policy once, offline, by first-order ascent on the imagined return J
+through its world model, so the gain costs nothing at inference (issue 24; ``docs/improve.md``).
+
+``predict()`` optimises J at one real state per env step (METHOD.md section 3). Here the same J, the same
+rollout, masks, soft termination discount and terminal critic (:func:`itpo_wrap.objective.particle_returns`
+with ``ImproveConfig.objective_config()``), is averaged over batches of the dataset's states and its
+gradient trains the policy's own parameters, as PWM extracts policies from a pretrained world model
+(Georgiev et al. 2025: first-order gradients through the model, return normalisation, grad-norm clip 1.0).
+Per step, ``B`` dataset states with ``M`` particles each on a fresh fixed noise bank::
+
+    J(s_i) = mean_m [ sum_{j<H} gamma^j S_j r(s~_j, a~_j) + gamma^H S_H min_k Q_k(s~_H, pi(s~_H)) ]
+    loss   = -alpha / mean_i|J(s_i)| * mean_i J(s_i) + mean_i ||pi(s_i) - a_i||^2      (TD3+BC, eq. 3)
+    psi   <- Adam(clip(grad loss, 1.0)), then projected onto ||psi - psi_0|| <= max_drift ||psi_0||
+
+Safety: the regulariser (``a_i`` the base's own action, or the dataset's) and the drift bound keep the
+policy near the data; held-out episodes give validation states (a fixed noise bank: the best validated step
+is kept) and verdict states (noise no step saw), where the improved and the base policy's J are paired
+state by state (:func:`itpo_wrap.objective.paired_gate`). **An improved policy whose held-out imagined return
+does not beat the base's by ``verdict_z`` standard errors is never returned or saved**: the base is.
+
+Resumable: with a ``run_dir``, the loop (:func:`itpo_wrap.training.loop.fit_component`) checkpoints the
+policy, Adam, the generator and the best step; rerunning with the same arguments continues and ends where an
+uninterrupted run ends, bit for bit. The terminal critic is the base's, and stays so in the saved policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from itpo_wrap.data.buffer import OfflineDataset
+from itpo_wrap.data.minari import load_dataset
+from itpo_wrap.formats.offline_policy import save_offline_policy
+from itpo_wrap.improve_config import ImproveConfig
+from itpo_wrap.improve_run import Setup, check_model, frozen, open_run, prepare, projection, std_error
+from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.objective import paired_gate
+from itpo_wrap.training.loop import Component, EvalFn, LossFn, MetricsLog, fit_component
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The paired comparison on the verdict states (held-out episodes, noise no step saw).
+
+    :ivar j_base: mean J of the base policy.
+    :ivar j_improved: mean J of the improved policy (its best validated step).
+    :ivar gain: mean paired gain ``J_improved(s) - J_base(s)`` over the states.
+    :ivar gain_se: its standard error over the states.
+    :ivar worse_share: share of the states where the improved policy's J is below the base's.
+    :ivar states: verdict states; :ivar particles: particles per state.
+    :ivar accepted: ``gain > verdict_z * gain_se``.
+    """
+
+    j_base: float
+    j_improved: float
+    gain: float
+    gain_se: float
+    worse_share: float
+    states: int
+    particles: int
+    accepted: bool
+
+
+@dataclass
+class ImproveResult:
+    """What :func:`improve_policy` did.
+
+    :ivar policy: the improved policy (a copy; the base is never modified), or the base itself when refused.
+    :ivar accepted: the verdict kept the improved policy.
+    :ivar verdict: the held-out paired comparison.
+    :ivar best_step: the step whose parameters were kept (``0``: the base).
+    :ivar steps: optimiser steps run in all (over every resume).
+    :ivar wall_s: this call's wall time; :ivar train_wall_s: the loop's, summed over resumes.
+    :ivar config: the settings.
+    :ivar run_dir: the run folder (``None``: none was kept).
+    :ivar message: one sentence on the outcome.
+    :ivar source: the zoo entry it started from, if any (what :meth:`save` needs).
+    """
+
+    policy: Any
+    accepted: bool
+    verdict: Verdict
+    best_step: int
+    steps: int
+    wall_s: float
+    train_wall_s: float
+    config: ImproveConfig
+    run_dir: Path | None
+    message: str
+    source: Any = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts (``result.json``, the checkpoint's and the zoo's record)."""
+        return {"accepted": self.accepted, "verdict": self.verdict.__dict__, "best_step": self.best_step,
+                "steps": self.steps, "wall_s": round(self.wall_s, 1), "train_wall_s": round(self.train_wall_s, 1),
+                "config": self.config.to_dict(), "message": self.message}
+
+    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
+        """Write the improved policy as an offline-policy checkpoint (a zoo policy like ``td3_bc.pt``) with the
+        base's critic as its terminal critic; a refused result is never saved.
+
+        :param path: the ``.pt`` file.
+        :param info: further facts for the checkpoint's ``info`` (the world model used, the command).
+        """
+        if not self.accepted:
+            raise ValueError(f"nothing to save: {self.message}")
+        src = self.source
+        if src is None or not isinstance(self.policy, TanhActor) or not isinstance(getattr(src, "critic", None), TwinQ):
+            raise TypeError("save() writes zoo offline policies (a TanhActor from an entry's td3_bc or rebrac); save "
+                            "another improved policy with its own library (e.g. an SB3 model's .save())")
+        return save_offline_policy(path, self.policy, src.critic, algorithm="itpo_improve", config=self.config.to_dict(),
+                                   dataset_id=src.dataset_id, env_id=src.env_id,
+                                   action_low=src.meta["action_low"], action_high=src.meta["action_high"],
+                                   updates=self.best_step,
+                                   info={"base_policy": src.policy_name, "base_algorithm": src.algorithm,
+                                         "improve": self.summary(), **(info or {})})
+
+
+def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str | Path,
+                   config: ImproveConfig | None = None, *, run_dir: str | Path | None = None,
+                   progress: bool = True) -> ImproveResult:
+    """Improve ``policy`` offline by first-order ascent on J through ``world_model`` over ``dataset``'s states.
+
+    Everything is checked (settings, the model's recorded accuracy, the pairing of policy, model and data, a
+    resumed run's settings) before a file is written. The base policy is never modified.
+
+    :param policy: a zoo entry (``zoo.load(...)``: its policy, and :meth:`ImproveResult.save` can write it
+        back), an SB3 SAC/TD3/DDPG model or a torch actor (anything ``make_adapter`` takes).
+    :param world_model: its world model, with the base's critic attached (``entry.load_world_model(kind)``).
+    :param dataset: the offline dataset the start states come from (an ``OfflineDataset``, a Minari id or path).
+    :param config: the settings (default :class:`ImproveConfig`).
+    :param run_dir: keep checkpoints, ``metrics.csv``, ``config.json`` and ``result.json`` here, and resume
+        from them; ``None``: a temporary folder, removed at the end.
+    :param progress: show a progress bar.
+    """
+    start = time.perf_counter()
+    cfg = config if config is not None else ImproveConfig()
+    if not isinstance(cfg, ImproveConfig):
+        raise TypeError(f"config must be an ImproveConfig, got {type(cfg).__name__}")
+    source = policy if hasattr(policy, "actor") and hasattr(policy, "load_world_model") else None
+    base = source.policy if source is not None else policy
+    data = dataset if isinstance(dataset, OfflineDataset) else load_dataset(dataset)
+    check_model(world_model, cfg.model_check)
+    with torch.inference_mode(False), torch.enable_grad(), frozen(world_model):
+        setup = prepare(base, copy.deepcopy(base), world_model, data, cfg)
+        with tempfile.TemporaryDirectory(prefix="itpo-improve-") as tmp:
+            folder = Path(run_dir) if run_dir is not None else Path(tmp)
+            done = open_run(folder, setup.identity(cfg, data))
+            best = _Best(setup.anchor, float(setup.val_base.mean()))
+            fit = _fit(setup, world_model, cfg, best, folder, done, progress)
+            with torch.no_grad():
+                torch._foreach_copy_(setup.adapter.params, best.params())
+                verdict = _verdict(setup, world_model, cfg)
+            result = _result(setup, base, source, verdict, best, fit, cfg, run_dir, start)
+            (folder / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    return result
+
+
+class _Best(nn.Module):
+    """The best validated parameters, their mean validation J and step, as buffers: saved with the loop's
+    checkpoint (``Component.extra``), so a resumed run keeps the same best."""
+
+    score: torch.Tensor
+    step: torch.Tensor
+
+    def __init__(self, params: list[torch.Tensor], score: float) -> None:
+        super().__init__()
+        self.n = len(params)
+        for i, p in enumerate(params):
+            self.register_buffer(f"p{i}", p.detach().clone())
+        self.register_buffer("score", torch.tensor(score, dtype=torch.float64))
+        self.register_buffer("step", torch.tensor(0, dtype=torch.int64))
+
+    def params(self) -> list[torch.Tensor]:
+        return [getattr(self, f"p{i}") for i in range(self.n)]
+
+    def offer(self, params: list[torch.Tensor], score: float, step: int) -> None:
+        """Keep ``params`` if their validation J beats the best so far (strictly: the base is step 0)."""
+        if score > float(self.score):
+            torch._foreach_copy_(self.params(), [p.detach() for p in params])
+            self.score.fill_(score)
+            self.step.fill_(step)
+
+
+def _fit(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, folder: Path, done: int,
+         progress: bool) -> dict[str, float]:
+    """The resumable loop (Adam, grad clip, checkpoints, metrics, progress bar) of ``fit_component``."""
+    counter = [done]  # steps taken: the validation records which step it kept
+    comp = Component("improve", setup.adapter.module, _loss(setup, wm, cfg, counter), cfg.steps,
+                     evaluate=_validation(setup, wm, cfg, best, counter), after_step=projection(setup, cfg.max_drift),
+                     extra={"best": best})
+    log = MetricsLog(folder)
+    try:
+        return fit_component(comp, _LoopSettings.of(cfg), folder, log, seed=cfg.seed, progress=progress)
+    finally:
+        log.close()
+
+
+@dataclass(frozen=True)
+class _LoopSettings:
+    """What ``fit_component`` reads: a constant learning rate (no warmup, no decay) and no weight decay, which
+    would pull the weights toward zero instead of toward the base."""
+
+    lr: float
+    grad_clip: float
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    final_lr_fraction: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: ImproveConfig) -> _LoopSettings:
+        return cls(cfg.lr, cfg.grad_clip or 0.0, cfg.log_every, cfg.eval_every, cfg.checkpoint_every)
+
+
+def _loss(setup: Setup, wm: Any, cfg: ImproveConfig, counter: list[int]) -> LossFn:
+    """TD3+BC's actor loss with J for Q (module docstring); ``B`` states, a fresh fixed bank per batch."""
+
+    def loss(gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        idx = torch.randint(0, setup.train_obs.shape[0], (cfg.batch_size,), generator=gen)
+        s = setup.train_obs[idx]
+        j = setup.returns(setup.policy, s, wm.draw_noise(cfg.batch_size * cfg.particles, cfg.horizon, gen))
+        if not bool(torch.isfinite(j).all()):
+            raise ValueError(f"the imagined return is not finite at step {counter[0] + 1}; lower lr (now {cfg.lr}) "
+                             "or set a smaller max_drift")
+        scale = 1.0 / j.detach().abs().mean().clamp_min(1e-6)  # PWM's return normalisation, TD3+BC's lambda
+        if cfg.bc_target == "none":
+            total, bc = -scale * j.mean(), torch.zeros(())
+        else:
+            target = setup.base_action(s) if cfg.bc_target == "base" else setup.train_actions[idx]
+            bc = F.mse_loss(setup.adapter.forward(s), target)
+            total = -cfg.alpha * scale * j.mean() + bc
+        counter[0] += 1
+        return total, {"j": j.mean().detach(), "bc_mse": bc.detach(), "lambda": scale}
+
+    return loss
+
+
+def _validation(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, counter: list[int]) -> EvalFn:
+    """Mean J on the validation states (one fixed bank, paired with the base's); keeps the best step."""
+
+    def evaluate() -> dict[str, float]:
+        j = setup.returns(setup.policy, setup.val_obs, setup.val_noise)
+        gain = j - setup.val_base
+        best.offer(setup.adapter.params, float(j.mean()), counter[0])
+        change = (setup.adapter.forward(setup.val_obs) - setup.base_action(setup.val_obs)).abs().mean()
+        return {"j": float(j.mean()), "gain": float(gain.mean()), "gain_se": std_error(gain),
+                "worse_share": float((gain < 0).double().mean()), "drift": setup.drift(),
+                "action_change": float(change), "best_step": float(best.step)}
+
+    return evaluate
+
+
+def _verdict(setup: Setup, wm: Any, cfg: ImproveConfig) -> Verdict:
+    """The kept parameters against the base on the verdict states, paired state by state."""
+    j_new = setup.returns(setup.policy, setup.verdict_obs, setup.verdict_noise)
+    j_base = setup.returns(setup.base_policy, setup.verdict_obs, setup.verdict_noise)
+    gain = j_new - j_base
+    accepted = bool(paired_gate(j_new[None].double(), j_base[None].double(), cfg.objective_config())[0])
+    return Verdict(float(j_base.mean()), float(j_new.mean()), float(gain.mean()), std_error(gain),
+                   float((gain < 0).double().mean()), int(gain.numel()), cfg.particles, accepted)
+
+
+def _result(setup: Setup, base: Any, source: Any, verdict: Verdict, best: _Best, fit: dict[str, float],
+            cfg: ImproveConfig, run_dir: str | Path | None, start: float) -> ImproveResult:
+    v, step = verdict, int(best.step)
+    accepted = v.accepted and step > 0
+    if accepted:
+        message = (f"improved: held-out imagined return {v.j_base:.2f} -> {v.j_improved:.2f} (paired gain "
+                   f"{v.gain:+.3f} +- {v.gain_se:.3f} over {v.states} states, step {step} of {int(fit['steps'])})")
+    elif step == 0:
+        message = ("refused: no validated step beat the base's held-out imagined return; the base policy is "
+                   "returned and nothing is saved")
+    else:
+        message = (f"refused: the improved policy's held-out imagined return does not beat the base's by "
+                   f"{cfg.verdict_z:g} standard errors (paired gain {v.gain:+.3f} +- {v.gain_se:.3f} over "
+                   f"{v.states} states); the base policy is returned and nothing is saved")
+    return ImproveResult(setup.improved if accepted else base, accepted, v, step if accepted else 0,
+                         int(fit["steps"]), time.perf_counter() - start, float(fit["wall_s"]), cfg,
+                         Path(run_dir) if run_dir is not None else None, message, source)
+
