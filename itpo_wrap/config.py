@@ -47,8 +47,32 @@ def record_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: None for k in NAMED_WHEN_SET}, **(LEGACY_DEFAULTS if "termination" not in record else {})}
 
 
+class FieldChecks:
+    """The field checks the frozen configs share (``AdaptConfig``, ``ImproveConfig``): each raises a
+    ``ValueError`` naming the field, its value and what it must be."""
+
+    def _check_int(self, name: str, minimum: int) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
+
+    def _check_positive(self, name: str, example: str) -> None:
+        value = getattr(self, name)
+        if not finite_number(value) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a finite float > 0 ({example})")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is unknown; choose one of {list(choices)}")
+
+
+def finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 @dataclass(frozen=True)
-class AdaptConfig:
+class AdaptConfig(FieldChecks):
     """Settings of the per-step policy optimisation (METHOD.md section 3).
 
     The defaults are the safety layer's (issue 20, ``docs/safety.md``): one setting for every dataset, chosen
@@ -166,11 +190,11 @@ class AdaptConfig:
         self._check_int("steps", 0)
         if not isinstance(self.noise_seed, int) or isinstance(self.noise_seed, bool) or self.noise_seed < 0:
             raise ValueError(f"noise_seed={self.noise_seed!r} must be a non-negative int")
-        if not _finite(self.step_size) or self.step_size <= 0:
+        if not finite_number(self.step_size) or self.step_size <= 0:
             raise ValueError(f"step_size={self.step_size!r} must be a finite float > 0 (the default is 1e-4)")
-        if not _finite(self.discount) or not 0.0 < self.discount <= 1.0:
+        if not finite_number(self.discount) or not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount={self.discount!r} must be in (0, 1] (0.99 for MuJoCo)")
-        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+        if self.grad_clip is not None and (not finite_number(self.grad_clip) or self.grad_clip <= 0):
             raise ValueError(f"grad_clip={self.grad_clip!r} must be a finite float > 0, or None to disable clipping")
         self._check_choice("optimizer", _OPTIMIZERS)
         self._check_choice("persistence", _PERSISTENCE)
@@ -178,35 +202,35 @@ class AdaptConfig:
         self._check_choice("backend", _BACKENDS)
         self._check_choice("termination", _TERMINATIONS)
         self._check_choice("model_check", _MODEL_CHECKS)
-        if not _finite(self.gate_z) or self.gate_z < 0:
+        if not finite_number(self.gate_z) or self.gate_z < 0:
             raise ValueError(f"gate_z={self.gate_z!r} must be a finite float >= 0 (standard errors, e.g. 1.0)")
-        if self.max_model_error is not None and (not _finite(self.max_model_error) or self.max_model_error <= 0):
+        if self.max_model_error is not None and (not finite_number(self.max_model_error) or self.max_model_error <= 0):
             raise ValueError(f"max_model_error={self.max_model_error!r} must be a finite float > 0 (state-std units, "
                              "e.g. 0.3), or None to adapt whatever the model's error on real transitions")
-        if self.max_drift is not None and (not _finite(self.max_drift) or self.max_drift <= 0):
+        if self.max_drift is not None and (not finite_number(self.max_drift) or self.max_drift <= 0):
             raise ValueError(f"max_drift={self.max_drift!r} must be a finite float > 0 (a fraction of the pretrained "
                              "parameters' L2 norm, e.g. 0.05), or None for no bound")
         b1, b2 = self.adam_betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"adam_betas={self.adam_betas!r} must both be in [0, 1), e.g. (0.9, 0.999)")
-        if not _finite(self.adam_eps) or self.adam_eps <= 0:
+        if not finite_number(self.adam_eps) or self.adam_eps <= 0:
             raise ValueError(f"adam_eps={self.adam_eps!r} must be a finite float > 0")
-        if not _finite(self.gate_margin):
+        if not finite_number(self.gate_margin):
             raise ValueError(f"gate_margin={self.gate_margin!r} must be a finite float")
         if self.gate == "disagreement" and (
-            self.gate_max_disagreement is None or not _finite(self.gate_max_disagreement)
+            self.gate_max_disagreement is None or not finite_number(self.gate_max_disagreement)
         ):
             raise ValueError(
                 f"gate='disagreement' needs a finite gate_max_disagreement, got {self.gate_max_disagreement!r}"
             )
         if self.max_action_change is not None and (
-            not _finite(self.max_action_change) or self.max_action_change < 0
+            not finite_number(self.max_action_change) or self.max_action_change < 0
         ):
             raise ValueError(
                 f"max_action_change={self.max_action_change!r} must be a finite float >= 0 (policy output units, "
                 "e.g. 0.1 on a [-1, 1] action), or None for no trust region"
             )
-        if self.time_budget_ms is not None and (not _finite(self.time_budget_ms) or self.time_budget_ms <= 0):
+        if self.time_budget_ms is not None and (not finite_number(self.time_budget_ms) or self.time_budget_ms <= 0):
             raise ValueError(f"time_budget_ms={self.time_budget_ms!r} must be a finite float > 0 (milliseconds per "
                              "predict call, e.g. 20.0), or None for no budget")
         if not isinstance(self.device, str) or not self.device:
@@ -215,17 +239,3 @@ class AdaptConfig:
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python values, for result rows and checkpoints."""
         return dataclasses.asdict(self)
-
-    def _check_int(self, name: str, minimum: int) -> None:
-        value = getattr(self, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
-
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        value = getattr(self, name)
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} is unknown; choose one of {list(choices)}")
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

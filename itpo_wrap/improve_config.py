@@ -9,11 +9,10 @@ The imagined return J is predict()'s: horizon, particles, discount and terminati
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from itpo_wrap.config import AdaptConfig, ModelCheck, Termination
+from itpo_wrap.config import AdaptConfig, FieldChecks, ModelCheck, Termination, finite_number
 
 BCTarget = Literal["base", "data", "none"]
 _BC_TARGETS = ("base", "data", "none")
@@ -24,7 +23,7 @@ MAY_DIFFER = ("steps", "log_every", "checkpoint_every")
 
 
 @dataclass(frozen=True)
-class ImproveConfig:
+class ImproveConfig(FieldChecks):
     """Settings of the offline first-order improvement through the world model (``docs/improve.md``).
 
     The policy loss per batch of ``B`` dataset start states ``s_i``, each with ``M`` particles on a fresh
@@ -99,11 +98,11 @@ class ImproveConfig:
         for name, example in (("grad_clip", "PWM clips at 1.0"), ("max_drift", "e.g. 0.05 of the base's norm")):
             if getattr(self, name) is not None:
                 self._check_positive(name, f"{example}, or None to disable it")
-        if not _finite(self.discount) or not 0.0 < self.discount <= 1.0:
+        if not finite_number(self.discount) or not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount={self.discount!r} must be in (0, 1] (0.99 for MuJoCo)")
-        if not _finite(self.holdout_fraction) or not 0.0 < self.holdout_fraction < 1.0:
+        if not finite_number(self.holdout_fraction) or not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction={self.holdout_fraction!r} must be in (0, 1), e.g. 0.1 of the episodes")
-        if not _finite(self.verdict_z) or self.verdict_z < 0:
+        if not finite_number(self.verdict_z) or self.verdict_z < 0:
             raise ValueError(f"verdict_z={self.verdict_z!r} must be a finite float >= 0 (standard errors, e.g. 2.0)")
         self._check_choice("bc_target", _BC_TARGETS)
         self._check_choice("termination", ("hard", "soft"))
@@ -118,22 +117,3 @@ class ImproveConfig:
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python values (the run folder's ``config.json``, the checkpoint's record)."""
         return dataclasses.asdict(self)
-
-    def _check_int(self, name: str, minimum: int) -> None:
-        value = getattr(self, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
-
-    def _check_positive(self, name: str, example: str) -> None:
-        value = getattr(self, name)
-        if not _finite(value) or value <= 0:
-            raise ValueError(f"{name}={value!r} must be a finite float > 0 ({example})")
-
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        value = getattr(self, name)
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} is unknown; choose one of {list(choices)}")
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
