@@ -87,4 +87,17 @@ def improved_section(key: str, rec: dict[str, Any], wall_s: float | None) -> lis
             f"paired gain {v.get('gain', float('nan')):+.3f} ± {v.get('gain_se', float('nan')):.3f} over "
             f"{v.get('states', '-')} states ({v.get('particles', '-')} particles each); kept step "
             f"{rec.get('best_step', '-')} of {rec.get('steps', '-')}; wall time {wall} on one core. "
-            f"Settings: {shown}.", ""]
+            f"Settings: {shown}.{_field_sentence(rec.get('field'))}", ""]
+
+
+def _field_sentence(field: dict[str, Any] | None) -> str:
+    """The real-env check in one sentence (``itpo_wrap.improve_field.FieldCheck.summary``), or why there was none."""
+    if not field:
+        return (" No real-env check ran (offline verdict only): evaluate it in the env before use "
+                "(docs/improve.md).")
+    chosen = field["candidates"][str(field["chosen"])]
+    base = field["candidates"]["0"]
+    return (f" Real-env check on tuning seeds {field['seeds']}: {len(field['candidates']) - 1} validated steps "
+            f"against the base, one full episode per seed; kept step {field['chosen']}, mean return "
+            f"{chosen['mean']:.1f} vs the base's {base['mean']:.1f} (paired gain {chosen['gain']:+.1f} ± "
+            f"{chosen['gain_se']:.1f}, more than {field['z']:g} standard errors; {chosen['falls']} falls).")

@@ -29,7 +29,7 @@ import copy
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,95 +39,26 @@ from torch import nn
 
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.data.minari import load_dataset
-from itpo_wrap.formats.offline_policy import save_offline_policy
 from itpo_wrap.improve_config import ImproveConfig
-from itpo_wrap.improve_run import Setup, check_model, frozen, open_run, prepare, projection, std_error
-from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.improve_field import FieldCheck, field_check, load_snapshot, save_snapshot, snapshot_steps
+from itpo_wrap.improve_result import ImproveResult, Verdict, make_result
+from itpo_wrap.improve_run import (
+    LoopSettings,
+    Setup,
+    check_model,
+    frozen,
+    open_run,
+    prepare,
+    projection,
+    std_error,
+)
 from itpo_wrap.objective import paired_gate
 from itpo_wrap.training.loop import Component, EvalFn, LossFn, MetricsLog, fit_component
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The paired comparison on the verdict states (held-out episodes, noise no step saw).
-
-    :ivar j_base: mean J of the base policy.
-    :ivar j_improved: mean J of the improved policy (its best validated step).
-    :ivar gain: mean paired gain ``J_improved(s) - J_base(s)`` over the states.
-    :ivar gain_se: its standard error over the states.
-    :ivar worse_share: share of the states where the improved policy's J is below the base's.
-    :ivar states: verdict states; :ivar particles: particles per state.
-    :ivar accepted: ``gain > verdict_z * gain_se``.
-    """
-
-    j_base: float
-    j_improved: float
-    gain: float
-    gain_se: float
-    worse_share: float
-    states: int
-    particles: int
-    accepted: bool
-
-
-@dataclass
-class ImproveResult:
-    """What :func:`improve_policy` did.
-
-    :ivar policy: the improved policy (a copy; the base is never modified), or the base itself when refused.
-    :ivar accepted: the verdict kept the improved policy.
-    :ivar verdict: the held-out paired comparison.
-    :ivar best_step: the step whose parameters were kept (``0``: the base).
-    :ivar steps: optimiser steps run in all (over every resume).
-    :ivar wall_s: this call's wall time; :ivar train_wall_s: the loop's, summed over resumes.
-    :ivar config: the settings.
-    :ivar run_dir: the run folder (``None``: none was kept).
-    :ivar message: one sentence on the outcome.
-    :ivar source: the zoo entry it started from, if any (what :meth:`save` needs).
-    """
-
-    policy: Any
-    accepted: bool
-    verdict: Verdict
-    best_step: int
-    steps: int
-    wall_s: float
-    train_wall_s: float
-    config: ImproveConfig
-    run_dir: Path | None
-    message: str
-    source: Any = None
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready facts (``result.json``, the checkpoint's and the zoo's record)."""
-        return {"accepted": self.accepted, "verdict": self.verdict.__dict__, "best_step": self.best_step,
-                "steps": self.steps, "wall_s": round(self.wall_s, 1), "train_wall_s": round(self.train_wall_s, 1),
-                "config": self.config.to_dict(), "message": self.message}
-
-    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
-        """Write the improved policy as an offline-policy checkpoint (a zoo policy like ``td3_bc.pt``) with the
-        base's critic as its terminal critic; a refused result is never saved.
-
-        :param path: the ``.pt`` file.
-        :param info: further facts for the checkpoint's ``info`` (the world model used, the command).
-        """
-        if not self.accepted:
-            raise ValueError(f"nothing to save: {self.message}")
-        src = self.source
-        if src is None or not isinstance(self.policy, TanhActor) or not isinstance(getattr(src, "critic", None), TwinQ):
-            raise TypeError("save() writes zoo offline policies (a TanhActor from an entry's td3_bc or rebrac); save "
-                            "another improved policy with its own library (e.g. an SB3 model's .save())")
-        return save_offline_policy(path, self.policy, src.critic, algorithm="itpo_improve", config=self.config.to_dict(),
-                                   dataset_id=src.dataset_id, env_id=src.env_id,
-                                   action_low=src.meta["action_low"], action_high=src.meta["action_high"],
-                                   updates=self.best_step,
-                                   info={"base_policy": src.policy_name, "base_algorithm": src.algorithm,
-                                         "improve": self.summary(), **(info or {})})
-
-
 def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str | Path,
                    config: ImproveConfig | None = None, *, run_dir: str | Path | None = None,
-                   progress: bool = True) -> ImproveResult:
+                   progress: bool = True, make_env: Callable[[], Any] | None = None) -> ImproveResult:
     """Improve ``policy`` offline by first-order ascent on J through ``world_model`` over ``dataset``'s states.
 
     Everything is checked (settings, the model's recorded accuracy, the pairing of policy, model and data, a
@@ -141,6 +72,11 @@ def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str 
     :param run_dir: keep checkpoints, ``metrics.csv``, ``config.json`` and ``result.json`` here, and resume
         from them; ``None``: a temporary folder, removed at the end.
     :param progress: show a progress bar.
+    :param make_env: a fresh Gymnasium env per call (e.g. ``entry.make_env``): then the base and the policy at
+        every validated step run one full episode per ``config.env_seeds`` tuning seed, and only a step that
+        beats the base there, paired by seed, by ``verdict_z`` standard errors is kept
+        (:mod:`itpo_wrap.improve_field`); the offline verdict is still computed and reported. ``None``: the
+        offline verdict alone decides, and it cannot see the world model being exploited (``docs/improve.md``).
     """
     start = time.perf_counter()
     cfg = config if config is not None else ImproveConfig()
@@ -157,10 +93,12 @@ def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str 
             done = open_run(folder, setup.identity(cfg, data))
             best = _Best(setup.anchor, float(setup.val_base.mean()))
             fit = _fit(setup, world_model, cfg, best, folder, done, progress)
+            field = None if make_env is None else _field(setup, base, world_model, make_env, cfg, folder, progress)
             with torch.no_grad():
-                torch._foreach_copy_(setup.adapter.params, best.params())
+                kept = best.params() if field is None else _params_at(setup, folder, field.chosen)
+                torch._foreach_copy_(setup.adapter.params, kept)
                 verdict = _verdict(setup, world_model, cfg)
-            result = _result(setup, base, source, verdict, best, fit, cfg, run_dir, start)
+            result = make_result(setup, base, source, verdict, int(best.step), fit, cfg, run_dir, start, field)
             (folder / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
 
@@ -191,37 +129,39 @@ class _Best(nn.Module):
             self.step.fill_(step)
 
 
+def _params_at(setup: Setup, folder: Path, step: int) -> list[torch.Tensor]:
+    """The parameters validated at ``step`` (``0``: the base's)."""
+    return setup.anchor if step == 0 else load_snapshot(folder, step, setup.adapter.params)
+
+
+def _field(setup: Setup, base: Any, wm: Any, make_env: Callable[[], Any], cfg: ImproveConfig, folder: Path,
+           progress: bool) -> FieldCheck:
+    """The real-env check over every validated step of this run (:mod:`itpo_wrap.improve_field`)."""
+
+    def policy_at(step: int) -> Any:
+        if step == 0:
+            return base
+        with torch.no_grad():
+            torch._foreach_copy_(setup.adapter.params, _params_at(setup, folder, step))
+        return setup.improved
+
+    steps = snapshot_steps(folder, cfg.steps)
+    return field_check(policy_at, wm, make_env, steps, cfg.env_seeds, cfg.verdict_z,
+                       progress=print if progress else None)
+
+
 def _fit(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, folder: Path, done: int,
          progress: bool) -> dict[str, float]:
     """The resumable loop (Adam, grad clip, checkpoints, metrics, progress bar) of ``fit_component``."""
     counter = [done]  # steps taken: the validation records which step it kept
     comp = Component("improve", setup.adapter.module, _loss(setup, wm, cfg, counter), cfg.steps,
-                     evaluate=_validation(setup, wm, cfg, best, counter), after_step=projection(setup, cfg.max_drift),
+                     evaluate=_validation(setup, wm, cfg, best, counter, folder), after_step=projection(setup, cfg.max_drift),
                      extra={"best": best})
     log = MetricsLog(folder)
     try:
-        return fit_component(comp, _LoopSettings.of(cfg), folder, log, seed=cfg.seed, progress=progress)
+        return fit_component(comp, LoopSettings.of(cfg), folder, log, seed=cfg.seed, progress=progress)
     finally:
         log.close()
-
-
-@dataclass(frozen=True)
-class _LoopSettings:
-    """What ``fit_component`` reads: a constant learning rate (no warmup, no decay) and no weight decay, which
-    would pull the weights toward zero instead of toward the base."""
-
-    lr: float
-    grad_clip: float
-    log_every: int
-    eval_every: int
-    checkpoint_every: int
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    final_lr_fraction: float = 1.0
-
-    @classmethod
-    def of(cls, cfg: ImproveConfig) -> _LoopSettings:
-        return cls(cfg.lr, cfg.grad_clip or 0.0, cfg.log_every, cfg.eval_every, cfg.checkpoint_every)
 
 
 def _loss(setup: Setup, wm: Any, cfg: ImproveConfig, counter: list[int]) -> LossFn:
@@ -247,13 +187,15 @@ def _loss(setup: Setup, wm: Any, cfg: ImproveConfig, counter: list[int]) -> Loss
     return loss
 
 
-def _validation(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, counter: list[int]) -> EvalFn:
-    """Mean J on the validation states (one fixed bank, paired with the base's); keeps the best step."""
+def _validation(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, counter: list[int], folder: Path) -> EvalFn:
+    """Mean J on the validation states (one fixed bank, paired with the base's); keeps the best step, and
+    every validated step's parameters (the real-env check's candidates)."""
 
     def evaluate() -> dict[str, float]:
         j = setup.returns(setup.policy, setup.val_obs, setup.val_noise)
         gain = j - setup.val_base
         best.offer(setup.adapter.params, float(j.mean()), counter[0])
+        save_snapshot(folder, counter[0], setup.adapter.params)
         change = (setup.adapter.forward(setup.val_obs) - setup.base_action(setup.val_obs)).abs().mean()
         return {"j": float(j.mean()), "gain": float(gain.mean()), "gain_se": std_error(gain),
                 "worse_share": float((gain < 0).double().mean()), "drift": setup.drift(),
@@ -270,23 +212,3 @@ def _verdict(setup: Setup, wm: Any, cfg: ImproveConfig) -> Verdict:
     accepted = bool(paired_gate(j_new[None].double(), j_base[None].double(), cfg.objective_config())[0])
     return Verdict(float(j_base.mean()), float(j_new.mean()), float(gain.mean()), std_error(gain),
                    float((gain < 0).double().mean()), int(gain.numel()), cfg.particles, accepted)
-
-
-def _result(setup: Setup, base: Any, source: Any, verdict: Verdict, best: _Best, fit: dict[str, float],
-            cfg: ImproveConfig, run_dir: str | Path | None, start: float) -> ImproveResult:
-    v, step = verdict, int(best.step)
-    accepted = v.accepted and step > 0
-    if accepted:
-        message = (f"improved: held-out imagined return {v.j_base:.2f} -> {v.j_improved:.2f} (paired gain "
-                   f"{v.gain:+.3f} +- {v.gain_se:.3f} over {v.states} states, step {step} of {int(fit['steps'])})")
-    elif step == 0:
-        message = ("refused: no validated step beat the base's held-out imagined return; the base policy is "
-                   "returned and nothing is saved")
-    else:
-        message = (f"refused: the improved policy's held-out imagined return does not beat the base's by "
-                   f"{cfg.verdict_z:g} standard errors (paired gain {v.gain:+.3f} +- {v.gain_se:.3f} over "
-                   f"{v.states} states); the base policy is returned and nothing is saved")
-    return ImproveResult(setup.improved if accepted else base, accepted, v, step if accepted else 0,
-                         int(fit["steps"]), time.perf_counter() - start, float(fit["wall_s"]), cfg,
-                         Path(run_dir) if run_dir is not None else None, message, source)
-

@@ -2,11 +2,15 @@
 
     itpo improve --entry hopper-medium --policy td3_bc --kind meanflow
     itpo improve --entry hopper-medium --policy td3_bc --kind meanflow --steps 3000 --out runs/improve/hm
+    itpo improve --entry hopper-medium --no-env-check      # offline only: the model's verdict alone decides
 
 Writes ``--out`` (default ``runs/improve/<entry>-<policy>-<kind>``): ``metrics.csv``, ``config.json``, the
-resumable checkpoint, ``result.json`` and, only when the verdict kept it, ``improved.pt`` (an offline-policy
-checkpoint with the base's critic). Rerunning the same command resumes. A policy that does not beat the base
-on held-out states is not written, and the command exits with status 1. The zoo is only read here;
+resumable checkpoint, ``snapshots/`` (every validated step), ``result.json`` and, only when it was kept,
+``improved.pt`` (an offline-policy checkpoint with the base's critic). Rerunning the same command resumes.
+By default the base and every validated step then run one full episode per tuning seed (``--env-seeds``,
+0-9) in the entry's env, and only a step that beats the base there by ``--verdict-z`` standard errors is kept
+(:mod:`itpo_wrap.improve_field`); a policy that is not kept is not written, and the command exits with
+status 1. The zoo is only read here;
 ``itpo-lab improve ... --record`` also adds the policy to the entry (as ``improved``, with its card section).
 """
 
@@ -35,7 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Improve a zoo entry's base policy once, offline: Adam on the imagined return J of predict() "
                     "over batches of the dataset's states, with a behaviour-cloning term toward the base and a "
                     "parameter trust region; the best step on held-out validation states is kept only if it beats "
-                    "the base on held-out verdict states (else exit status 1, nothing written). docs/improve.md.")
+                    "the base on held-out verdict states and, unless --no-env-check, a validated step beats the base in the "
+                    "entry's env on the tuning seeds (else exit status 1, nothing written). docs/improve.md.")
     p.add_argument("--entry", required=True, help="zoo entry (itpo zoo list)")
     p.add_argument("--policy", default=None, help="the entry's offline policy (td3_bc, rebrac; default: its default)")
     p.add_argument("--kind", default="meanflow", choices=kind_names(), help="the world model to ascend through")
@@ -57,7 +62,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
                    help="share of the dataset's episodes held out (validation and verdict states)")
     p.add_argument("--verdict-z", type=float, default=d.verdict_z, help="standard errors the held-out gain must beat")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="steps between validations (each validated step is a candidate of the real-env check)")
+    p.add_argument("--env-seeds", type=int, nargs="+", default=list(d.env_seeds),
+                   help="tuning seeds of the real-env check (never your evaluation seeds)")
+    p.add_argument("--no-env-check", action="store_true",
+                   help="skip the real-env check: the offline verdict alone decides (it cannot see the world model "
+                        "being exploited: docs/improve.md)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, batches and noise")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,7 +90,8 @@ def config_from_args(args: argparse.Namespace) -> ImproveConfig:
                          bc_target=args.bc_target, max_drift=args.max_drift, grad_clip=args.grad_clip,
                          horizon=args.horizon, particles=args.particles, validation_states=args.validation_states,
                          holdout_fraction=args.holdout_fraction,
-                         verdict_z=args.verdict_z, eval_every=args.eval_every, seed=args.seed)
+                         verdict_z=args.verdict_z, eval_every=args.eval_every, seed=args.seed,
+                         env_seeds=tuple(args.env_seeds))
 
 
 def improve_command(args: argparse.Namespace) -> int:
@@ -111,10 +123,14 @@ def run_improve(args: argparse.Namespace) -> tuple[Any, Any, Path]:
                          "and save result.policy with its own .save()")
     torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/improve/{entry.name}-{entry.policy_name}-{args.kind}")
+    check = "offline verdict only" if args.no_env_check else f"real-env check on seeds {list(cfg.env_seeds)}"
     print(f"improving {entry.name}/{entry.policy_name} through its {args.kind} world model: {cfg.steps} steps of "
-          f"{cfg.batch_size} start states x {cfg.particles} particles, run folder {out}")
+          f"{cfg.batch_size} start states x {cfg.particles} particles, {check}, run folder {out}")
     result = improve_policy(entry, entry.load_world_model(args.kind), args.dataset or entry.dataset_id, cfg,
-                            run_dir=out, progress=not args.no_progress)
+                            run_dir=out, progress=not args.no_progress,
+                            make_env=None if args.no_env_check else entry.make_env)
+    if result.field is not None:
+        print(result.field.describe())
     print(result.message)
     print(f"wall time {result.wall_s:.0f} s (loop {result.train_wall_s:.0f} s over {result.steps} steps)")
     if result.accepted:

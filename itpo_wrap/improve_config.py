@@ -19,7 +19,7 @@ _BC_TARGETS = ("base", "data", "none")
 _DEFAULT = AdaptConfig()
 
 #: fields a resumed run may change: cadence and budget, not the experiment (a longer ``steps`` continues it)
-MAY_DIFFER = ("steps", "log_every", "checkpoint_every")
+MAY_DIFFER = ("steps", "log_every", "checkpoint_every", "env_seeds")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ class ImproveConfig(FieldChecks):
     :param validation_states: held-out start states for choosing the best step and for the verdict (each).
     :param verdict_z: the verdict: the improved policy is kept only if its imagined return on the verdict
         states, with noise no step saw, beats the base's by more than this many standard errors of the
-        paired gain (as ``AdaptConfig.gate_z``); else the base is returned and nothing is saved.
+        paired gain (as ``AdaptConfig.gate_z``); else the base is returned and nothing is saved. With an env
+        (``improve_policy(make_env=...)``) the same number of standard errors, paired by seed, is what a
+        validated step must beat the base by in the real env (:mod:`itpo_wrap.improve_field`).
+    :param env_seeds: tuning seeds of the real-env check (used only when an env is given): one full episode
+        per seed for the base and for every validated step; at least two distinct seeds, none of them your
+        evaluation seeds.
     :param eval_every: steps between validations (the best validated step is kept).
     :param checkpoint_every: steps between resumable checkpoints.
     :param log_every: steps between metric rows.
@@ -86,6 +91,7 @@ class ImproveConfig(FieldChecks):
     log_every: int = 10
     seed: int = 0
     model_check: ModelCheck = "warn"
+    env_seeds: tuple[int, ...] = tuple(range(10))
 
     def __post_init__(self) -> None:
         self._check_int("steps", 0)
@@ -104,6 +110,11 @@ class ImproveConfig(FieldChecks):
             raise ValueError(f"holdout_fraction={self.holdout_fraction!r} must be in (0, 1), e.g. 0.1 of the episodes")
         if not finite_number(self.verdict_z) or self.verdict_z < 0:
             raise ValueError(f"verdict_z={self.verdict_z!r} must be a finite float >= 0 (standard errors, e.g. 2.0)")
+        seeds = self.env_seeds
+        if (not isinstance(seeds, tuple) or len(seeds) < 2 or len(set(seeds)) != len(seeds)
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
+            raise ValueError(f"env_seeds={seeds!r} must be a tuple of at least 2 distinct ints >= 0 (tuning seeds, "
+                             "e.g. tuple(range(10)); never the seeds you evaluate on)")
         self._check_choice("bc_target", _BC_TARGETS)
         self._check_choice("termination", ("hard", "soft"))
         self._check_choice("model_check", ("warn", "strict", "off"))

@@ -82,6 +82,25 @@ class Setup:
                 "dataset": {"id": data.dataset_id, "rows": len(data), "episodes": data.num_episodes}}
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """What ``fit_component`` reads: a constant learning rate (no warmup, no decay) and no weight decay, which
+    would pull the weights toward zero instead of toward the base."""
+
+    lr: float
+    grad_clip: float
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    final_lr_fraction: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: ImproveConfig) -> LoopSettings:
+        return cls(cfg.lr, cfg.grad_clip or 0.0, cfg.log_every, cfg.eval_every, cfg.checkpoint_every)
+
+
 def prepare(base: Any, improved: Any, wm: Any, data: OfflineDataset, cfg: ImproveConfig) -> Setup:
     """Check the pairing (policy, world model, dataset), split the data, draw the held-out banks.
 

@@ -134,11 +134,11 @@ def test_bad_settings_fail_before_anything_is_written(tmp_path: Path) -> None:
             ImproveConfig(**bad)  # type: ignore[arg-type]
     folder = tmp_path / "run"
     improve_policy(_linear(), LinearQuadraticWM(), _toy_data(), _toy(steps=4), run_dir=folder, progress=False)
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     with pytest.raises(ValueError, match=r"holds a run with other settings \(lr: 0.01 -> 0.02\)"):
         improve_policy(_linear(), LinearQuadraticWM(), _toy_data(), _toy(steps=4, lr=2e-2), run_dir=folder,
                        progress=False)
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     with pytest.raises(ValueError, match="too few to hold out"):
         improve_policy(_linear(), LinearQuadraticWM(), _toy_data(episodes=2), _toy(), run_dir=tmp_path / "b")
     assert not (tmp_path / "b").exists()
@@ -167,7 +167,7 @@ def _cli(root: Path, out: Path, *extra: str) -> list[str]:
 def test_the_improved_policy_round_trips_through_the_zoo(pendulum_zoo: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = _cli(pendulum_zoo, out, "--steps", "30", "--lr", "1e-2", "--bc-target", "none", "--max-drift", "none",
-                "--record")
+                "--record", "--no-env-check")
     assert lab_cli.main(argv) == 0
     saved = zoo.load("pendulum-medium", policy="improved", root=pendulum_zoo)
     base = zoo.load("pendulum-medium", policy="td3_bc", root=pendulum_zoo)
@@ -193,7 +193,7 @@ def test_the_improved_policy_round_trips_through_the_zoo(pendulum_zoo: Path, tmp
 def test_a_loser_is_never_written_or_recorded(pendulum_zoo: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert lab_cli.main(_cli(pendulum_zoo, out, "--steps", "0", "--record")) == 1
+    assert lab_cli.main(_cli(pendulum_zoo, out, "--steps", "0", "--record", "--env-seeds", "0", "1")) == 1
     assert "refused" in capsys.readouterr().out
     assert not (out / "improved.pt").exists() and not json.loads((out / "result.json").read_text())["accepted"]
     assert "improved" not in json.loads((pendulum_zoo / "pendulum-medium" / "entry.json").read_text())["policies"]

@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("itpo_wrap.parallel", "itpo_wrap.episodes"),                     # tasks here or on Ray; the episode table
     ("itpo_wrap.training", "itpo_wrap.rollout", "itpo_wrap.tune",     # user tooling: training, tuning,
      "itpo_wrap.tune_search", "itpo_wrap.evaluate", "itpo_wrap.improve",  # evaluation, offline
-     "itpo_wrap.improve_config", "itpo_wrap.improve_run"),            # improvement
+     "itpo_wrap.improve_config", "itpo_wrap.improve_run", "itpo_wrap.improve_field",
+     "itpo_wrap.improve_result"),            # improvement
     ("itpo_wrap.cli", "itpo_wrap.demo", "itpo_wrap.tune_command", "itpo_wrap.evaluate_command",
      "itpo_wrap.improve_command", "itpo_wrap.__main__"),                                           # the user CLI
 ]
