@@ -17,7 +17,22 @@ def model_card(entry: dict[str, Any]) -> str:
              f"- dataset: `{entry['dataset_id']}`", f"- env: `{entry['env_id']}`",
              f"- default policy: `{entry.get('default_policy')}`",
              f"- world model: {('`' + entry['world_model'] + '`') if entry.get('world_model') else 'none yet'}", "",
-             "| policy | algorithm | updates | wall time | return (10 eps) | normalized score |",
+             *_policy_table(entry)]
+    lines += ["", "Scores: deterministic actions, `100 * (R - R_min) / (R_max - R_min)` with our own fixed reference "
+              "returns: 100 = our own SAC expert, not D4RL's (do not compare with D4RL tables; both sets of "
+              "references are in docs/datasets.md).", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
+              f"entry = zoo.load({entry['name']!r})  # or policy='<name>' from the table", "env = entry.make_env()",
+              "```", "", "## Remake", ""]
+    for key, p in entry["policies"].items():
+        lines += _remake_policy(entry["name"], key, p)
+    if entry.get("world_models", {}):
+        lines += _world_models_section(entry["world_models"])
+    return "\n".join(lines)
+
+
+def _policy_table(entry: dict[str, Any]) -> list[str]:
+    """One row per policy: how it was trained and what it scores."""
+    lines = ["| policy | algorithm | updates | wall time | return (10 eps) | normalized score |",
              "|---|---|---|---|---|---|"]
     for key, p in entry["policies"].items():
         ev = p.get("eval", {})
@@ -26,47 +41,58 @@ def model_card(entry: dict[str, Any]) -> str:
         wall = f"{p['wall_s'] / 60:.1f} min" if "wall_s" in p else "-"
         lines.append(f"| `{key}` (`{p['file']}`) | {p.get('algorithm', '-')} | {p.get('updates', '-')} | {wall} "
                      f"| {ret} | {score} |")
-    lines += ["", "Scores: deterministic actions, `100 * (R - R_min) / (R_max - R_min)` with our own fixed reference "
-              "returns: 100 = our own SAC expert, not D4RL's (do not compare with D4RL tables; both sets of "
-              "references are in docs/datasets.md).", "", "## Load", "", "```python", "from itpo_wrap import zoo", "",
-              f"entry = zoo.load({entry['name']!r})  # or policy='<name>' from the table", "env = entry.make_env()",
-              "```", "", "## Remake", ""]
-    for key, p in entry["policies"].items():
-        lines += [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
-        logs = [f"`{p[k]}` ({what})" for k, what in (("eval_curve", "every evaluation of the run"),
-                                                      ("train_log", "losses and Q every few hundred updates")) if p.get(k)]
-        if logs:
-            lines += ["Logs: " + ", ".join(logs) + ".", ""]
-        if p.get("notes"):
-            lines += [str(p["notes"]), ""]
-        cal = p.get("critic_calibration")
-        if cal:
-            lines += [f"Critic calibration (`itpo-lab critic-calibration --entry {entry['name']} --policy {key}`): "
-                      f"mean min-Q {cal['q_mean']:.1f} against the discounted return collected afterwards "
-                      f"{cal['return_mean']:.1f} (ratio {cal['ratio']:.2f}, correlation {cal['correlation']:.2f}) "
-                      f"over {cal['states']} states of {cal['episodes']} episodes.", ""]
-        if p.get("improve"):
-            lines += improved_section(key, p["improve"], p.get("wall_s"))
-    wms = entry.get("world_models", {})
-    if wms:
-        lines += ["## World models", "",
-                  "Stored without a critic; `entry.load_world_model(kind)` attaches the loaded policy's own twin "
-                  "critic.", "",
-                  "| kind | file | size | training wall time | one-step RMSE (state std, held-out) |",
-                  "|---|---|---|---|---|"]
-        for kind, w in wms.items():
-            ev = w.get("eval", {})
-            rmse = f"{ev['one_step_rmse_state_std']:.3f}" if "one_step_rmse_state_std" in ev else "-"
-            wall = f"{w['wall_s'] / 60:.1f} min" if "wall_s" in w else "-"
-            lines.append(f"| {kind} | `{w['file']}` | {w.get('size_mb', '-')} MB | {wall} | {rmse} |")
-        lines += [""]
-        for kind, w in wms.items():
-            lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
-            tuned = tuned_settings_of(w)
-            if tuned:
-                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
-                lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _remake_policy(name: str, key: str, p: dict[str, Any]) -> list[str]:
+    """A policy's part of "Remake": its command, its logs, notes, critic calibration and, for a policy made by
+    ``itpo improve``, how it was improved.
+
+    :param name: the entry's name.
+    :param key: the policy's name in the entry.
+    :param p: the policy's record.
+    """
+    lines = [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
+    logs = [f"`{p[k]}` ({what})" for k, what in (("eval_curve", "every evaluation of the run"),
+                                                  ("train_log", "losses and Q every few hundred updates")) if p.get(k)]
+    if logs:
+        lines += ["Logs: " + ", ".join(logs) + ".", ""]
+    if p.get("notes"):
+        lines += [str(p["notes"]), ""]
+    cal = p.get("critic_calibration")
+    if cal:
+        lines += [f"Critic calibration (`itpo-lab critic-calibration --entry {name} --policy {key}`): "
+                  f"mean min-Q {cal['q_mean']:.1f} against the discounted return collected afterwards "
+                  f"{cal['return_mean']:.1f} (ratio {cal['ratio']:.2f}, correlation {cal['correlation']:.2f}) "
+                  f"over {cal['states']} states of {cal['episodes']} episodes.", ""]
+    if p.get("improve"):
+        lines += improved_section(key, p["improve"], p.get("wall_s"))
+    return lines
+
+
+def _world_models_section(wms: dict[str, Any]) -> list[str]:
+    """The world models: a table of their files and accuracy, then each one's command and tuned settings.
+
+    :param wms: the entry's ``world_models`` records by kind.
+    """
+    lines = ["## World models", "",
+             "Stored without a critic; `entry.load_world_model(kind)` attaches the loaded policy's own twin "
+             "critic.", "",
+             "| kind | file | size | training wall time | one-step RMSE (state std, held-out) |",
+             "|---|---|---|---|---|"]
+    for kind, w in wms.items():
+        ev = w.get("eval", {})
+        rmse = f"{ev['one_step_rmse_state_std']:.3f}" if "one_step_rmse_state_std" in ev else "-"
+        wall = f"{w['wall_s'] / 60:.1f} min" if "wall_s" in w else "-"
+        lines.append(f"| {kind} | `{w['file']}` | {w.get('size_mb', '-')} MB | {wall} | {rmse} |")
+    lines += [""]
+    for kind, w in wms.items():
+        lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
+        tuned = tuned_settings_of(w)
+        if tuned:
+            shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())
+            lines += [f"Tuned ITPO settings: {shown}. {w.get('tuned_note', '')}".strip(), ""]
+    return lines
 
 
 def improved_section(key: str, rec: dict[str, Any], wall_s: float | None) -> list[str]:

@@ -6,31 +6,19 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from itpo_lab.data.reference import normalization_note
-from itpo_lab.paths import policies_root
+from itpo_lab.zoo_curves import learning_curves, plot_learning_curves
+from itpo_lab.zoo_grid import ENVS, LEVELS, dataset_score, entries
 from itpo_wrap import zoo
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.world_model.kinds import get_kind
 
-_ENVS = ("halfcheetah", "hopper", "walker2d")
-_LEVELS = ("medium", "medium-replay", "medium-expert")
-
-
-def _entries(root: Path) -> list[dict[str, Any]]:
-    return [zoo.read_entry(name, root) for name in zoo.list(root)]
-
-
-def _dataset_score(env: str, level: str) -> str:
-    path = policies_root() / "behavior" / env / "datasets.json"
-    if not path.is_file():
-        return "-"
-    level_info = json.loads(path.read_text()).get(level, {})
-    return f"{level_info['normalized_score']:.1f}" if "normalized_score" in level_info else "-"
+# the learning curves live in itpo_lab.zoo_curves; they are imported from here too
+__all__ = ["base_policies_markdown", "calibration_markdown", "checks_markdown", "comparison_markdown",
+           "learning_curves", "plot_learning_curves", "world_models_markdown", "write_tables"]
 
 
 def base_policies_markdown(root: Path | None = None, checks_dir: Path | None = None) -> str:
@@ -45,15 +33,15 @@ def base_policies_markdown(root: Path | None = None, checks_dir: Path | None = N
              normalization_note(), "",
              "| entry | dataset score | policy | updates | wall time | normalized score (mean ± std) |",
              "|---|---|---|---|---|---|"]
-    for e in _entries(root):
+    for e in entries(root):
         env, _, level = e["name"].partition("-")
         for key, p in e["policies"].items():
             ev = p.get("eval", {})
             score = f"{ev['score_mean']:.1f} ± {ev['score_std']:.1f}" if "score_mean" in ev else "-"
             wall = f"{p['wall_s'] / 60:.1f} min" if "wall_s" in p else "-"
-            lines.append(f"| {e['name']} | {_dataset_score(env, level)} | {key} | {p.get('updates', '-')} | {wall} "
+            lines.append(f"| {e['name']} | {dataset_score(env, level)} | {key} | {p.get('updates', '-')} | {wall} "
                          f"| {score} |")
-    missing = [f"{env}-{level}" for env in _ENVS for level in _LEVELS if f"{env}-{level}" not in zoo.list(root)]
+    missing = [f"{env}-{level}" for env in ENVS for level in LEVELS if f"{env}-{level}" not in zoo.list(root)]
     if missing:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     lines += ["", "Commands: each entry's `MODEL_CARD.md` (`policies/zoo/<entry>/`).", ""]
@@ -83,12 +71,12 @@ def comparison_markdown(root: Path | None = None, first: str = "td3_bc", second:
     both = wins = 0
     above: dict[str, list[str]] = {first: [], second: []}
     trained: dict[str, int] = {first: 0, second: 0}  # medium-replay entries with the policy
-    for e in _entries(root):
+    for e in entries(root):
         env, _, level = e["name"].partition("-")
         a, b = _score(e["policies"].get(first)), _score(e["policies"].get(second))
         if a is None and b is None:
             continue
-        data = _dataset_score(env, level)
+        data = dataset_score(env, level)
         if level == "medium-replay" and data != "-":
             for key, sc in ((first, a), (second, b)):
                 trained[key] += sc is not None
@@ -112,7 +100,7 @@ def comparison_markdown(root: Path | None = None, first: str = "td3_bc", second:
 def calibration_markdown(root: Path | None = None) -> list[str]:
     """Each policy's critic against the returns its actor collects (``itpo-lab critic-calibration --record``)."""
     root = root or zoo.zoo_path()
-    rows = [(e["name"], key, p["critic_calibration"]) for e in _entries(root) for key, p in e["policies"].items()
+    rows = [(e["name"], key, p["critic_calibration"]) for e in entries(root) for key, p in e["policies"].items()
             if p.get("critic_calibration")]
     lines = ["## Critic calibration", "",
              "ITPO's terminal value is the base policy's critic, and ReBRAC's critic penalty (beta_2) is what keeps "
@@ -168,7 +156,7 @@ def world_models_markdown(root: Path | None = None) -> str:
              "| entry | kind | updates | sampling steps | one-step RMSE | H=5 | H=10 | mlp one-step | reward RMSE "
              "| termination acc. | wall time | size |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     commands = []
-    for e in _entries(root):
+    for e in entries(root):
         for kind, w in e.get("world_models", {}).items():
             ev = w.get("eval", {})
             curve = ev.get("open_loop_rmse_state_std", [])
@@ -196,100 +184,6 @@ def world_models_markdown(root: Path | None = None) -> str:
 def _arg(command: str, flag: str, default: str) -> str:
     parts = command.split()
     return parts[parts.index(flag) + 1] if flag in parts[:-1] else default
-
-
-def _read_curve(path: Path) -> tuple[list[int], list[float]]:
-    with path.open() as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("eval/score_mean")]
-    return [int(r["update"]) for r in rows], [float(r["eval/score_mean"]) for r in rows]
-
-
-def learning_curves(root: Path | None = None, runs_dir: Path | None = None,
-                    checks_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """``{entry: {policy: (updates, scores, finished)}}``: every zoo policy's ``eval_curve`` (its final evaluation
-    alone when the run's log was not kept), plus unfinished runs (no ``policy.pt`` yet, ``finished=False``) where
-    the trainers keep their runs and resume state, ``runs/<algorithm>/<entry>-seed<k>/``, which win over the
-    zoo's curve of the same policy because they are newer (a resumed run replacing a shorter one). A run named
-    ``<entry>-<variant>-seed<k>`` (a settings check) appears under ``"<algorithm> <variant>"``; finished checks
-    come from ``policies/checks/`` (``finished=True``).
-
-    :param root: the zoo folder (:func:`itpo_wrap.zoo.zoo_path` when ``None``).
-    :param runs_dir: the trainers' runs folder (``runs`` when ``None``, their default ``--run-dir`` parent).
-    :param checks_dir: the settings checks (``policies/checks`` when ``None``).
-    """
-    from itpo_lab.offline.checks import read_checks
-
-    root = root or zoo.zoo_path()
-    runs_dir = runs_dir if runs_dir is not None else Path("runs")
-    curves: dict[str, dict[str, Any]] = {}
-    for e in _entries(root):
-        for key, p in e["policies"].items():
-            if p.get("eval_curve") and (root / e["name"] / p["eval_curve"]).is_file():
-                curves.setdefault(e["name"], {})[key] = (*_read_curve(root / e["name"] / p["eval_curve"]), True)
-            elif "score_mean" in p.get("eval", {}) and p.get("updates"):  # logs lost: the final evaluation only
-                curves.setdefault(e["name"], {})[key] = ([int(p["updates"])], [float(p["eval"]["score_mean"])], True)
-    known = sorted(set(curves) | set(zoo.list(root)), key=len, reverse=True)
-    for run in sorted(runs_dir.glob("*/*-seed*/eval.csv")) if runs_dir.is_dir() else []:
-        if (run.parent / "policy.pt").is_file():  # finished: its curve is the zoo's (or a check's)
-            continue
-        algorithm, name = run.parent.parent.name, run.parent.name.rpartition("-seed")[0]
-        if name in known:
-            curves.setdefault(name, {})[algorithm] = (*_read_curve(run), False)
-            continue
-        # a variant of an entry's run (``rebrac-hopper-medium-beta2-0.1-seed0``: a settings check), drawn
-        # beside the entry's own curves under its own label; the longest entry name wins (medium-expert)
-        entry = next((e for e in known if name.startswith(e + "-")), None)
-        if entry is not None:
-            curves.setdefault(entry, {})[f"{algorithm} {name[len(entry) + 1:]}"] = (*_read_curve(run), False)
-    for check in read_checks(checks_dir):
-        if (check["folder"] / "eval.csv").is_file():
-            key = f"{check['algorithm']} {check['variant']}"
-            curves.setdefault(check["entry"], {})[key] = (*_read_curve(check["folder"] / "eval.csv"), True)
-    return curves
-
-
-def plot_learning_curves(path: Path, root: Path | None = None, runs_dir: Path | None = None,
-                         checks_dir: Path | None = None) -> Path | None:
-    """One panel per dataset: each policy's evaluation score against updates, the dataset's own score as a
-    dotted line; unfinished runs dashed. ``None`` (nothing written) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    curves = learning_curves(root, runs_dir, checks_dir)
-    colours = {"td3_bc": "tab:blue", "rebrac": "tab:orange"}
-    others = ["tab:green", "tab:purple", "tab:brown", "tab:pink"]  # variants and other bases
-    fig, axes = plt.subplots(len(_ENVS), len(_LEVELS), figsize=(12, 9), sharex=True)
-    for i, env in enumerate(_ENVS):
-        for j, level in enumerate(_LEVELS):
-            ax, name = axes[i][j], f"{env}-{level}"
-            extra = 0  # curves without a fixed colour drawn so far in this panel
-            for key, (updates, scores, finished) in sorted(curves.get(name, {}).items()):
-                label = key if finished else f"{key} (unfinished)"
-                if len(updates) == 1 and finished:
-                    label += " (final only)"
-                colour = colours.get(key)
-                if colour is None:
-                    colour, extra = others[extra % len(others)], extra + 1
-                ax.plot(updates, scores, "-" if finished else "--", marker="o" if len(updates) == 1 else None,
-                        color=colour, label=label)
-            data = _dataset_score(env, level)
-            if data != "-":
-                ax.axhline(float(data), color="grey", ls=":", label="dataset")
-            ax.set_title(name, fontsize=10)
-            ax.legend(fontsize=7, loc="lower right")
-            if j == 0:
-                ax.set_ylabel("normalized score")
-            if i == len(_ENVS) - 1:
-                ax.set_xlabel("updates")
-    fig.suptitle("Base policies: evaluation score (10 episodes) during training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def write_tables(out_dir: Path, root: Path | None = None) -> list[Path]:

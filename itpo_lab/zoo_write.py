@@ -34,6 +34,19 @@ def _write_entry(base: Path, name: str, entry: dict[str, Any]) -> None:
     (base / name / "MODEL_CARD.md").write_text(model_card(entry))
 
 
+def _entry_to_add_to(folder: Path, name: str, dataset_id: str, env_id: str) -> dict[str, Any]:
+    """The parsed ``entry.json`` in ``folder``, which must be for ``dataset_id`` on ``env_id``, or a new empty
+    entry (nothing is written here)."""
+    path = folder / "entry.json"
+    entry: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "dataset_id": dataset_id,
+        "env_id": env_id, "default_policy": None, "world_model": None, "policies": {}}
+    if (entry["dataset_id"], entry["env_id"]) != (dataset_id, env_id):
+        raise ValueError(f"zoo entry {name!r} is for {entry['dataset_id']!r} on {entry['env_id']!r}, not "
+                         f"{dataset_id!r} on {env_id!r}; use another entry name")
+    return entry
+
+
 def add_policy(
     name: str,
     policy_name: str,
@@ -78,13 +91,7 @@ def add_policy(
     if not src.is_file():
         raise FileNotFoundError(f"cannot add {str(src)!r} to the zoo: no such file")
     folder = zoo_path(root) / name
-    path = folder / "entry.json"
-    entry: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "dataset_id": dataset_id,
-        "env_id": env_id, "default_policy": None, "world_model": None, "policies": {}}
-    if (entry["dataset_id"], entry["env_id"]) != (dataset_id, env_id):
-        raise ValueError(f"zoo entry {name!r} is for {entry['dataset_id']!r} on {entry['env_id']!r}, not "
-                         f"{dataset_id!r} on {env_id!r}; use another entry name")
+    entry = _entry_to_add_to(folder, name, dataset_id, env_id)
     sb3_zip = kind == "sb3" and src.suffix == ".zip"
     if not sb3_zip:  # checked before anything is written: it loads, and names this env if it names one
         _check_policy_file(src, kind, env_id)

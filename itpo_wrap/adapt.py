@@ -34,6 +34,7 @@ import torch
 from itpo_wrap.adapters import PolicyAdapter, to_env_numpy
 from itpo_wrap.adapters.bank import ParameterBank
 from itpo_wrap.adapters.validation import noise_batch_dim
+from itpo_wrap.backends import Backend
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.objective import (
     AdaptStats,
@@ -49,7 +50,7 @@ from itpo_wrap.objective import (
     select_rows_,
     surrogate_return,
 )
-from itpo_wrap.step import Ascents, AscentStep, Backend
+from itpo_wrap.step import Ascents, AscentStep
 from itpo_wrap.world_model.protocol import WorldModelLike
 
 __all__ = [

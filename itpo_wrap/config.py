@@ -61,6 +61,12 @@ class FieldChecks:
         if not finite_number(value) or value <= 0:
             raise ValueError(f"{name}={value!r} must be a finite float > 0 ({example})")
 
+    def _check_optional_positive(self, name: str, tail: str) -> None:
+        """``None``, or a finite float > 0; ``tail`` ends the message (what the unit is, what ``None`` means)."""
+        value = getattr(self, name)
+        if value is not None and (not finite_number(value) or value <= 0):
+            raise ValueError(f"{name}={value!r} must be a finite float > 0{tail}")
+
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)
         if value not in choices:
@@ -194,22 +200,16 @@ class AdaptConfig(FieldChecks):
             raise ValueError(f"step_size={self.step_size!r} must be a finite float > 0 (the default is 1e-4)")
         if not finite_number(self.discount) or not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount={self.discount!r} must be in (0, 1] (0.99 for MuJoCo)")
-        if self.grad_clip is not None and (not finite_number(self.grad_clip) or self.grad_clip <= 0):
-            raise ValueError(f"grad_clip={self.grad_clip!r} must be a finite float > 0, or None to disable clipping")
-        self._check_choice("optimizer", _OPTIMIZERS)
-        self._check_choice("persistence", _PERSISTENCE)
-        self._check_choice("gate", _GATES)
-        self._check_choice("backend", _BACKENDS)
-        self._check_choice("termination", _TERMINATIONS)
-        self._check_choice("model_check", _MODEL_CHECKS)
+        self._check_optional_positive("grad_clip", ", or None to disable clipping")
+        for name, choices in (("optimizer", _OPTIMIZERS), ("persistence", _PERSISTENCE), ("gate", _GATES),
+                              ("backend", _BACKENDS), ("termination", _TERMINATIONS), ("model_check", _MODEL_CHECKS)):
+            self._check_choice(name, choices)
         if not finite_number(self.gate_z) or self.gate_z < 0:
             raise ValueError(f"gate_z={self.gate_z!r} must be a finite float >= 0 (standard errors, e.g. 1.0)")
-        if self.max_model_error is not None and (not finite_number(self.max_model_error) or self.max_model_error <= 0):
-            raise ValueError(f"max_model_error={self.max_model_error!r} must be a finite float > 0 (state-std units, "
-                             "e.g. 0.3), or None to adapt whatever the model's error on real transitions")
-        if self.max_drift is not None and (not finite_number(self.max_drift) or self.max_drift <= 0):
-            raise ValueError(f"max_drift={self.max_drift!r} must be a finite float > 0 (a fraction of the pretrained "
-                             "parameters' L2 norm, e.g. 0.05), or None for no bound")
+        self._check_optional_positive("max_model_error", " (state-std units, e.g. 0.3), or None to adapt whatever "
+                                      "the model's error on real transitions")
+        self._check_optional_positive("max_drift", " (a fraction of the pretrained parameters' L2 norm, e.g. 0.05), "
+                                      "or None for no bound")
         b1, b2 = self.adam_betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"adam_betas={self.adam_betas!r} must both be in [0, 1), e.g. (0.9, 0.999)")
@@ -230,9 +230,8 @@ class AdaptConfig(FieldChecks):
                 f"max_action_change={self.max_action_change!r} must be a finite float >= 0 (policy output units, "
                 "e.g. 0.1 on a [-1, 1] action), or None for no trust region"
             )
-        if self.time_budget_ms is not None and (not finite_number(self.time_budget_ms) or self.time_budget_ms <= 0):
-            raise ValueError(f"time_budget_ms={self.time_budget_ms!r} must be a finite float > 0 (milliseconds per "
-                             "predict call, e.g. 20.0), or None for no budget")
+        self._check_optional_positive("time_budget_ms", " (milliseconds per predict call, e.g. 20.0), or None for "
+                                      "no budget")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} must be 'auto' or a torch device string such as 'cpu'")
 

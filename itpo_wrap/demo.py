@@ -159,7 +159,6 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps {max_steps}: cap episodes at 1 step or more, or leave it out")
     import torch
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -182,36 +181,51 @@ def run_demo(entry_name: str = DEFAULT_ENTRY, kind: str = DEFAULT_KIND, episodes
     wrapped = ITPOPolicyWrapper(entry.policy, wm, cfg)
     which = "the entry's tuned settings" if tuned else "the default settings (no tuning)"
     console.print(f"[bold]itpo-wrap demo[/]: zoo entry [cyan]{entry.name}[/] ({entry.algorithm} base on "
-                  f"{entry.dataset_id}), {kind} world model with {which}: H={cfg.horizon} "
-                  f"M={cfg.particles} E={cfg.steps} step size {cfg.step_size:g}, {cfg.persistence}, gate "
-                  f"{cfg.gate}, {cfg.termination} termination. "
+                  f"{entry.dataset_id}), {kind} world model with {which}: {_settings_text(cfg)}. "
                   f"{episodes} episode(s) per policy capped at {step_cap} steps, SB3 evaluate_policy, "
                   f"env seed {seed} for both, 1 torch thread, {wrapped.backend} step on {device}"
                   + (" (its first call compiles: minutes the first time on this machine, seconds after)"
                      if wrapped.backend == "compile" else "") + ".")
     live = sys.stderr.isatty()
-    runs = []
-    for name, predict in (("base", entry.base_predict()), (f"ITPO ({kind})", wrapped.predict)):
-        env.seed(seed)
-        counted, progress = _Counted(predict), _Progress(name, episodes, step_cap, live)
-        try:
-            returns, lengths = evaluate_policy(counted, env, n_eval_episodes=episodes,  # type: ignore[arg-type]
-                                               deterministic=True, return_episode_rewards=True, callback=progress)
-        finally:
-            progress.close()
-        rets, lens = np.asarray(returns, dtype=float), np.asarray(lengths, dtype=int)
-        if len(rets) != episodes or int(lens.sum()) != counted.calls:
-            # evaluate_policy's contract with one env: one predict per step, exactly `episodes` episodes
-            raise RuntimeError(f"{name}: ran {len(rets)} episodes and {counted.calls} predict calls for "
-                               f"{int(lens.sum())} env steps; asked for {episodes} episodes")
-        runs.append(PolicyRun(name, rets, lens, np.asarray(entry.normalized_score(rets), dtype=float),
-                              counted.calls, counted.seconds, counted.first_call_s))
+    runs = [_run_policy(name, predict, env, seed, episodes, step_cap, live, entry.normalized_score)
+            for name, predict in (("base", entry.base_predict()), (f"ITPO ({kind})", wrapped.predict))]
     env.close()
     plot = _plot(runs, entry.name, out_dir)
     report = DemoReport(entry.name, kind, episodes, step_cap, seed, tuple(runs), plot, time.perf_counter() - started,
                         wrapped.backend, device)
     console.print(render_table(report))
     return report
+
+
+def _settings_text(cfg: Any) -> str:
+    """The ``AdaptConfig`` fields the demo's header names: ``H=5 M=8 E=5 step size 0.0001, ...``."""
+    return (f"H={cfg.horizon} M={cfg.particles} E={cfg.steps} step size {cfg.step_size:g}, {cfg.persistence}, "
+            f"gate {cfg.gate}, {cfg.termination} termination")
+
+
+def _run_policy(name: str, predict: Any, env: Any, seed: int, episodes: int, step_cap: int, live: bool,
+                score: Any) -> PolicyRun:
+    """One row of the demo: SB3's ``evaluate_policy`` of ``predict`` on ``env`` seeded with ``seed``, each
+    ``predict`` call timed and counted.
+
+    :param score: returns -> normalized scores (the zoo entry's :meth:`~itpo_wrap.zoo.ZooEntry.normalized_score`).
+    """
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    env.seed(seed)
+    counted, progress = _Counted(predict), _Progress(name, episodes, step_cap, live)
+    try:
+        returns, lengths = evaluate_policy(counted, env, n_eval_episodes=episodes,  # type: ignore[arg-type]
+                                           deterministic=True, return_episode_rewards=True, callback=progress)
+    finally:
+        progress.close()
+    rets, lens = np.asarray(returns, dtype=float), np.asarray(lengths, dtype=int)
+    if len(rets) != episodes or int(lens.sum()) != counted.calls:
+        # evaluate_policy's contract with one env: one predict per step, exactly `episodes` episodes
+        raise RuntimeError(f"{name}: ran {len(rets)} episodes and {counted.calls} predict calls for "
+                           f"{int(lens.sum())} env steps; asked for {episodes} episodes")
+    return PolicyRun(name, rets, lens, np.asarray(score(rets), dtype=float), counted.calls, counted.seconds,
+                     counted.first_call_s)
 
 
 def render_table(report: DemoReport) -> Table:

@@ -1,6 +1,7 @@
-"""The execution backends (issue 19): the ascent of METHOD.md section 3 as one pure function, run eagerly
-or compiled (a CUDA graph on GPU), the choice between them (``AdaptConfig.backend``), and one step per env
-count. What the step does around the ascent (gates, rollback, trust regions) is ``itpo_wrap.adapt``'s.
+"""The ascent of METHOD.md section 3 as one pure function (issue 19), run eagerly or compiled (a CUDA graph
+on GPU), and one step per env count. The choice between the backends (``AdaptConfig.backend``) and the
+compile-or-fall-back wrapper are :mod:`itpo_wrap.backends`'. What the step does around the ascent (gates,
+rollback, trust regions) is ``itpo_wrap.adapt``'s.
 
     step(params, moments, ok, bias, s0, noise) -> (params', moments', ok', J, grad_norm)
 
@@ -23,23 +24,23 @@ checked between them, and one compiled step costs ``1/E`` of the compile time of
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from itpo_wrap.adapters import PolicyAdapter
+from itpo_wrap.backends import Backend, FirstCallFallback, compile_static, compiler_available, resolve_backend
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.objective import AdaptStats, particle_returns, per_env_norm
 from itpo_wrap.world_model.protocol import WorldModelLike
 
+# the backend choice lives in itpo_wrap.backends; tests and callers import these names from here too
+__all__ = ["AscentStep", "Ascents", "Backend", "Params", "StepOut", "compiler_available", "resolve_backend"]
+
 Params = tuple[torch.Tensor, ...]
 StepOut = tuple[Params, Params, Params, torch.Tensor, torch.Tensor, torch.Tensor]
-Backend = Literal["eager", "compile"]
 
 
 class AscentStep:
@@ -66,8 +67,8 @@ class AscentStep:
         self.returns_fn: Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor] = self._returns
         if backend == "compile":
             mode = "reduce-overhead" if self.cuda_graphs else None
-            self.step_fn = _FirstCallFallback(_compiled(self._step_func, mode), self._step_eager, "step")
-            self.returns_fn = _FirstCallFallback(_compiled(self._returns, mode), self._returns, "imagined returns")
+            self.step_fn = FirstCallFallback(compile_static(self._step_func, mode), self._step_eager, "step")
+            self.returns_fn = FirstCallFallback(compile_static(self._returns, mode), self._returns, "imagined returns")
 
     # ------------------------------------------------------------------ the pure functions
     def policy(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -228,77 +229,8 @@ class Ascents:
         return self._steps[n]
 
 
-def resolve_backend(backend: str, device: torch.device) -> Backend:
-    """The backend ``AdaptConfig.backend`` names, with ``"auto"`` resolved for ``device``: the environment
-    variable ``ITPO_BACKEND`` (``eager`` or ``compile``) when set, e.g. to keep a CI job or a short script
-    free of compile time; else ``"compile"`` where inductor can build kernels (a C++ compiler for CPU,
-    Triton for CUDA), else ``"eager"``."""
-    choices: dict[str, Backend] = {"eager": "eager", "compile": "compile"}
-    if backend in choices:
-        return choices[backend]
-    forced = os.environ.get("ITPO_BACKEND", "").strip()
-    if forced in choices:
-        return choices[forced]
-    if forced:
-        raise ValueError(f"ITPO_BACKEND={forced!r} is not a backend; set it to 'eager' or 'compile', or unset it")
-    return "compile" if compiler_available(device) else "eager"
-
-
-def compiler_available(device: torch.device) -> bool:
-    """Whether ``torch.compile``'s default backend can build kernels for ``device`` here."""
-    if device.type == "cuda":
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return False
-        return True
-    if device.type != "cpu":
-        return False
-    from torch._inductor import config as inductor_config
-
-    cxx = inductor_config.cpp.cxx
-    names = [c for c in (cxx if isinstance(cxx, tuple) else (cxx,)) if c]
-    return any(shutil.which(c) for c in names)
-
-
 def _env_shape(t: torch.Tensor) -> tuple[int, ...]:
     return (t.shape[0],) + (1,) * (t.dim() - 1)
-
-
-class _FirstCallFallback:
-    """A compiled function whose first call runs ``eager`` (a world model's own lazy caches then fill with
-    plain tensors, not with the compiler's tracing tensors) and whose second call compiles; if that fails
-    (a graph break in a user's world model, a missing toolchain) it warns once and stays eager. Errors after
-    a successful compiled call are the caller's and propagate."""
-
-    def __init__(self, compiled: Callable[..., Any], eager: Callable[..., Any], what: str) -> None:
-        self.compiled, self.eager, self.what = compiled, eager, what
-        self.calls, self.verified = 0, False
-
-    def __call__(self, *args: Any) -> Any:
-        if self.verified:
-            return self.compiled(*args)
-        self.calls += 1
-        if self.calls == 1:
-            return self.eager(*args)
-        try:
-            out = self.compiled(*args)
-        except Exception as err:  # noqa: BLE001 - any compiler failure; eager re-raises a genuine input error
-            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().endswith("raised:")]
-            why = lines[0] if lines else type(err).__name__
-            warnings.warn(f"backend='compile': the {self.what} could not be compiled ({type(err).__name__}: "
-                          f"{why[:300]}); running it eagerly. Pass AdaptConfig(backend='eager') to skip the "
-                          "attempt.", RuntimeWarning, stacklevel=4)
-            self.compiled = self.eager
-            out = self.eager(*args)
-        self.verified = True
-        return out
-
-
-def _compiled(fn: Callable[..., Any], mode: str | None = None) -> Callable[..., Any]:
-    """``torch.compile`` with static shapes (one graph per batch shape, the shapes a wrapper keeps) and no
-    graph breaks allowed: a break would silently fall back to slow eager pieces, so it is an error."""
-    return torch.compile(fn, dynamic=False, fullgraph=True, mode=mode)
 
 
 def _cloned(out: StepOut) -> StepOut:

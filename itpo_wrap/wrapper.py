@@ -32,9 +32,9 @@ from itpo_wrap.adapt import AdaptationStep
 from itpo_wrap.adapters import PolicyAdapter, make_adapter
 from itpo_wrap.adapters.bank import ParameterBank
 from itpo_wrap.adapters.validation import check_world_model, predict_inputs
+from itpo_wrap.backends import Backend
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.reality import RealityCheck
-from itpo_wrap.step import Backend
 from itpo_wrap.world_model.protocol import WorldModelLike
 from itpo_wrap.world_model.trust import fitness_of
 

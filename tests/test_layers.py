@@ -28,10 +28,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("itpo_wrap.world_model",),                                       # dynamics, heads, the WorldModel bundle
     ("itpo_wrap.formats", "itpo_wrap.zoo_files"),                     # checkpoint formats the zoo reads
     ("itpo_wrap.adapters",),                                          # policy adapters
-    ("itpo_wrap.objective", "itpo_wrap.adapt", "itpo_wrap.reality", "itpo_wrap.step"),  # the algorithm step
+    ("itpo_wrap.objective", "itpo_wrap.backends", "itpo_wrap.adapt", "itpo_wrap.reality",  # the algorithm step
+     "itpo_wrap.step"),
     ("itpo_wrap.wrapper",),                                           # the SB3 contract around it
     ("itpo_wrap",),                                                   # the public API (package root)
-    ("itpo_wrap.zoo", "itpo_wrap.zoo_listing"),                       # the read-only zoo
+    ("itpo_wrap.zoo", "itpo_wrap.zoo_root", "itpo_wrap.zoo_entry", "itpo_wrap.zoo_listing"),  # the read-only zoo
     ("itpo_wrap.parallel", "itpo_wrap.episodes"),                     # tasks here or on Ray; the episode table
     ("itpo_wrap.training", "itpo_wrap.rollout", "itpo_wrap.tune",     # user tooling: training, tuning,
      "itpo_wrap.tune_search", "itpo_wrap.evaluate", "itpo_wrap.improve",  # evaluation, offline

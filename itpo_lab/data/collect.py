@@ -173,39 +173,10 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
                 f"{bdir / name} is missing; train and export the behaviour policy first "
                 f"(python policies/sac_behavior.py --env {cfg.env_id} --run-dir runs/behavior/{cfg.env})"
             )
-    timings: dict[str, float] = {}
-
-    def timed(level: str, fn: Callable[[], list[Episode]]) -> list[Episode]:
-        t0 = time.perf_counter()
-        out = fn()
-        timings[level] = time.perf_counter() - t0
-        return out
-
     ref = reference_scores(cfg.env)
     ref_min, ref_max = ref.ref_min_score, ref.ref_max_score
-    levels = set(cfg.levels)
-    # Each level has its own seeds (seed, seed + 1e6, seed + 2e6) and its own generators, so skipping
-    # a level leaves the others' episodes bitwise unchanged.
-    made: dict[str, list[Episode]] = {}
-    if "random" in levels:
-        made["random"] = timed("random", lambda: random_episodes(cfg.env_id, cfg.transitions, cfg.seed))
-    if {"expert", "medium-expert"} & levels:
-        made["expert"] = timed("expert", lambda: policy_episodes(cfg.env_id, bdir / "expert.zip", cfg.transitions, cfg.seed + 1_000_000))
-    if {"medium", "medium-expert"} & levels:
-        made["medium"] = timed("medium", lambda: policy_episodes(cfg.env_id, bdir / "medium.zip", cfg.transitions, cfg.seed + 2_000_000))
-    if "medium-replay" in levels:
-        made["medium-replay"] = load_episodes(bdir / "medium_replay.npz")
-    if "medium-expert" in levels:
-        made["medium-expert"] = made["medium"] + made["expert"]
-    for level, name, fixed in (("random", "ref_min_score", ref_min), ("expert", "ref_max_score", ref_max)):
-        if level in made:  # a check only: what is written is the fixed value
-            measured = float(_returns(made[level]).mean())
-            log(f"{cfg.env} {level}: measured mean return {measured:.3f} over {len(made[level])} episodes vs fixed "
-                f"{name} {fixed:.3f} (itpo_lab/data/reference.py; stored: the fixed value)")
-            if (cfg.seed, cfg.transitions) == (MEASURED_SEED, MEASURED_TRANSITIONS) and not math.isclose(measured, fixed, rel_tol=1e-9):
-                # the measuring run's own settings: a gap means the policy or the env changed since
-                log(f"WARNING: {cfg.env} {level}: the measuring run's seed and budget no longer reproduce {name}; "
-                    f"check {bdir} and the env version against reference_scores({cfg.env!r}).measurement()")
+    made, timings = _make_episodes(cfg)
+    _check_references(cfg, made, ref_min, ref_max, log)
     card = json.loads((bdir / "card.json").read_text()) if (bdir / "card.json").exists() else {}
     summary: dict[str, dict[str, Any]] = {}
     for level in cfg.levels:
@@ -226,6 +197,52 @@ def collect(cfg: CollectConfig, log: Callable[[str], None] = print) -> dict[str,
         log(f"{did}: {row['transitions']} transitions, {row['episodes']} episodes, "
             f"return {row['return_mean']:.1f} +- {row['return_std']:.1f}, score {row['normalized_score']:.1f}")
     return summary
+
+
+def _make_episodes(cfg: CollectConfig) -> tuple[dict[str, list[Episode]], dict[str, float]]:
+    """The episodes of the levels ``cfg`` asks for (and of those ``medium-expert`` is made of), and the
+    seconds each sampled level took.
+
+    Each level has its own seeds (seed, seed + 1e6, seed + 2e6) and its own generators, so skipping
+    a level leaves the others' episodes bitwise unchanged.
+    """
+    bdir, levels = cfg.behavior_path, set(cfg.levels)
+    timings: dict[str, float] = {}
+
+    def timed(level: str, fn: Callable[[], list[Episode]]) -> list[Episode]:
+        t0 = time.perf_counter()
+        out = fn()
+        timings[level] = time.perf_counter() - t0
+        return out
+
+    made: dict[str, list[Episode]] = {}
+    if "random" in levels:
+        made["random"] = timed("random", lambda: random_episodes(cfg.env_id, cfg.transitions, cfg.seed))
+    if {"expert", "medium-expert"} & levels:
+        made["expert"] = timed("expert", lambda: policy_episodes(cfg.env_id, bdir / "expert.zip", cfg.transitions, cfg.seed + 1_000_000))
+    if {"medium", "medium-expert"} & levels:
+        made["medium"] = timed("medium", lambda: policy_episodes(cfg.env_id, bdir / "medium.zip", cfg.transitions, cfg.seed + 2_000_000))
+    if "medium-replay" in levels:
+        made["medium-replay"] = load_episodes(bdir / "medium_replay.npz")
+    if "medium-expert" in levels:
+        made["medium-expert"] = made["medium"] + made["expert"]
+    return made, timings
+
+
+def _check_references(cfg: CollectConfig, made: dict[str, list[Episode]], ref_min: float, ref_max: float,
+                      log: Callable[[str], None]) -> None:
+    """Log the random and expert episodes' mean return beside the fixed reference it stands for (a check
+    only: what is written is the fixed value), with a warning where the measuring run's own seed and
+    budget no longer reproduce it."""
+    for level, name, fixed in (("random", "ref_min_score", ref_min), ("expert", "ref_max_score", ref_max)):
+        if level in made:
+            measured = float(_returns(made[level]).mean())
+            log(f"{cfg.env} {level}: measured mean return {measured:.3f} over {len(made[level])} episodes vs fixed "
+                f"{name} {fixed:.3f} (itpo_lab/data/reference.py; stored: the fixed value)")
+            if (cfg.seed, cfg.transitions) == (MEASURED_SEED, MEASURED_TRANSITIONS) and not math.isclose(measured, fixed, rel_tol=1e-9):
+                # the measuring run's own settings: a gap means the policy or the env changed since
+                log(f"WARNING: {cfg.env} {level}: the measuring run's seed and budget no longer reproduce {name}; "
+                    f"check {cfg.behavior_path} and the env version against reference_scores({cfg.env!r}).measurement()")
 
 
 def _algorithm(level: str, card: dict[str, Any]) -> str:

@@ -26,12 +26,34 @@ def datasets_markdown(behavior_root: Path) -> str:
         "",
         *reference_markdown(),
         "",
+        *behaviour_markdown(behavior_root),
+        "",
+        "Evaluation returns are 10 stochastic episodes per checkpoint (as the data is sampled); the full curves",
+        "are in `policies/behavior/<env>/eval.csv`.",
+        "",
+        *dataset_rows_markdown(behavior_root),
+        "",
+        "Command per env: `itpo-lab collect --env <env> --levels all --summary` (add `--overwrite` to remake).",
+        "Collect times are wall seconds on this project's 2-core CI-class machine while other jobs shared the cores",
+        "(HalfCheetah's ran beside two SAC trainings); the levels' CPU cost is about 3.5 min per env in all.",
+        "`medium-replay` and `medium-expert` take ~0 s because they reuse the committed buffer and the other levels.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def behaviour_markdown(behavior_root: Path) -> list[str]:
+    """The behaviour-policy section: each env's online SAC run and the checkpoints its levels came from
+    (``<env>/card.json``).
+
+    :param behavior_root: ``policies/behavior``.
+    """
+    lines = [
         "## Behaviour policies (SB3 SAC, online, one torch thread)",
         "",
         "| env | steps trained | train wall time | expert: step, eval return | medium: step, eval return (fraction of expert) | command |",
         "|---|---|---|---|---|---|",
     ]
-    rows = []
     for env, env_id in ENVS.items():
         card_path = behavior_root / env / "card.json"
         if not card_path.exists():
@@ -46,37 +68,33 @@ def datasets_markdown(behavior_root: Path) -> str:
             f"{sel['expert_step']:,}, {sel['expert_return']:.0f} | {sel['medium_step']:,}, "
             f"{sel['medium_return']:.0f} ({frac:.2f}{band}) | `{card['command']}` |"
         )
-        summary_path = behavior_root / env / "datasets.json"
-        if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
-            for level in LEVELS:
-                if level in summary:
-                    rows.append((env, level, summary[level]))
-    lines += [
-        "",
-        "Evaluation returns are 10 stochastic episodes per checkpoint (as the data is sampled); the full curves",
-        "are in `policies/behavior/<env>/eval.csv`.",
-        "",
+    return lines
+
+
+def dataset_rows_markdown(behavior_root: Path) -> list[str]:
+    """The dataset section: one row per collected level (``<env>/datasets.json``) of every env whose
+    behaviour policy is trained.
+
+    :param behavior_root: ``policies/behavior``.
+    """
+    lines = [
         "## Datasets",
         "",
         "| dataset id | transitions | episodes | return (mean +- std) | normalized score | ref min / max | collect time |",
         "|---|---|---|---|---|---|---|",
     ]
-    for _env, _level, r in rows:
-        lines.append(
-            f"| `{r['dataset_id']}` | {r['transitions']:,} | {r['episodes']:,} | {r['return_mean']:.1f} +- "
-            f"{r['return_std']:.1f} | {r['normalized_score'] + 0.0 if abs(r['normalized_score']) >= 0.05 else 0.0:.1f} | {r['ref_min_score']:.1f} / {r['ref_max_score']:.1f} | "
-            f"{r['seconds']:.0f} s |"
-        )
-    lines += [
-        "",
-        "Command per env: `itpo-lab collect --env <env> --levels all --summary` (add `--overwrite` to remake).",
-        "Collect times are wall seconds on this project's 2-core CI-class machine while other jobs shared the cores",
-        "(HalfCheetah's ran beside two SAC trainings); the levels' CPU cost is about 3.5 min per env in all.",
-        "`medium-replay` and `medium-expert` take ~0 s because they reuse the committed buffer and the other levels.",
-        "",
-    ]
-    return "\n".join(lines)
+    for env in ENVS:
+        summary_path = behavior_root / env / "datasets.json"
+        if not (behavior_root / env / "card.json").exists() or not summary_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        for r in (summary[level] for level in LEVELS if level in summary):
+            lines.append(
+                f"| `{r['dataset_id']}` | {r['transitions']:,} | {r['episodes']:,} | {r['return_mean']:.1f} +- "
+                f"{r['return_std']:.1f} | {r['normalized_score'] + 0.0 if abs(r['normalized_score']) >= 0.05 else 0.0:.1f} | {r['ref_min_score']:.1f} / {r['ref_max_score']:.1f} | "
+                f"{r['seconds']:.0f} s |"
+            )
+    return lines
 
 
 def reference_markdown() -> list[str]:

@@ -89,15 +89,7 @@ def record_check(
                                 "finish it by rerunning its trainer command, which resumes")
     _, _, meta = load_offline_policy(policy)  # metadata first: a bad variant fails before the 10 episodes
     config = meta.get("config", {})
-    stored = config.get("betas_used")
-    betas = (float(stored[0]), float(stored[1])) if stored else None
-    if variant is None:
-        if betas is None:
-            raise ValueError(f"{str(policy)!r} stored no betas to name the check by; pass variant=, e.g. "
-                             "'alpha-5.0'")
-        variant = f"betas-{betas[0]:g}-{betas[1]:g}"
-    if not variant or "/" in variant or " " in variant:
-        raise ValueError(f"variant={variant!r} must be a non-empty label without '/' or spaces, e.g. 'beta1-0.05'")
+    variant, betas = _variant(policy, config, variant)
     entry = run_name(str(meta["dataset_id"]))
     algorithm = str(meta["algorithm"])
     name = f"{algorithm}-{entry}-{variant}-seed{int(config.get('seed', 0))}"
@@ -121,6 +113,25 @@ def record_check(
             shutil.copyfile(run_dir / log, folder / log)
     (folder / "check.json").write_text(json.dumps(record, indent=1) + "\n")
     return folder
+
+
+def _variant(policy: Path, config: dict[str, Any], variant: str | None) -> tuple[str, tuple[float, float] | None]:
+    """The label a check is filed under (``variant``, else named after the betas the run stored) and those betas.
+
+    :param policy: the run's ``policy.pt`` (for the message).
+    :param config: the configuration stored in it.
+    :param variant: the label given, or ``None``.
+    """
+    stored = config.get("betas_used")
+    betas = (float(stored[0]), float(stored[1])) if stored else None
+    if variant is None:
+        if betas is None:
+            raise ValueError(f"{str(policy)!r} stored no betas to name the check by; pass variant=, e.g. "
+                             "'alpha-5.0'")
+        variant = f"betas-{betas[0]:g}-{betas[1]:g}"
+    if not variant or "/" in variant or " " in variant:
+        raise ValueError(f"variant={variant!r} must be a non-empty label without '/' or spaces, e.g. 'beta1-0.05'")
+    return variant, betas
 
 
 def read_checks(checks_dir: str | Path | None = None) -> list[dict[str, Any]]:

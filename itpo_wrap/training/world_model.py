@@ -160,39 +160,88 @@ def train_world_model(
     _prepare_run_dir(run_dir, cfg, resume)
 
     train, hold = dataset.split_episodes(cfg.holdout_fraction, seed=cfg.seed)
-    norms = {"obs": StateNormalizer.fit(train.observations), "act": StateNormalizer.fit(train.actions),
-             "delta": StateNormalizer.fit(train.next_observations - train.observations)}
+    norms = _normalizers(train)
     tr, va = DataTensors(train, norms, device), DataTensors(hold, norms, device)
-    obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
-    stats = {"obs_mean": norms["obs"].mean, "obs_std": norms["obs"].std, "act_mean": norms["act"].mean,
-             "act_std": norms["act"].std, "reward_mean": np.float32(train.rewards.mean()),
-             "reward_std": np.float32(max(float(train.rewards.std()), 1e-6))}
-    dynamics, baseline = _dynamics_models(cfg, obs_dim, act_dim, device)
-    reward = RewardHead(obs_dim, act_dim, cfg.heads.reward_hidden, stats).to(device)
-    never = not bool(train.terminations.any())
-    termination = TerminationHead(obs_dim, cfg.heads.termination_hidden, never, stats).to(device)
+    dynamics, baseline = _dynamics_models(cfg, dataset.obs_dim, dataset.act_dim, device)
+    reward, termination = _heads(cfg, train, norms, device)
     low, high = _bounds(dataset)
 
     inputs = kind.loss_inputs(cfg.kind_config(), teacher, norms, device)  # e.g. MeanFlow's teacher map
     groups: list[list[Component]] = [[dynamics_component("dynamics", dynamics, tr, va, cfg.batch_size,
-                                                         cfg.dynamics_steps, inputs)], []]
-    if baseline is not None:
-        groups[1].append(dynamics_component("baseline", baseline, tr, va, cfg.batch_size, cfg.dynamics_steps))
-    groups[1].append(reward_component(reward, tr, va, cfg.batch_size, cfg.reward_steps))
-    if not never:
-        groups[1].append(termination_component(termination, tr, va, cfg.batch_size, cfg.termination_steps,
-                                               cfg.heads.termination_pos_weight))
+                                                         cfg.dynamics_steps, inputs)],
+                                     _side_components(cfg, baseline, reward, termination, tr, va)]
     critic_source = "given" if critic is not None else ("fqe" if policy is not None else None)
     if critic is None and policy is not None:
-        critic = CriticHead(obs_dim, act_dim, cfg.heads.critic_hidden, 2, "relu", cfg.heads.critic_layernorm)
-        critic.obs_norm.mean.copy_(torch.as_tensor(norms["obs"].mean))
-        critic.obs_norm.std.copy_(torch.as_tensor(norms["obs"].std))
+        critic = _fqe_critic(cfg, dataset, norms)
         groups[1].append(fqe_component(critic.to(device), policy, tr, cfg.batch_size, cfg.critic_steps, cfg.heads))
     if cfg.workers == 1:
         groups = [groups[0] + groups[1]]
 
     tb = None if tensorboard is None else open_run(tensorboard, _tensorboard_name(dataset, cfg), run_dir, resume=resume)
-    log = MetricsLog(run_dir, tb)
+    summaries, wall_s = _fit_groups(groups, cfg, run_dir, MetricsLog(run_dir, tb), progress)
+    info: dict[str, Any] = {
+        "dataset_id": dataset.dataset_id, "num_transitions": len(dataset), "train_config": cfg.to_dict(),
+        "holdout_episode_ids": [int(x) for x in np.unique(hold.episode_ids)], "summaries": summaries,
+        "train_wall_s": wall_s, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "itpo_version": __version__, "critic_source": critic_source,
+    }
+    wm = WorldModel(dynamics, reward, termination, critic, norms["obs"], norms["act"], norms["delta"], low, high,
+                    env_id=dataset.env_id, baseline=baseline, info=info)
+    if out is not None:
+        wm.save(out)
+    return wm
+
+
+def _normalizers(data: OfflineDataset) -> dict[str, StateNormalizer]:
+    """The bundle's normalisers, fitted on ``data`` (the training episodes): observations, actions and
+    state deltas."""
+    return {"obs": StateNormalizer.fit(data.observations), "act": StateNormalizer.fit(data.actions),
+            "delta": StateNormalizer.fit(data.next_observations - data.observations)}
+
+
+def _heads(cfg: WorldModelTrainConfig, train: OfflineDataset, norms: dict[str, StateNormalizer],
+           device: torch.device) -> tuple[RewardHead, TerminationHead]:
+    """The reward and termination heads, with the training data's statistics; the termination head skips its
+    network when the data never terminates."""
+    stats = {"obs_mean": norms["obs"].mean, "obs_std": norms["obs"].std, "act_mean": norms["act"].mean,
+             "act_std": norms["act"].std, "reward_mean": np.float32(train.rewards.mean()),
+             "reward_std": np.float32(max(float(train.rewards.std()), 1e-6))}
+    reward = RewardHead(train.obs_dim, train.act_dim, cfg.heads.reward_hidden, stats).to(device)
+    never = not bool(train.terminations.any())
+    termination = TerminationHead(train.obs_dim, cfg.heads.termination_hidden, never, stats).to(device)
+    return reward, termination
+
+
+def _side_components(cfg: WorldModelTrainConfig, baseline: MLPDynamics | None, reward: RewardHead,
+                     termination: TerminationHead, tr: DataTensors, va: DataTensors) -> list[Component]:
+    """The parts trained beside the dynamics (on a second worker with ``cfg.workers == 2``): the MLP baseline,
+    the reward head and, unless the data never terminates, the termination head."""
+    side: list[Component] = []
+    if baseline is not None:
+        side.append(dynamics_component("baseline", baseline, tr, va, cfg.batch_size, cfg.dynamics_steps))
+    side.append(reward_component(reward, tr, va, cfg.batch_size, cfg.reward_steps))
+    if not termination.never_terminates:
+        side.append(termination_component(termination, tr, va, cfg.batch_size, cfg.termination_steps,
+                                          cfg.heads.termination_pos_weight))
+    return side
+
+
+def _fqe_critic(cfg: WorldModelTrainConfig, data: OfflineDataset, norms: dict[str, StateNormalizer]) -> CriticHead:
+    """A fresh twin critic for FQE (``cfg.heads``' widths), reading observations with ``norms["obs"]``."""
+    critic = CriticHead(data.obs_dim, data.act_dim, cfg.heads.critic_hidden, 2, "relu", cfg.heads.critic_layernorm)
+    critic.obs_norm.mean.copy_(torch.as_tensor(norms["obs"].mean))
+    critic.obs_norm.std.copy_(torch.as_tensor(norms["obs"].std))
+    return critic
+
+
+def _fit_groups(groups: list[list[Component]], cfg: WorldModelTrainConfig, run_dir: Path, log: MetricsLog,
+                progress: bool) -> tuple[dict[str, dict[str, float]], float]:
+    """Fit each group of parts on a thread of its own (the groups in parallel, a group's parts in turn) and
+    close ``log``.
+
+    :return: every part's summary by name, and the wall time: across resumes each part's checkpoint carries
+        its own cumulative time, and the groups ran in parallel.
+    """
     seeds = {name: cfg.seed * 1000 + i for i, name in enumerate(("dynamics", "baseline", "reward", "termination", "critic"))}
 
     def run(pos: int, comps: list[Component]) -> dict[str, dict[str, float]]:
@@ -206,20 +255,8 @@ def train_world_model(
             summaries = {k: v for f in futures for k, v in f.result().items()}
     finally:
         log.close()
-    info: dict[str, Any] = {
-        "dataset_id": dataset.dataset_id, "num_transitions": len(dataset), "train_config": cfg.to_dict(),
-        "holdout_episode_ids": [int(x) for x in np.unique(hold.episode_ids)], "summaries": summaries,
-        # across resumes: each part's checkpoint carries its own cumulative wall time; groups ran in parallel
-        "train_wall_s": max(time.perf_counter() - start,
-                            max(sum(summaries[c.name]["wall_s"] for c in comps) for comps in groups)),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "itpo_version": __version__, "critic_source": critic_source,
-    }
-    wm = WorldModel(dynamics, reward, termination, critic, norms["obs"], norms["act"], norms["delta"], low, high,
-                    env_id=dataset.env_id, baseline=baseline, info=info)
-    if out is not None:
-        wm.save(out)
-    return wm
+    wall_s = max(time.perf_counter() - start, max(sum(summaries[c.name]["wall_s"] for c in comps) for comps in groups))
+    return summaries, wall_s
 
 
 def fit_fqe(policy: Policy, dataset: OfflineDataset, cfg: WorldModelTrainConfig | None = None, *,
@@ -238,12 +275,9 @@ def fit_fqe(policy: Policy, dataset: OfflineDataset, cfg: WorldModelTrainConfig 
     device = get_device(cfg.device)
     run_dir = Path(run_dir)
     _prepare_run_dir(run_dir, cfg, resume)
-    norms = {"obs": StateNormalizer.fit(dataset.observations), "act": StateNormalizer.fit(dataset.actions),
-             "delta": StateNormalizer.fit(dataset.next_observations - dataset.observations)}
+    norms = _normalizers(dataset)
     tr = DataTensors(dataset, norms, device)
-    critic = CriticHead(dataset.obs_dim, dataset.act_dim, cfg.heads.critic_hidden, 2, "relu", cfg.heads.critic_layernorm)
-    critic.obs_norm.mean.copy_(torch.as_tensor(norms["obs"].mean))
-    critic.obs_norm.std.copy_(torch.as_tensor(norms["obs"].std))
+    critic = _fqe_critic(cfg, dataset, norms)
     comp = fqe_component(critic.to(device), policy, tr, cfg.batch_size, cfg.critic_steps, cfg.heads)
     log = MetricsLog(run_dir)
     try:

@@ -11,7 +11,7 @@ subclass, plus one call::
 The config is a frozen dataclass whose fields are plain values (it is stored with ``dataclasses.asdict``
 and rebuilt from that dict); a ``net: NetConfig`` field lets ``--hidden``, ``--blocks``, ``--max-frequency``
 and ``--x-gate`` reach it, and the CLI's other per-kind flags set the fields they name
-(:data:`itpo_wrap.training.commands.KIND_FLAGS`). The dynamics class is built as
+(:data:`itpo_wrap.training.arguments.KIND_FLAGS`). The dynamics class is built as
 ``dynamics(obs_dim, act_dim, config)`` and implements ``num_noise``, ``sample`` and ``loss``.
 """
 
