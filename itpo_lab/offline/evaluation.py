@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from itpo_wrap.adapters import actor_predict
-from itpo_wrap.rollout import Episode, run_episode
+from itpo_wrap.rollout import Episode, RecordingEnv, run_episode
 
 ActorLike = Callable[[torch.Tensor], torch.Tensor]
 
@@ -117,22 +117,6 @@ def _steps(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: 
             yield from steps
 
 
-class _Recorder:
-    """The env as ``run_episode`` sees it, keeping each step's ``(reward, terminated, truncated)``."""
-
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        self.steps: list[tuple[float, bool, bool]] = []
-
-    def reset(self, **kwargs: Any) -> Any:
-        return self.env.reset(**kwargs)
-
-    def step(self, action: np.ndarray) -> Any:
-        out = self.env.step(action)
-        self.steps.append((float(out[1]), bool(out[2]), bool(out[3])))
-        return out
-
-
 def _episodes(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: int,
               max_episode_steps: int | None) -> Generator[tuple[Episode, list[Step]], None, None]:
     """Each episode as ``run_episode`` reports it, with its steps (see :func:`rollout`)."""
@@ -151,19 +135,19 @@ def _episodes(actor: ActorLike, env: str | Callable[[], Any], episodes: int, see
         return action
 
     predict = actor_predict(watched, space.low.astype(np.float32), space.high.astype(np.float32))
-    recorder = _Recorder(made)
+    recorder = RecordingEnv(made)
     was_training = getattr(actor, "training", False)
     if isinstance(actor, torch.nn.Module):
         actor.eval()
     try:
         for i in range(episodes):
             seen.clear()
-            recorder.steps.clear()
             episode = run_episode(predict, recorder, seed + i, max_steps=max_episode_steps)
+            env_steps = zip(*(recorder.columns[k] for k in ("rewards", "terminations", "truncations")), strict=True)
             steps = []
-            for k, ((obs, action), (reward, terminated, truncated)) in enumerate(zip(seen, recorder.steps, strict=True)):
+            for k, ((obs, action), (reward, terminated, truncated)) in enumerate(zip(seen, env_steps, strict=True)):
                 capped = max_episode_steps is not None and k + 1 >= max_episode_steps
-                steps.append(Step(i, obs, action, reward, terminated, truncated or capped))
+                steps.append(Step(i, obs, action, float(reward), bool(terminated), bool(truncated) or capped))
             yield episode, steps
     finally:
         made.close()
