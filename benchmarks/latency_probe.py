@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
+from itpo_wrap.adapters import actor_predict
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.networks import TanhActor, mlp
 from itpo_wrap.wrapper import ITPOPolicyWrapper
@@ -155,12 +156,8 @@ def naive_step_fn(actor: nn.Module, wm: ToyWM, args: Args) -> Callable[[np.ndarr
 def base_predict_fn(actor: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     """What SB3's predict does for a deterministic actor: numpy -> tensor, no_grad forward, rescale."""
 
-    def predict(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            a = actor(torch.as_tensor(obs, dtype=torch.float32)[None]).numpy()
-        return -1.0 + (0.5 * (a + 1.0) * 2.0)
-
-    return predict
+    predict = actor_predict(actor, -np.ones(ACT, np.float32), np.ones(ACT, np.float32))  # the Box [-1, 1]
+    return lambda obs: predict(obs[None])[0]
 
 
 def variants(args: Args) -> dict[str, Callable[[np.ndarray], object]]:

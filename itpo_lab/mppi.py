@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpo_wrap.adapters import to_env_numpy
+from itpo_wrap.adapters import box_center_half, to_env_numpy
 from itpo_wrap.objective import Rollout, surrogate_return
 from itpo_wrap.world_model.protocol import WorldModelLike
 
@@ -88,7 +88,7 @@ class MPPIPlanner:
         self.world_model = world_model
         self.config = config or MPPIConfig()
         low, high = world_model.action_low, world_model.action_high
-        self._mid, self._half = (high + low) / 2, (high - low) / 2
+        self._mid, self._half = box_center_half(low, high)
         self._low_np, self._high_np = low.cpu().numpy(), high.cpu().numpy()
         self._means: list[torch.Tensor | None] = []
         self.reset()

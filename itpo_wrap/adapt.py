@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_wrap.adapters import PolicyAdapter, to_env_numpy
+from itpo_wrap.adapters import PolicyAdapter, box_center_half, to_env_numpy
 from itpo_wrap.adapters.bank import ParameterBank
 from itpo_wrap.adapters.validation import noise_batch_dim
 from itpo_wrap.backends import Backend
@@ -105,7 +105,7 @@ class AdaptationStep:
                  device: torch.device) -> None:
         self.config, self.world_model, self.adapter = config, world_model, adapter
         self._low, self._high = bounds
-        self._mid, self._half = (self._high + self._low) / 2, (self._high - self._low) / 2
+        self._mid, self._half = box_center_half(self._low, self._high)
         self._low_np = adapter.action_low if adapter.action_low is not None else self._low.cpu().numpy()
         self._high_np = adapter.action_high if adapter.action_high is not None else self._high.cpu().numpy()
         self._noise_dim = noise_batch_dim(world_model, config.horizon, device)

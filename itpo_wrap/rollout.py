@@ -36,6 +36,38 @@ class Episode:
         return asdict(self)
 
 
+class RecordingEnv:
+    """A Gymnasium env as :func:`run_episode` steps it, keeping the current episode as D4RL/Minari columns:
+    ``observations`` (the reset one first, so one more than steps), ``actions`` (as the env received them),
+    ``rewards``, ``terminations``, ``truncations``. ``reset`` starts a new episode.
+
+    :param env: the env to step (not vectorised).
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.columns: dict[str, list[Any]] = {}
+
+    def reset(self, **kwargs: Any) -> tuple[Any, Any]:
+        obs, info = self.env.reset(**kwargs)
+        self.columns = {"observations": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, Any]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in (("observations", obs), ("actions", action), ("rewards", reward),
+                           ("terminations", terminated), ("truncations", truncated)):
+            self.columns[key].append(value)
+        return obs, reward, terminated, truncated, info
+
+    def episode(self) -> dict[str, np.ndarray]:
+        """The current episode's columns as arrays."""
+        return {key: np.asarray(values) for key, values in self.columns.items()}
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def run_episode(predict: PredictFn, env: Any, seed: int, *, deterministic: bool = True,
                 info_fn: Callable[[], Sequence[dict[str, Any]]] | None = None,
                 max_steps: int | None = None) -> Episode:

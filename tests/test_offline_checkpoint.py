@@ -18,9 +18,8 @@ from itpo_lab.offline import (
     normalize_return,
     rollout,
     save_offline_policy,
-    scale_actions,
-    unscale_actions,
 )
+from itpo_wrap.adapters import to_env_numpy, to_policy_numpy
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
 
@@ -90,9 +89,9 @@ def test_checkpoint_errors_name_the_fix(tmp_path: Path) -> None:
 def test_action_scaling_round_trip_and_tensors() -> None:
     low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32)
     a = np.array([[-2.0, 0.0], [1.0, 5.0], [2.0, 10.0]], np.float32)
-    s = scale_actions(a, low, high)
+    s = to_policy_numpy(a, low, high)
     assert np.allclose(s, [[-1, -1], [0.5, 0], [1, 1]])
-    assert np.allclose(unscale_actions(s, low, high), a)
+    assert np.allclose(to_env_numpy(s, low, high, squashed=True), a)
     ep = {"observations": np.zeros((4, 3)), "actions": a, "rewards": np.ones(3),
           "terminations": np.array([0, 0, 1]), "truncations": np.zeros(3)}
     ds = OfflineDataset.from_episodes([ep], action_space=gym.spaces.Box(low, high))
@@ -198,7 +197,7 @@ def test_critic_loads_into_world_model_head() -> None:
     low, high = np.array([-2.0]), np.array([2.0])
     head = heads.CriticHead.from_twin_q(critic, action_low=low, action_high=high)
     obs, a_env = torch.randn(6, 3), torch.rand(6, 1) * 4 - 2
-    a_scaled = torch.as_tensor(scale_actions(a_env.numpy(), low.astype(np.float32), high.astype(np.float32)))
+    a_scaled = torch.as_tensor(to_policy_numpy(a_env.numpy(), low.astype(np.float32), high.astype(np.float32)))
     assert torch.allclose(head(obs, a_env), critic.q_min(obs, a_scaled), atol=1e-5)
 
 

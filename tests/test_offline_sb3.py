@@ -9,7 +9,8 @@ import pytest
 import torch
 from stable_baselines3 import PPO, SAC, TD3
 
-from itpo_lab.offline import load_sb3_base, unscale_actions
+from itpo_lab.offline import load_sb3_base
+from itpo_wrap.adapters import actor_predict
 
 
 @pytest.mark.parametrize("cls", [SAC, TD3])
@@ -22,7 +23,8 @@ def test_sb3_base_matches_predict_and_critic(cls: type, tmp_path: Path) -> None:
     a = actor(torch.as_tensor(obs))
     assert a.requires_grad and a.abs().max() <= 1.0  # differentiable, scaled
     expected, _ = meta["model"].predict(obs, deterministic=True)
-    assert np.allclose(unscale_actions(a.detach().numpy(), -2.0, 2.0), expected, atol=1e-5)
+    ours, _ = actor_predict(actor, np.full(1, -2.0, np.float32), np.full(1, 2.0, np.float32))(obs)
+    assert np.array_equal(ours, expected)  # the same bits as SB3's own predict
     q1, q2 = critic(torch.as_tensor(obs), a)
     ref = meta["model"].policy.critic(torch.as_tensor(obs), a)
     assert q1.shape == (5, 1) and torch.equal(q1, ref[0]) and torch.equal(q2, ref[1])

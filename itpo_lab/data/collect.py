@@ -32,6 +32,7 @@ from itpo_lab.data.behavior import load_episodes
 from itpo_lab.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, reference_scores
 from itpo_lab.paths import policies_root
 from itpo_wrap.data.minari import normalized_score, write_dataset
+from itpo_wrap.rollout import RecordingEnv, run_episode
 
 ENVS: dict[str, str] = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 LEVELS: tuple[str, ...] = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -85,29 +86,27 @@ class CollectConfig:
 
 
 def rollout(env_id: str, act: Callable[[np.ndarray], np.ndarray], transitions: int, seed: int) -> list[Episode]:
-    """Whole episodes of ``act`` until at least ``transitions`` steps; episode ``i`` resets with ``seed + i``."""
-    env = gym.make(env_id)
+    """Whole episodes of ``act`` until at least ``transitions`` steps; episode ``i`` resets with ``seed + i``.
+    The episodes run in the product's runner (``itpo_wrap.rollout.run_episode``), recorded by ``RecordingEnv``;
+    ``act`` sees one env's observation and its action is recorded as float32, as the env received it."""
+
+    def predict(observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        return np.asarray(act(observation[0]), dtype=np.float32)[None], state
+
+    env = RecordingEnv(gym.make(env_id))
     episodes: list[Episode] = []
     total = 0
-    while total < transitions:
-        ep_seed = seed + len(episodes)
-        obs, _ = env.reset(seed=ep_seed)
-        cols: dict[str, list[Any]] = {"observations": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
-        done = False
-        while not done:
-            action = np.asarray(act(obs), dtype=np.float32)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            cols["observations"].append(obs)
-            cols["actions"].append(action)
-            cols["rewards"].append(reward)
-            cols["terminations"].append(terminated)
-            cols["truncations"].append(truncated)
-            done = terminated or truncated
-        ep = {k: np.asarray(v) for k, v in cols.items()}
-        ep["seed"] = np.asarray(ep_seed)
-        episodes.append(ep)
-        total += len(ep["actions"])
-    env.close()
+    try:
+        while total < transitions:
+            ep_seed = seed + len(episodes)
+            run_episode(predict, env, ep_seed, deterministic=False)
+            ep = env.episode()
+            ep["seed"] = np.asarray(ep_seed)
+            episodes.append(ep)
+            total += len(ep["actions"])
+    finally:
+        env.close()
     return episodes
 
 
@@ -123,13 +122,13 @@ def random_episodes(env_id: str, transitions: int, seed: int) -> list[Episode]:
 
 def policy_episodes(env_id: str, model_path: str | Path, transitions: int, seed: int) -> list[Episode]:
     """Non-deterministic samples of an SB3 SAC checkpoint (Minari's ``mujoco/*`` recipe)."""
-    from stable_baselines3 import SAC
+    from itpo_wrap.formats.sb3 import load_sb3_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: bitwise-identical matmuls, hence identical samples
     try:
         torch.manual_seed(seed)
-        model = SAC.load(model_path, device="cpu")
+        model = load_sb3_model(model_path, "sac")  # SAC.load on the CPU, eval mode (predict sets it anyway)
         return rollout(env_id, lambda obs: model.predict(obs, deterministic=False)[0], transitions, seed)
     finally:
         torch.set_num_threads(threads)

@@ -16,10 +16,8 @@ from itpo_lab.offline.tensors import (
     action_bounds,
     cpu_has_bf16,
     keep_output_layer_fp32,
-    scale_actions,
     set_requires_grad,
     soft_update,
-    unscale_actions,
 )
 from itpo_wrap.formats.offline_policy import load_offline_policy
 from itpo_wrap.formats.sb3 import SB3Actor, SB3TwinCritic, load_sb3_base, load_sb3_model
@@ -48,8 +46,6 @@ __all__ = [
     "rollout",
     "save_offline_policy",
     "save_sb3_weights",
-    "scale_actions",
     "set_requires_grad",
     "soft_update",
-    "unscale_actions",
 ]

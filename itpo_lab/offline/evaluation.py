@@ -2,7 +2,9 @@
 
 Deterministic actions, one env, episode ``i`` reset with ``seed + i`` so two evaluations with the
 same seed meet the same initial states (paired comparisons). The actor maps raw observations to
-``[-1, 1]``; actions reach the env through SB3's mapping ``low + 0.5 * (a + 1) * (high - low)``.
+``[-1, 1]``; it acts through ``itpo_wrap.adapters.actor_predict`` (SB3's ``predict`` contract, actions
+mapped to the Box as SB3 maps them) and its episodes run in the product's episode runner,
+``itpo_wrap.rollout.run_episode``: the lab has no episode loop of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_lab.offline.tensors import unscale_actions
+from itpo_wrap.adapters import actor_predict
+from itpo_wrap.rollout import Episode, RecordingEnv, run_episode
 
 ActorLike = Callable[[torch.Tensor], torch.Tensor]
 
@@ -86,12 +89,12 @@ def rollout(
     seed: int,
     max_episode_steps: int | None = None,
 ) -> Generator[Step, None, None]:
-    """Step ``actor`` deterministically through ``episodes`` episodes, one :class:`Step` at a time.
+    """Step ``actor`` deterministically through ``episodes`` episodes, yielding one :class:`Step` at a time.
 
-    The one episode loop that :func:`evaluate_actor` and ``calibration.value_calibration`` share, so
-    the two always see the same episodes: env made once, episode ``i`` reset with ``seed + i``,
-    actions mapped to the env's bounds by ``unscale_actions``. The env is closed and a module actor's
-    train/eval mode restored when the generator finishes or is closed.
+    The episodes :func:`evaluate_actor` counts and ``calibration.value_calibration`` reads, so the two
+    always see the same ones: env made once, episode ``i`` run by ``itpo_wrap.rollout.run_episode`` from
+    ``seed + i``. An episode's steps are yielded once it has finished. The env is closed and a module
+    actor's train/eval mode restored when the generator finishes or is closed.
 
     :param actor: raw ``(1, obs_dim)`` float32 observations -> ``(1, act_dim)`` actions in ``[-1, 1]``.
     :param env: a Gymnasium id or a zero-argument factory returning an env.
@@ -109,6 +112,14 @@ def rollout(
 
 def _steps(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: int,
            max_episode_steps: int | None) -> Generator[Step, None, None]:
+    with contextlib.closing(_episodes(actor, env, episodes, seed, max_episode_steps)) as runs:
+        for _, steps in runs:
+            yield from steps
+
+
+def _episodes(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: int,
+              max_episode_steps: int | None) -> Generator[tuple[Episode, list[Step]], None, None]:
+    """Each episode as ``run_episode`` reports it, with its steps (see :func:`rollout`)."""
     import gymnasium as gym
 
     made = gym.make(env) if isinstance(env, str) else env()
@@ -116,24 +127,28 @@ def _steps(actor: ActorLike, env: str | Callable[[], Any], episodes: int, seed: 
     if not isinstance(space, gym.spaces.Box):
         made.close()
         raise ValueError(f"rolling out an actor needs a Box action space (continuous actions); the env has {space}")
-    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def watched(obs: torch.Tensor) -> torch.Tensor:
+        action = actor(obs)
+        seen.append((obs, action))
+        return action
+
+    predict = actor_predict(watched, space.low.astype(np.float32), space.high.astype(np.float32))
+    recorder = RecordingEnv(made)
     was_training = getattr(actor, "training", False)
     if isinstance(actor, torch.nn.Module):
         actor.eval()
     try:
         for i in range(episodes):
-            obs, _ = made.reset(seed=seed + i)
-            steps, done = 0, False
-            while not done:
-                obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
-                with torch.no_grad():
-                    action = actor(obs_t)
-                obs, reward, terminated, truncated, _ = made.step(
-                    unscale_actions(action.reshape(-1).cpu().numpy(), low, high))
-                steps += 1
-                truncated = bool(truncated) or (max_episode_steps is not None and steps >= max_episode_steps)
-                done = bool(terminated) or truncated
-                yield Step(i, obs_t, action, float(reward), bool(terminated), truncated)
+            seen.clear()
+            episode = run_episode(predict, recorder, seed + i, max_steps=max_episode_steps)
+            env_steps = zip(*(recorder.columns[k] for k in ("rewards", "terminations", "truncations")), strict=True)
+            steps = []
+            for k, ((obs, action), (reward, terminated, truncated)) in enumerate(zip(seen, env_steps, strict=True)):
+                capped = max_episode_steps is not None and k + 1 >= max_episode_steps
+                steps.append(Step(i, obs, action, float(reward), bool(terminated), bool(truncated) or capped))
+            yield episode, steps
     finally:
         made.close()
         if isinstance(actor, torch.nn.Module) and was_training:
@@ -161,9 +176,10 @@ def evaluate_actor(
     :param max_episode_steps: optional cap (tests); the env's own TimeLimit applies anyway.
     :return: an :class:`EvalResult`.
     """
-    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
-    with contextlib.closing(rollout(actor, env, episodes, seed, max_episode_steps)) as steps:
-        for step in steps:
-            returns[step.episode] += step.reward
-            lengths[step.episode] += 1
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} must be at least 1")
+    with contextlib.closing(_episodes(actor, env, episodes, seed, max_episode_steps)) as runs:
+        done = [episode for episode, _ in runs]
+    returns = np.array([e.episode_return for e in done], dtype=np.float64)
+    lengths = np.array([e.length for e in done], dtype=np.int64)
     return EvalResult(returns, lengths, normalize_return(returns, ref_min_score, ref_max_score), seed)

@@ -5,8 +5,8 @@ converted to torch tensors once and indexed with a seeded ``torch.Generator`` (w
 into the resume checkpoint, so a resumed run draws the same batches as an uninterrupted one).
 
 Actions are stored **scaled to [-1, 1]** (the tanh actor's range, SB3's convention
-``a_env = low + 0.5 * (a + 1) * (high - low)``), so the critics see the same action units as the
-actor and as SB3's critics.
+``a_env = low + 0.5 * (a + 1) * (high - low)``; the library's ``itpo_wrap.adapters.to_policy_numpy`` maps
+them), so the critics see the same action units as the actor and as SB3's critics.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from itpo_wrap.adapters import to_policy_numpy
 from itpo_wrap.data.buffer import OfflineDataset
 
 
@@ -47,17 +48,6 @@ def action_bounds(dataset: OfflineDataset) -> tuple[np.ndarray, np.ndarray]:
             f"{np.abs(dataset.actions).max():.3g} outside [-1, 1]; set env_id or action_space on the dataset"
         )
     return -np.ones(dataset.act_dim, np.float32), np.ones(dataset.act_dim, np.float32)
-
-
-def scale_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Env-unit actions -> ``[-1, 1]`` (inverse of SB3's ``unscale_action``), clipped to the range."""
-    scaled = 2.0 * (np.asarray(actions, np.float32) - low) / (high - low) - 1.0
-    return np.clip(scaled, -1.0, 1.0).astype(np.float32)
-
-
-def unscale_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``[-1, 1]`` -> env units: ``low + 0.5 * (a + 1) * (high - low)`` (SB3's ``unscale_action``)."""
-    return (low + 0.5 * (np.asarray(actions, np.float32) + 1.0) * (high - low)).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -105,15 +95,19 @@ class TransitionTensors:
             return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
 
         self.observations = t(dataset.observations)
-        self.actions = t(scale_actions(dataset.actions, self.action_low, self.action_high))
+        self.actions = t(self._scaled(dataset.actions))
         self.rewards = t(dataset.rewards).reshape(-1, 1)
         self.next_observations = t(dataset.next_observations)
-        self.next_actions = t(scale_actions(dataset.next_actions, self.action_low, self.action_high))
+        self.next_actions = t(self._scaled(dataset.next_actions))
         self.terminations = t(dataset.terminations).reshape(-1, 1)
         self.next_action_valid = t(dataset.next_action_valid).reshape(-1, 1)
 
     def __len__(self) -> int:
         return int(self.observations.shape[0])
+
+    def _scaled(self, actions: np.ndarray) -> np.ndarray:
+        """Env-unit actions -> ``[-1, 1]`` float32, clipped (``to_policy_numpy`` with float32 bounds)."""
+        return to_policy_numpy(np.asarray(actions, np.float32), self.action_low, self.action_high)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """A uniform minibatch (with replacement) drawn with ``generator``.

@@ -14,12 +14,21 @@ from typing import Any
 
 from torch import nn
 
-from itpo_wrap.adapters.base import PolicyAdapter, to_env_numpy, to_env_torch
+from itpo_wrap.adapters.base import (
+    PolicyAdapter,
+    actor_predict,
+    box_center_half,
+    to_env_numpy,
+    to_env_torch,
+    to_policy_numpy,
+    to_policy_torch,
+)
 from itpo_wrap.adapters.sb3 import is_sb3, sb3_adapter
 from itpo_wrap.adapters.torch import torch_adapter
 from itpo_wrap.pairing import provenance
 
-__all__ = ["PolicyAdapter", "make_adapter", "register_adapter", "supported_policies", "to_env_numpy", "to_env_torch"]
+__all__ = ["PolicyAdapter", "actor_predict", "box_center_half", "make_adapter", "register_adapter", "supported_policies",
+           "to_env_numpy", "to_env_torch", "to_policy_numpy", "to_policy_torch"]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,18 @@ the call, and on the user's module another thread's ``state_dict()`` (``model.sa
 adapted weights mid-call (issue 21). The twin is handed every tensor it uses on each call (the adapted
 copy plus the live module's other parameters and buffers), so it never goes stale. Adapters for concrete libraries build one of these (``torch.py``,
 ``sb3.py``); ``itpo_wrap.adapters.make_adapter`` picks the right builder.
+
+The Box mapping lives here once, for the whole package and the lab: :func:`to_env_torch` /
+:func:`to_env_numpy` (policy units to the env's Box, SB3's formula), their inverses for squashing policies
+:func:`to_policy_torch` / :func:`to_policy_numpy`, :func:`box_center_half` (the affine form hot loops
+fuse into one ``addcmul``), and :func:`actor_predict` (a ``[-1, 1]`` torch actor behind SB3's ``predict``).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -134,3 +140,63 @@ def to_env_numpy(a: np.ndarray, low: np.ndarray, high: np.ndarray, squashed: boo
     if squashed:
         return low + (0.5 * (a + 1.0) * (high - low))
     return np.clip(a, low, high)
+
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def box_center_half(low: ArrayT, high: ArrayT) -> tuple[ArrayT, ArrayT]:
+    """The Box's centre ``(high + low) / 2`` and half-width ``(high - low) / 2`` (numpy or torch).
+
+    ``center + half * a`` maps ``[-1, 1]`` onto the Box in one fused op (``torch.addcmul``), which the
+    imagined rollouts use; it equals :func:`to_env_torch` up to rounding, not bit for bit.
+    """
+    return (high + low) / 2, (high - low) / 2
+
+
+def to_policy_torch(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Env (Box) units to a squashing policy's ``[-1, 1]`` in torch, clamped to the range: the inverse of
+    :func:`to_env_torch` with ``squashed=True`` (e.g. dataset actions as a behaviour-cloning target).
+
+    Computed as ``(a - center) / half`` (:func:`box_center_half`), so the Box's centre maps to 0 exactly.
+    """
+    center, half = box_center_half(low, high)
+    return ((a - center) / half).clamp(-1.0, 1.0)
+
+
+def to_policy_numpy(a: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env (Box) units to a squashing policy's ``[-1, 1]`` in numpy, clipped to the range: the inverse of
+    :func:`to_env_numpy` with ``squashed=True`` (the inverse of SB3's ``unscale_action``, its ``scale_action``).
+
+    Computed as SB3's ``scale_action`` does, ``2 (a - low) / (high - low) - 1``: the formula the lab's
+    trainers scale their datasets with, kept so retrained zoo policies see the same bits. It can differ from
+    :func:`to_policy_torch` in the last bit. The dtype follows numpy's rules (float32 in, float32 bounds:
+    float32 out).
+    """
+    return np.clip(2.0 * (a - low) / (high - low) - 1.0, -1.0, 1.0)
+
+
+def actor_predict(actor: Callable[[torch.Tensor], torch.Tensor], low: np.ndarray, high: np.ndarray,
+                  device: torch.device | str = "cpu") -> Callable[..., tuple[np.ndarray, Any]]:
+    """SB3's ``predict`` contract for a deterministic torch actor with outputs in ``[-1, 1]``.
+
+    ``predict(observation, state=None, episode_start=None, deterministic=True) -> (actions, state)``: the
+    observations as a float32 tensor on ``device``, the actor's output under ``torch.no_grad()`` as float32
+    numpy, mapped to the Box by :func:`to_env_numpy` (as SB3's own ``predict`` maps a squashing policy's);
+    ``state`` is passed through. The actor is called as it is (put a module in eval mode first).
+
+    :param actor: raw observations ``(B, obs_dim)`` -> actions ``(B, act_dim)`` in ``[-1, 1]``.
+    :param low: the Box's lower bound (its dtype sets the actions', float32 for MuJoCo's Boxes).
+    :param high: the Box's upper bound.
+    :param device: where the actor's parameters live.
+    :return: the ``predict`` function (what :func:`itpo_wrap.rollout.run_episode` calls).
+    """
+
+    def predict(observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        with torch.no_grad():
+            obs = torch.as_tensor(np.asarray(observation, dtype=np.float32), device=device)
+            action = np.asarray(actor(obs).cpu().numpy(), dtype=np.float32)
+        return to_env_numpy(action, low, high, squashed=True), state
+
+    return predict
