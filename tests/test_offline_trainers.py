@@ -122,6 +122,22 @@ def test_resume_after_crash_is_exact(algo: str, pendulum: OfflineDataset, tmp_pa
     assert updates == list(range(25, 201, 25))  # rows logged after the checkpoint were dropped, none duplicated
 
 
+@pytest.mark.parametrize("algo", ["td3_bc", "rebrac"])
+def test_the_loop_leaves_the_numerics_to_the_update(algo: str, pendulum: OfflineDataset, tmp_path: Path) -> None:
+    """main() with its logs, evaluations and checkpoints ends with the weights of a bare loop over build()'s parts:
+    the shared loop draws nothing and changes nothing, so a seed trains the same policy as before the loop was
+    shared (the stored commands remake the zoo's weights)."""
+    args = _args(algo, tmp_path, total_updates=120, eval_every=60, checkpoint_every=40, log_every=30,
+                 **({"bf16": False} if algo == "rebrac" else {}))
+    actor, critic, _ = load_offline_policy(policy_script(algo).main(args, dataset=pendulum))
+    parts = policy_script(algo).build(args, pendulum)
+    for u in range(1, 121):
+        parts.step(u, parts.data.sample(parts.args.batch_size, parts.generator))
+    for trained, bare in ((actor, parts.nets["actor"]), (critic, parts.nets["critic"])):
+        for (k, x), (_, y) in zip(trained.state_dict().items(), bare.state_dict().items(), strict=True):
+            assert torch.equal(x, y), f"{k} differs from the bare loop"
+
+
 def test_resume_refuses_other_settings(pendulum: OfflineDataset, tmp_path: Path) -> None:
     module = policy_script("td3_bc")
     module.main(_args("td3_bc", tmp_path, total_updates=50, eval_every=0), dataset=pendulum)

@@ -1,4 +1,6 @@
-"""Resumable training-loop plumbing for the single-file trainers in ``policies/``.
+"""The single-file trainers' (``policies/``) run folder on the library's resumable loop
+(:mod:`itpo_wrap.training.loop`: cadence, wall clock across resumes, atomic checkpoints, generator state,
+``updates_per_s``, progress bar; :mod:`itpo_wrap.training.metrics`: the CSV logs), plus their argument parsing.
 
 A run lives in one folder::
 
@@ -19,67 +21,26 @@ after that checkpoint the same way.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import dataclasses
-import re
-import time
 import typing
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from tqdm.auto import tqdm
+
+from itpo_wrap.training.metrics import CsvLog, fmt
+from itpo_wrap.training.resumable import Checkpoints, Loop, collect_state, restore_state
 
 if TYPE_CHECKING:
     from itpo_wrap.tensorboard import TensorBoardLog
 
-_CKPT = re.compile(r"^update_(\d+)\.pt$")
+__all__ = ["CsvLog", "TrainLoop", "collect_state", "format_command", "parse_args", "restore_state"]
 
 
-class CsvLog:
-    """Append-only CSV with a header fixed by the first row (or by the existing file).
-
-    :param path: the CSV file.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fields: list[str] | None = None
-        if path.exists() and path.stat().st_size > 0:
-            with path.open(newline="") as fh:
-                self.fields = next(csv.reader(fh), None)
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", restval="")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
-
-    def truncate_after(self, update: int) -> None:
-        """Drop rows whose ``update`` column exceeds ``update`` (rows logged after the checkpoint)."""
-        if not self.path.exists():
-            return
-        with self.path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if self.fields is None:
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", restval="")
-            writer.writeheader()
-            writer.writerows(r for r in rows if _update_of(r) <= update)
-        tmp.replace(self.path)
-
-
-class TrainLoop:
-    """Counts updates, decides when to log / evaluate / checkpoint, and saves and restores state.
+class TrainLoop(Loop):
+    """The library's :class:`itpo_wrap.training.loop.Loop` (cadence, wall clock, rate, progress bar) with the
+    trainers' run folder: numbered checkpoints that remember the run's settings, ``train.csv`` and ``eval.csv``.
 
     :param run_dir: the run folder (created).
     :param total_updates: the fixed update budget.
@@ -99,26 +60,20 @@ class TrainLoop:
                 raise ValueError(f"{name}={value} must be at least 1")
         if eval_every < 0:
             raise ValueError(f"eval_every={eval_every} must be >= 0 (0 disables evaluation)")
+        super().__init__(total_updates, log_every=log_every, eval_every=eval_every,
+                         checkpoint_every=checkpoint_every, desc=desc, progress=progress)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        self.total, self.checkpoint_every, self.eval_every = total_updates, checkpoint_every, eval_every
-        self.log_every, self.keep, self.desc, self.progress = log_every, keep, desc, progress
-        self.start = 0
-        self._wall_before = 0.0
-        self._t0 = time.perf_counter()
-        self._last_log = (self._t0, 0)
+        self.store = Checkpoints(self.ckpt_dir, "update", keep=keep)
         self.train_log = CsvLog(self.run_dir / "train.csv")
         self.eval_log = CsvLog(self.run_dir / "eval.csv")
-        self._bar: Any = None
         # set after resume() by a run with --tensorboard (itpo_wrap.tensorboard.open_run): rows go there too
         self.tensorboard: TensorBoardLog | None = None
 
-    # ----------------------------------------------------------------- resume
     def checkpoints(self) -> list[Path]:
         """Training checkpoints, oldest first."""
-        found = [(int(m.group(1)), p) for p in self.ckpt_dir.iterdir() if (m := _CKPT.match(p.name))]
-        return [p for _, p in sorted(found)]
+        return self.store.paths()
 
     def resume(self, config: dict[str, Any], may_differ: Sequence[str] = ()) -> dict[str, Any] | None:
         """Load the newest readable checkpoint (``weights_only=True``) and position the counter after it.
@@ -128,102 +83,47 @@ class TrainLoop:
         :param may_differ: keys allowed to change across a resume (budgets, cadences, threads).
         :return: the saved state dict, or ``None`` when the run starts fresh.
         """
-        for path in reversed(self.checkpoints()):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:  # a corrupt file: fall back to the previous checkpoint
-                warnings.warn(f"skipping unreadable checkpoint {path} ({type(err).__name__}: {err})", stacklevel=2)
-                continue
-            saved = state.get("config", {})
-            diff = sorted(k for k in set(saved) | set(config)
-                          if k not in may_differ and saved.get(k) != config.get(k))
-            if diff:
-                changes = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff)
-                raise ValueError(f"run dir {str(self.run_dir)!r} holds a checkpoint made with other settings "
-                                 f"({changes}); use a new --run-dir or the original arguments")
-            self.start = int(state["loop"]["update"])
-            if self.start > self.total:
-                raise ValueError(f"run dir {str(self.run_dir)!r} is already at update {self.start}, past "
-                                 f"total_updates={self.total}; raise --total-updates or use a new --run-dir")
-            self._wall_before = float(state["loop"]["wall_s"])
-            self.train_log.truncate_after(self.start)
-            self.eval_log.truncate_after(self.start)
-            return state
-        return None
+        state = self.store.load()
+        if state is None:
+            return None
+        saved = state.get("config", {})
+        diff = sorted(k for k in set(saved) | set(config) if k not in may_differ and saved.get(k) != config.get(k))
+        if diff:
+            changes = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff)
+            raise ValueError(f"run dir {str(self.run_dir)!r} holds a checkpoint made with other settings "
+                             f"({changes}); use a new --run-dir or the original arguments")
+        old = state.get("loop")  # checkpoints written before the shared loop kept the position under "loop"
+        step, wall_s = (int(old["update"]), float(old["wall_s"])) if old else (int(state["step"]), float(state["wall_s"]))
+        if step > self.total:
+            raise ValueError(f"run dir {str(self.run_dir)!r} is already at update {step}, past "
+                             f"total_updates={self.total}; raise --total-updates or use a new --run-dir")
+        self.resume_at(step, wall_s)
+        self.train_log.truncate_after(step)
+        self.eval_log.truncate_after(step)
+        return state
 
-    # ------------------------------------------------------------- iteration
-    def __iter__(self) -> Iterator[int]:
-        self._t0 = time.perf_counter()
-        self._last_log = (self._t0, self.start)
-        self._bar = tqdm(total=self.total, initial=self.start, desc=self.desc, disable=not self.progress,
-                         dynamic_ncols=True, mininterval=1.0)
-        try:
-            for update in range(self.start + 1, self.total + 1):
-                yield update
-                self._bar.update(1)
-        finally:
-            self._bar.close()
-
-    def elapsed(self) -> float:
-        """Wall seconds spent training, summed over every resumed segment."""
-        return self._wall_before + time.perf_counter() - self._t0
-
-    def _due(self, update: int, every: int) -> bool:
-        return every > 0 and (update % every == 0 or update == self.total)
-
-    def due_log(self, update: int) -> bool:
-        return self._due(update, self.log_every)
-
-    def due_eval(self, update: int) -> bool:
-        return self._due(update, self.eval_every)
-
-    def due_checkpoint(self, update: int) -> bool:
-        return self._due(update, self.checkpoint_every)
-
-    @contextlib.contextmanager
-    def pause(self) -> Iterator[None]:
-        """Time spent inside (evaluation, checkpoint writing) is left out of ``updates_per_s``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            last_t, last_u = self._last_log
-            self._last_log = (last_t + time.perf_counter() - t0, last_u)
-
-    # --------------------------------------------------------------- outputs
     def log(self, update: int, metrics: dict[str, Any]) -> None:
         """Append a ``train.csv`` row; tensors are read with ``.item()`` only here."""
-        now = time.perf_counter()
-        last_t, last_u = self._last_log
-        rate = (update - last_u) / max(now - last_t, 1e-9)
-        self._last_log = (now, update)
+        rate = self.rate(update)
         row = {"update": update, "wall_s": self.elapsed(), "updates_per_s": rate, **metrics}
         self.train_log.write(row)
         if self.tensorboard is not None:
             self.tensorboard.write(update, {"time/wall_s": row["wall_s"], "time/updates_per_s": rate,
                                             **{f"train/{k}": v for k, v in metrics.items()}})
-        if self._bar is not None:
-            self._bar.set_postfix({"upd/s": f"{rate:.0f}"}, refresh=False)
+        self.show({"upd/s": f"{rate:.0f}"})
 
     def log_eval(self, update: int, row: dict[str, Any]) -> None:
         """Append an ``eval.csv`` row and print the means."""
         self.eval_log.write({**row, "update": update, "wall_s": self.elapsed()})
         if self.tensorboard is not None:  # the scores; episodes and seed are settings, not curves
             self.tensorboard.write(update, {k: v for k, v in row.items() if k.startswith("eval/")})
-        msg = " ".join(f"{k.split('/')[-1]}={_fmt(v)}" for k, v in row.items() if k.endswith("_mean"))
+        msg = " ".join(f"{k.split('/')[-1]}={fmt(v)}" for k, v in row.items() if k.endswith("_mean"))
         tqdm.write(f"[{self.desc}] update {update}: {msg}")
 
     def save(self, update: int, state: dict[str, Any]) -> Path:
         """Write ``state`` plus the loop position atomically, then prune old checkpoints."""
-        payload = {**state, "loop": {"update": update, "wall_s": self.elapsed()}}
-        path = self.ckpt_dir / f"update_{update:09d}.pt"
-        tmp = path.with_name(path.name + ".tmp")
         with self.pause():
-            torch.save(payload, tmp)
-            tmp.replace(path)
-            for old in self.checkpoints()[:-self.keep]:
-                old.unlink()
-        return path
+            return self.store.save(update, self.elapsed(), state)
 
 
 def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: str | None = None) -> Any:
@@ -252,41 +152,6 @@ def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: s
 
         parser.add_argument(flag, type=convert, default=f.default, metavar=getattr(conv, "__name__", "X").upper())
     return cls(**vars(parser.parse_args(argv)))
-
-
-def _update_of(row: dict[str, Any]) -> float:
-    """A row's update number; a half-written last row (killed mid-write) counts as past any checkpoint."""
-    try:
-        return float(row["update"])
-    except (KeyError, TypeError, ValueError):
-        return float("inf")
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        value = value.item()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
-
-
-def collect_state(**objects: Any) -> dict[str, Any]:
-    """``state_dict()`` of modules and optimizers, ``get_state()`` of torch generators, by name."""
-    out: dict[str, Any] = {}
-    for name, obj in objects.items():
-        out[name] = obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
-    return out
-
-
-def restore_state(state: dict[str, Any], **objects: Any) -> None:
-    """Inverse of :func:`collect_state`; a missing name is an error naming it."""
-    for name, obj in objects.items():
-        if name not in state:
-            raise KeyError(f"checkpoint has no {name!r} (it has {sorted(state)}); was it written by another trainer?")
-        if isinstance(obj, torch.Generator):
-            obj.set_state(state[name])
-        else:
-            obj.load_state_dict(state[name])
 
 
 def format_command(script: str, args: Any) -> str:

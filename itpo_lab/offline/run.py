@@ -149,6 +149,29 @@ class TrainerParts(NamedTuple):
     extra_config: dict[str, Any]
 
 
+def _open_loop(args: Any, algorithm: str, config: dict[str, Any], objects: dict[str, Any],
+               may_differ: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The run folder's ``TrainLoop``, positioned after its newest checkpoint with ``objects`` (networks,
+    optimizers, generator) restored from it and, with ``args.tensorboard``, its TensorBoard run open; and the
+    last evaluation row that checkpoint holds."""
+    from itpo_lab.offline.loop import TrainLoop
+    from itpo_wrap.tensorboard import open_run
+    from itpo_wrap.training.resumable import restore_state
+
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algorithm, args.dataset, args.seed)
+    loop = TrainLoop(run_dir, total_updates=args.total_updates, checkpoint_every=args.checkpoint_every,
+                     eval_every=args.eval_every, log_every=args.log_every, desc=f"{algorithm} {run_dir.name}",
+                     progress=args.progress)
+    state = loop.resume(config, may_differ=may_differ)
+    if state is not None:
+        restore_state(state, **objects)
+    tensorboard = getattr(args, "tensorboard", None)
+    if tensorboard is not None:  # a resumed run hides its TensorBoard steps after the checkpoint, as train.csv drops them
+        loop.tensorboard = open_run(tensorboard, f"{algorithm}-{run_dir.name}", run_dir, resume=state is not None,
+                                    purge_from=loop.start + 1)
+    return loop, None if state is None else state.get("last_eval")
+
+
 def train_actor_critic(
     args: Any,
     dataset: OfflineDataset,
@@ -180,25 +203,14 @@ def train_actor_critic(
     :param may_differ: ``Args`` fields a resumed run may change (passed to ``TrainLoop.resume``).
     :param extra_config: settings resolved at run time, stored in the config and checkpoint.
     """
-    from itpo_lab.offline.loop import TrainLoop, collect_state, restore_state
-    from itpo_wrap.tensorboard import check_tensorboard, open_run
+    from itpo_wrap.tensorboard import check_tensorboard
+    from itpo_wrap.training.resumable import collect_state
 
     check_tensorboard(getattr(args, "tensorboard", None))  # before the run folder is created
-    extra = extra_config or {}
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algorithm, args.dataset, args.seed)
-    loop = TrainLoop(run_dir, total_updates=args.total_updates, checkpoint_every=args.checkpoint_every,
-                     eval_every=args.eval_every, log_every=args.log_every, desc=f"{algorithm} {run_dir.name}",
-                     progress=args.progress)
-    config = {**dataclasses.asdict(args), **extra}
-    state = loop.resume(config, may_differ=may_differ)
-    last_eval, latest, done = None, {}, loop.start
-    if state is not None:
-        restore_state(state, **nets, actor_opt=opts["actor"], critic_opt=opts["critic"], generator=generator)
-        last_eval = state.get("last_eval")
-    tensorboard = getattr(args, "tensorboard", None)
-    if tensorboard is not None:  # a resumed run hides its TensorBoard steps after the checkpoint, as train.csv drops them
-        loop.tensorboard = open_run(tensorboard, f"{algorithm}-{run_dir.name}", run_dir, resume=state is not None,
-                                    purge_from=loop.start + 1)
+    config = {**dataclasses.asdict(args), **(extra_config or {})}
+    objects = {**nets, "actor_opt": opts["actor"], "critic_opt": opts["critic"], "generator": generator}
+    loop, last_eval = _open_loop(args, algorithm, config, objects, may_differ)
+    run_dir, latest, done = loop.run_dir, {}, loop.start
     actor = nets["actor"]
     try:
         for u in loop:
@@ -211,8 +223,7 @@ def train_actor_critic(
                     last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, u)
                 loop.log_eval(u, last_eval)
             if loop.due_checkpoint(u):
-                loop.save(u, {**collect_state(**nets, actor_opt=opts["actor"], critic_opt=opts["critic"],
-                                              generator=generator), "config": config, "last_eval": last_eval})
+                loop.save(u, {**collect_state(**objects), "config": config, "last_eval": last_eval})
     finally:
         if loop.tensorboard is not None:
             loop.tensorboard.close()

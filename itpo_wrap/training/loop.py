@@ -1,29 +1,36 @@
-"""One resumable training loop for every part of a bundle (dynamics, baseline, heads, FQE critic).
+"""The one resumable training loop: world-model parts and ``itpo improve`` (:func:`fit_component`) and the
+base-policy trainers (``itpo_lab.offline.TrainLoop``, TD3+BC and ReBRAC) all run on it.
 
-Each part is a ``Component``: a module, a loss over a minibatch drawn with the part's own
-``torch.Generator`` (so results do not depend on which thread runs it), and a step budget. The
-loop owns the optimiser (AdamW, warmup then cosine decay, grad clipping), the periodic checkpoint
-``<run_dir>/<name>.ckpt.pt`` it resumes from, metric rows, and a progress bar.
+The plumbing, once (:mod:`itpo_wrap.training.resumable`, re-exported here): :class:`Loop` counts updates
+(continuing after a checkpoint's step), keeps the wall clock across resumed segments, says when to log, evaluate
+and checkpoint, measures ``updates_per_s`` and shows a progress bar; :class:`Checkpoints` writes checkpoints
+atomically and loads the newest readable one with ``weights_only=True``; :func:`collect_state` /
+:func:`restore_state` save and restore modules, optimizers, schedulers and ``torch.Generator`` states by name.
+Minibatches come from a checkpointed generator, so a killed and resumed run ends bit-identical to an
+uninterrupted one. Metric rows go to :mod:`itpo_wrap.training.metrics` (one row model, two CSV layouts).
+
+The update is the caller's. A :class:`Component` is one module and one loss (a minibatch drawn with the part's
+own generator, so results do not depend on which thread runs it) and :func:`fit_component` trains it with AdamW
+(warmup then cosine decay, grad clipping, optional weight average), checkpointing ``<run_dir>/<name>.ckpt.pt``;
+the base-policy trainers plug in their actor-critic update with its own optimizers and target networks.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
-import os
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from itpo_wrap.tensorboard import TensorBoardLog
+from itpo_wrap.training.metrics import MetricsLog
+from itpo_wrap.training.resumable import Checkpoints, Loop, collect_state, restore_state
+
+__all__ = ["Checkpoints", "Component", "EvalFn", "Loop", "LossFn", "MetricsLog", "collect_state", "fit_component",
+           "restore_state"]
 
 LossFn = Callable[[torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 EvalFn = Callable[[], dict[str, float]]
@@ -51,37 +58,31 @@ class Component:
     extra: dict[str, nn.Module] = dataclasses.field(default_factory=dict)
 
 
-class MetricsLog:
-    """Thread-safe metric sink: long-format CSV (``component, step, wall_s, metric, value``) and, when given a
-    TensorBoard log (``--tensorboard``), the same rows as scalars tagged ``<component>/<metric>``.
+class _Average:
+    """Exponential average of the trainable weights at decay ``min(decay, (1 + n) / (10 + n))`` after update ``n``
+    (0-based): warm-started, so early averages are not dominated by the random init."""
 
-    :param run_dir: where ``metrics.csv`` goes (appended on resume).
-    :param tensorboard: an :class:`itpo_wrap.tensorboard.TensorBoardLog` (closed with this log); ``None`` writes
-        nothing TensorBoard-related.
-    """
+    def __init__(self, params: list[torch.Tensor], decay: float) -> None:
+        self.params, self.decay = params, decay
+        self.avg = [p.detach().clone() for p in params]
 
-    def __init__(self, run_dir: Path, tensorboard: TensorBoardLog | None = None) -> None:
-        self.path = run_dir / "metrics.csv"
-        self._lock = threading.Lock()
-        new = not self.path.exists()
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the whole run
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(["component", "step", "wall_s", "metric", "value"])
-        self._tb = tensorboard
+    def update(self, n: int) -> None:
+        with torch.no_grad():
+            torch._foreach_lerp_(self.avg, self.params, 1.0 - min(self.decay, (1.0 + n) / (10.0 + n)))
 
-    def write(self, component: str, step: int, wall_s: float, metrics: dict[str, float]) -> None:
-        with self._lock:
-            for key, value in metrics.items():
-                self._csv.writerow([component, step, f"{wall_s:.2f}", f"{component}/{key}", f"{value:.6g}"])
-            self._file.flush()
-            if self._tb is not None:
-                self._tb.write(step, {f"{component}/{key}": value for key, value in metrics.items()})
+    def swap(self) -> None:
+        """Exchange live and averaged weights (twice restores them): evaluation sees the average."""
+        with torch.no_grad():
+            for p, e in zip(self.params, self.avg, strict=True):
+                tmp = p.detach().clone()
+                p.copy_(e)
+                e.copy_(tmp)
 
-    def close(self) -> None:
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+    def finish(self) -> None:
+        """The part leaves training with its averaged weights."""
+        with torch.no_grad():
+            for p, e in zip(self.params, self.avg, strict=True):
+                p.copy_(e)
 
 
 def _lr_factor(step: int, total: int, warmup: int, final: float) -> float:
@@ -91,12 +92,56 @@ def _lr_factor(step: int, total: int, warmup: int, final: float) -> float:
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def _restore(comp: Component, state: dict[str, Any], objects: dict[str, Any], ema: _Average | None,
+             where: Path) -> None:
+    restore_state(state, **objects)
+    restore_state(state["extra"], **comp.extra)
+    if ema is not None:
+        if "ema" not in state:
+            raise ValueError(f"{where} was written without ema_decay; resume with the run's own config "
+                             "or start a fresh run (--no-resume)")
+        for e, saved in zip(ema.avg, state["ema"], strict=True):
+            e.copy_(saved)
+
+
+def _snapshot(comp: Component, objects: dict[str, Any], ema: _Average | None) -> dict[str, Any]:
+    """What a part's checkpoint holds besides its position (the inverse of :func:`_restore`)."""
+    ema_state = {"ema": [e.clone() for e in ema.avg]} if ema is not None else {}
+    return {**collect_state(**objects), "extra": collect_state(**comp.extra), **ema_state}
+
+
+def _update(comp: Component, cfg: Any, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator,
+            ) -> dict[str, torch.Tensor]:
+    loss, metrics = comp.loss(gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(comp.module.parameters(), cfg.grad_clip)
+    opt.step()
+    sched.step()
+    return metrics
+
+
+def _evaluate(comp: Component, ema: _Average | None) -> dict[str, float]:
+    assert comp.evaluate is not None
+    comp.module.eval()
+    if ema is not None:
+        ema.swap()
+    with torch.no_grad():
+        out = comp.evaluate()
+    if ema is not None:
+        ema.swap()
+    comp.module.train()
+    return out
+
+
 def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, seed: int,
                   position: int = 0, progress: bool = True) -> dict[str, float]:
-    """Train ``comp`` for its budget, resuming from its checkpoint when one exists.
+    """Train ``comp`` for its budget, resuming from its checkpoint when one exists (and dropping its
+    ``metrics.csv`` rows written after that checkpoint).
 
     :param comp: the part.
-    :param cfg: a ``WorldModelTrainConfig`` (optimiser and logging settings).
+    :param cfg: a ``WorldModelTrainConfig`` (optimiser, ``ema_decay`` and logging settings).
     :param run_dir: checkpoint directory.
     :param log: metric sink.
     :param seed: seed of this part's generator.
@@ -110,91 +155,41 @@ def fit_component(comp: Component, cfg: Any, run_dir: Path, log: MetricsLog, see
     opt = torch.optim.AdamW(comp.module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, comp.steps, min(cfg.warmup_steps, comp.steps // 10), cfg.final_lr_fraction))
-    ckpt_path = run_dir / f"{comp.name}.ckpt.pt"
-    step, wall_before = 0, 0.0
-    params: list[torch.Tensor] = [p for p in comp.module.parameters() if p.requires_grad]
     ema_decay = float(getattr(cfg, "ema_decay", 0.0))
-    ema = [p.detach().clone() for p in params] if ema_decay > 0 else None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        comp.module.load_state_dict(state["module"])
-        for key, mod in comp.extra.items():
-            mod.load_state_dict(state["extra"][key])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
-        step, wall_before = int(state["step"]), float(state["wall_s"])
-        if ema is not None:
-            if "ema" not in state:
-                raise ValueError(f"{ckpt_path} was written without ema_decay; resume with the run's own config "
-                                 "or start a fresh run (--no-resume)")
-            for e, saved in zip(ema, state["ema"], strict=True):
-                e.copy_(saved)
-
-    def save(at: int, wall: float) -> None:
-        tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
-        torch.save({"step": at, "wall_s": wall, "module": comp.module.state_dict(),
-                    "extra": {k: m.state_dict() for k, m in comp.extra.items()}, "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                    **({"ema": [e.clone() for e in ema]} if ema is not None else {})}, tmp)
-        os.replace(tmp, ckpt_path)
-
-    def swap_ema() -> None:
-        """Exchange live and averaged weights (twice restores them): evaluation sees the average."""
-        if ema is None:
-            return
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                tmp = p.detach().clone()
-                p.copy_(e)
-                e.copy_(tmp)
-
+    ema = _Average([p for p in comp.module.parameters() if p.requires_grad], ema_decay) if ema_decay > 0 else None
+    objects = {"module": comp.module, "optimizer": opt, "scheduler": sched, "generator": gen}
+    loop = Loop(comp.steps, log_every=cfg.log_every, eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
+                desc=comp.name, position=position, progress=progress)
+    store = Checkpoints(run_dir, comp.name)
+    if (state := store.load(map_location=device)) is not None:
+        _restore(comp, state, objects, ema, store.path(0))
+        loop.resume_at(int(state["step"]), float(state["wall_s"]))
+    log.truncate_after(loop.start, comp.name)
     comp.module.train()
-    bar = tqdm(total=comp.steps, initial=step, desc=comp.name, position=position, leave=True,
-               disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    start, start_step = time.perf_counter(), step
     last_eval: dict[str, float] = {}
-    while step < comp.steps:
-        loss, metrics = comp.loss(gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(comp.module.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
+    done = loop.start
+    for done in loop:
+        metrics = _update(comp, cfg, opt, sched, gen)
         if ema is not None:
-            # warm-started decay (1 + n) / (10 + n): early averages are not dominated by the random init
-            decay = min(ema_decay, (1.0 + step) / (10.0 + step))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, params, 1.0 - decay)
+            ema.update(done - 1)
         if comp.after_step is not None:
             comp.after_step()
-        step += 1
-        bar.update(1)
-        wall = wall_before + time.perf_counter() - start
-        if step % cfg.log_every == 0 or step == comp.steps:
-            row = {k: float(v) for k, v in metrics.items()}
-            row["lr"] = opt.param_groups[0]["lr"]
-            row["updates_per_s"] = (step - start_step) / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:2]}, refresh=False)
-            log.write(comp.name, step, wall, row)
-        if comp.evaluate is not None and (step % cfg.eval_every == 0 or step == comp.steps):
-            comp.module.eval()
-            swap_ema()
-            with torch.no_grad():
-                last_eval = comp.evaluate()
-            swap_ema()
-            comp.module.train()
-            log.write(comp.name, step, wall, {f"val_{k}": v for k, v in last_eval.items()})
-        if step % cfg.checkpoint_every == 0 or step == comp.steps:
-            save(step, wall)
-    bar.close()
-    if ema is not None:  # the part leaves training with its averaged weights
-        with torch.no_grad():
-            for p, e in zip(params, ema, strict=True):
-                p.copy_(e)
+        if loop.due_log(done):
+            row = {**{k: float(v) for k, v in metrics.items()}, "lr": opt.param_groups[0]["lr"],
+                   "updates_per_s": loop.rate(done)}
+            loop.show({k: f"{v:.3g}" for k, v in list(row.items())[:2]})
+            log.write(comp.name, done, loop.elapsed(), row)
+        if comp.evaluate is not None and loop.due_eval(done):
+            with loop.pause():
+                last_eval = _evaluate(comp, ema)
+            log.write(comp.name, done, loop.elapsed(), {f"val_{k}": v for k, v in last_eval.items()})
+        if loop.due_checkpoint(done):
+            with loop.pause():
+                store.save(done, loop.elapsed(), _snapshot(comp, objects, ema))
+    if ema is not None:
+        ema.finish()
     comp.module.eval()
-    elapsed = time.perf_counter() - start
-    return {"steps": float(step), "wall_s": wall_before + elapsed,
-            "updates_per_s": (step - start_step) / elapsed if step > start_step else float("nan"),
+    segment = loop.segment_s()
+    return {"steps": float(done), "wall_s": loop.elapsed(),
+            "updates_per_s": (done - loop.start) / segment if done > loop.start else float("nan"),
             **{f"val_{k}": v for k, v in last_eval.items()}}

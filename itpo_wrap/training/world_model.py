@@ -143,8 +143,8 @@ def train_world_model(
         (``--tensorboard``; needs ``pip install 'itpo-wrap[tensorboard]'``). A run option, not a config field: it
         does not change what is trained, so resuming with or without it is the same run. A resumed run appends
         to the folder it used before; steps between a part's last checkpoint and the interruption then appear
-        twice, as in ``metrics.csv`` (parts resume from different steps, and TensorBoard can only hide a restart's
-        stale steps for all tags at once).
+        twice there (parts resume from different steps, and TensorBoard can only hide a restart's stale steps for
+        all tags at once), while ``metrics.csv`` drops each part's rows written after its checkpoint.
     """
     cfg = cfg or WorldModelTrainConfig()
     check_tensorboard(tensorboard)  # a missing package fails here, before the run dir is touched
