@@ -4,7 +4,6 @@ checkpoint); the loop is :mod:`itpo_wrap.improve`'s."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import warnings
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpo_wrap.adapters import PolicyAdapter, make_adapter, to_env_torch
+from itpo_wrap.adapters import PolicyAdapter, make_adapter, to_env_torch, to_policy_torch
 from itpo_wrap.adapters.validation import check_world_model
 from itpo_wrap.config import AdaptConfig
 from itpo_wrap.data.buffer import OfflineDataset
@@ -119,7 +118,7 @@ def prepare(base: Any, improved: Any, wm: Any, data: OfflineDataset, cfg: Improv
     train, val, verdict = _split(data, cfg)
     actions = torch.as_tensor(train.actions, device=device)
     if adapter.squashed:  # the dataset's actions in the policy's [-1, 1] units (the BC target "data")
-        actions = ((actions - (high + low) / 2) / ((high - low) / 2)).clamp(-1.0, 1.0)
+        actions = to_policy_torch(actions, low, high)
     banks = []
     for offset, states in ((1, val), (2, verdict)):  # banks no training batch draws (those use seed + 0)
         g = torch.Generator(device=device).manual_seed(cfg.seed + offset)
@@ -194,7 +193,6 @@ def open_run(folder: Path, identity: dict[str, Any]) -> int:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(identity, indent=2) + "\n")
     tmp.replace(path)
-    _trim_metrics(folder / "metrics.csv", done)
     for stale in ("result.json", "improved.pt"):  # a finished run's verdict is remade below; never left stale
         (folder / stale).unlink(missing_ok=True)
     return done
@@ -232,20 +230,6 @@ def _check_same(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
     if diffs:
         raise ValueError(f"{str(folder)!r} holds a run with other settings ({'; '.join(diffs)}); rerun with its "
                          "settings to resume it, or pass another run folder (--out)")
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop the rows a killed run wrote after its last checkpoint: the resumed run writes them again."""
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if len(r) == 5 and r[1].isdigit() and int(r[1]) <= step]
-    if len(kept) != len(rows):
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        tmp.replace(path)
 
 
 def _digest(tensors: list[torch.Tensor]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from itpo_wrap.adapters import to_env_numpy
+from itpo_wrap.adapters import actor_predict
 from itpo_wrap.config import AdaptConfig, record_defaults
 from itpo_wrap.data.minari import normalized_score
 from itpo_wrap.pairing import provenance
@@ -140,21 +140,10 @@ class ZooEntry:
         mapped to the Box as SB3 does (what the wrapper at ``steps=0`` also returns)."""
         if "model" in self.meta:
             return self.meta["model"].predict
-        import numpy as np
-        import torch
-
         env = self.make_env()
         low, high = env.action_space.low, env.action_space.high
         env.close()
-
-        def predict(observation: Any, state: Any = None, episode_start: Any = None,
-                    deterministic: bool = True) -> tuple[Any, Any]:
-            with torch.no_grad():
-                obs = torch.as_tensor(np.asarray(observation, dtype=np.float32), device=self.device)
-                a = self.actor(obs).cpu().numpy()
-            return to_env_numpy(a, low, high, squashed=True), state
-
-        return predict
+        return actor_predict(self.actor, low, high, device=self.device)
 
     def make_env(self, **kwargs: Any) -> Any:
         """``gymnasium.make(env_id, **kwargs)``."""

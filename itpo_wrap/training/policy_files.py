@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from itpo_wrap.adapters import to_env_torch
+
 
 def load_policy(path: str, action_low: np.ndarray, action_high: np.ndarray) -> Any:
     """A differentiable raw-obs -> env-action callable from an SB3 ``.zip`` (SAC, TD3, DDPG) or a
@@ -33,28 +35,17 @@ def load_policy(path: str, action_low: np.ndarray, action_high: np.ndarray) -> A
             return scripted(obs)
 
     def policy(obs: torch.Tensor) -> torch.Tensor:
-        return low + 0.5 * (scaled(obs) + 1.0) * (high - low)
+        return to_env_torch(scaled(obs), low, high, squashed=True)
 
     return policy
 
 
 def load_sb3(path: str) -> Any:
-    """An SB3 SAC, TD3 or DDPG model from its ``.zip`` on the CPU (a trusted file: its pickle runs).
+    """An SB3 SAC, TD3 or DDPG model from its ``.zip`` on the CPU (a trusted file: its pickle runs), through
+    the library's one zip loader (DDPG is TD3 with other defaults and loads as TD3).
 
     :param path: the ``.zip``.
     """
-    try:
-        from stable_baselines3 import DDPG, SAC, TD3
-        from stable_baselines3.common.save_util import load_from_zip_file
-    except ImportError as err:  # pragma: no cover - SB3 is a dependency
-        raise ImportError("loading an SB3 .zip needs stable-baselines3: pip install stable-baselines3") from err
-    from itpo_wrap.formats.sb3_weights import warn_sb3_pickle
+    from itpo_wrap.formats.sb3 import load_sb3_model
 
-    warn_sb3_pickle(path)  # the zip's pickle runs below: say once that it is trusted like code
-    data, _, _ = load_from_zip_file(path, device="cpu")
-    module = getattr((data or {}).get("policy_class"), "__module__", "")
-    for key, cls in (("sac", SAC), ("td3", TD3), ("ddpg", DDPG)):
-        if f".{key}." in module:
-            return cls.load(path, device="cpu")
-    raise ValueError(f"{path} holds a {module or 'unknown'} policy; only SAC, TD3 and DDPG .zip files have the "
-                     "actor/critic this command uses (for others use the Python API with CriticHead / fit_fqe)")
+    return load_sb3_model(path)
