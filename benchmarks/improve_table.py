@@ -3,6 +3,10 @@ improved policy, each paired with the TD3+BC base on the evaluation seeds.
 
     python benchmarks/improve_table.py [--csv benchmarks/results/episodes.csv] [--markdown docs/improve_eval.md]
 
+Round 2 (the real-env check, policy ``improved_env``): a second table, one row per ``result.json`` copied into
+``benchmarks/results/improve_env/<entry>.json``. Where the check refused, ``itpo improve`` returns the base
+itself: that cell is the base, gain 0.0 on every seed by construction, and says so.
+
 Every cell is the mean paired gain over the **base** policy (normalized points), its 95% t interval and the
 seeds it won, over the seeds both rows have; ITPO rows are the shipped defaults (``AdaptConfig()``,
 MeanFlow). An entry with no ``improved`` rows is left out (its improvement was refused or not run).
@@ -37,7 +41,10 @@ def _paired(ref: dict[int, float], other: dict[int, float]) -> dict[str, Any] | 
             "ci_high": float(d.mean()) + half, "better": int((d > 0).sum()), "mean": float(np.mean([other[s] for s in seeds]))}
 
 
-def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow") -> list[dict[str, Any]]:
+def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow",
+          policies: tuple[str, ...] = ("improved",)) -> list[dict[str, Any]]:
+    """Per entry with rows of ``policies[0]``: the base's mean, and the three columns paired with the base."""
+    improved = policies[0]
     episodes = summarize.load(csv_path)
     groups = summarize.group(episodes, "eval")
     base_key = run.settings_key("base", "", {})
@@ -56,14 +63,56 @@ def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow") -
         return {}
 
     out = []
-    for entry in sorted({e for e, p, _ in groups if p == "improved"}):
+    names = COLUMNS if improved == "improved" else ENV_COLUMNS
+    for entry in sorted({e for e, p, _ in groups} if improved != "improved" else {e for e, p, _ in groups if p == improved}):
         ref = scores(entry, base_policy, "base")
-        row: dict[str, Any] = {"dataset": entry, "base": float(np.mean(list(ref.values()))) if ref else None}
-        for col, (policy, method) in zip(COLUMNS, [("improved", "base"), (base_policy, "itpo"), ("improved", "itpo")],
+        row: dict[str, Any] = {"dataset": entry, "base": float(np.mean(list(ref.values()))) if ref else None, "ref": ref}
+        for col, (policy, method) in zip(names, [(improved, "base"), (base_policy, "itpo"), (improved, "itpo")],
                                          strict=True):
             row[col] = _paired(ref, scores(entry, policy, method))
         out.append(row)
     return out
+
+
+ENV_COLUMNS = ("improved_env", "ITPO on base", "ITPO on improved_env")
+
+
+def table_env(csv_path: Path, results: Path, base_policy: str = "td3_bc") -> list[dict[str, Any]]:
+    """Round 2's rows: per entry with a recorded ``itpo improve`` result, the env-checked policy alone (the base
+    where refused), ITPO on the base and ITPO on the env-checked policy, paired with the base."""
+    by_entry = {r["dataset"]: r for r in table(csv_path, base_policy, policies=("improved_env",))}
+    out = []
+    for path in sorted(results.glob("*.json")):
+        result = json.loads(path.read_text())
+        row = dict(by_entry.get(path.stem, {"dataset": path.stem}))
+        row["accepted"], row["field"] = result["accepted"], result.get("field")
+        if not result["accepted"]:
+            ref = row.get("ref") or {}
+            row["improved_env"] = {"n": len(ref), "gain": 0.0, "ci_low": 0.0, "ci_high": 0.0, "better": 0,
+                                   "refused": True} if ref else None
+            row["ITPO on improved_env"] = row.get("ITPO on base")
+        out.append(row)
+    return out
+
+
+def markdown_env(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| dataset | base | kept step (env check, seeds 0-9) | " +
+             " | ".join(f"{c}: gain [95% CI], better/n" for c in ENV_COLUMNS) + " |", "|---|---|---|" + "---|" * 3]
+    for r in rows:
+        step = f"step {r['field']['chosen']}" if r.get("accepted") else "refused: the base"
+        cells = []
+        for c in ENV_COLUMNS:
+            cell = r.get(c)
+            text = (f"{cell['gain']:+.1f} [{cell['ci_low']:+.1f}, {cell['ci_high']:+.1f}], {cell['better']}/{cell['n']}"
+                    if cell else "(not run)")
+            cells.append(text + (" (the base)" if cell and cell.get("refused") else ""))
+        base = f"{r['base']:.1f}" if r.get("base") is not None else "-"
+        lines.append(f"| {r['dataset']} | {base} | {step} | " + " | ".join(cells) + " |")
+    full = [r for r in rows if all(r.get(c) for c in ENV_COLUMNS[:2])]
+    if full:
+        means = [np.mean([r[c]["gain"] for r in full]) for c in ENV_COLUMNS[:2]]
+        lines.append(f"| mean of the {len(full)} rows with both | | | {means[0]:+.1f} | {means[1]:+.1f} | |")
+    return lines
 
 
 def markdown(rows: list[dict[str, Any]]) -> list[str]:
@@ -84,8 +133,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", default=run.DEFAULT_OUT)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--results", default="benchmarks/results/improve_env", help="round 2's result.json copies")
     args = p.parse_args()
     text = "\n".join(markdown(table(Path(args.csv)))) + "\n"
+    env_rows = table_env(Path(args.csv), Path(args.results))
+    if env_rows:
+        text += ("\nRound 2, the real-env check (policy `improved_env`; where refused, the base itself):\n\n"
+                 + "\n".join(markdown_env(env_rows)) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(text)
     print(text)
