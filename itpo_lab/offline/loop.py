@@ -20,7 +20,6 @@ after that checkpoint the same way.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import typing
 from collections.abc import Sequence
@@ -126,32 +125,48 @@ class TrainLoop(Loop):
             return self.store.save(update, self.elapsed(), state)
 
 
-def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: str | None = None) -> Any:
-    """Build a dataclass of script arguments from the command line (``--snake-case`` flags).
+def _optional_rule(info: Any) -> Any:
+    """A tyro primitive rule: ``int | None``, ``float | None`` and ``str | None`` read ``none`` (any case) as
+    ``None``, else the base type (tyro alone accepts only ``None``, and reads ``none`` as a string)."""
+    from tyro.constructors import PrimitiveConstructorSpec
 
-    Booleans get ``--flag/--no-flag``; ``X | None`` fields accept the string ``none``.
+    args = typing.get_args(info.type)
+    if len(args) != 2 or type(None) not in args:
+        return None
+    base = args[0] if args[1] is type(None) else args[1]
+    if base not in (int, float, str):
+        return None
+    return PrimitiveConstructorSpec(
+        nargs=1, metavar=base.__name__.upper(),
+        instance_from_str=lambda strings: None if strings[0].lower() == "none" else base(strings[0]),
+        is_instance=lambda x: x is None or isinstance(x, base),
+        str_from_instance=lambda x: [str(x)])
+
+
+def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: str | None = None) -> Any:
+    """Build a dataclass of script arguments from the command line with tyro (``--snake-case`` flags).
+
+    Booleans get ``--flag/--no-flag``, ``bool | None`` fields too (``None``, the default, when neither is
+    given); ``int``/``float``/``str | None`` fields accept the string ``none`` (any case). These are the
+    command lines the zoo's ``entry.json`` files store (``tests/test_script_args.py`` parses them all).
 
     :param cls: the ``Args`` dataclass.
     :param argv: arguments (``sys.argv[1:]`` when ``None``).
     :param description: help text (the script's docstring).
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if typing.get_args(hint) and len(args) == 1 else hint
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-            continue
-        conv = base if base in (int, float, str) else str
+    try:
+        import tyro
+    except ImportError as err:
+        raise ImportError("the policies/ scripts parse their arguments with tyro: "
+                          "pip install 'itpo-wrap[lab]'") from err
 
-        def convert(text: str, conv: Any = conv, optional: bool = base is not hint) -> Any:
-            return None if optional and text.lower() == "none" else conv(text)
-
-        parser.add_argument(flag, type=convert, default=f.default, metavar=getattr(conv, "__name__", "X").upper())
-    return cls(**vars(parser.parse_args(argv)))
+    registry = tyro.constructors.ConstructorRegistry()
+    registry.primitive_rule(_optional_rule)
+    # DisallowNone turns `bool | None` into a --flag/--no-flag pair (default kept); the rule above still
+    # reads `none` for the other optional fields. HelptextFromCommentsOff: tyro gives a comment block above
+    # a field to the fields below it too (grouped comments), which mislabels the Args' per-field comments.
+    config = (tyro.conf.DisallowNone, tyro.conf.HelptextFromCommentsOff)
+    return tyro.cli(cls, args=argv, description=description, registry=registry, config=config)
 
 
 def format_command(script: str, args: Any) -> str:
