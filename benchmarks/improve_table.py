@@ -110,8 +110,9 @@ def markdown_env(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {r['dataset']} | {base} | {step} | " + " | ".join(cells) + " |")
     full = [r for r in rows if all(r.get(c) for c in ENV_COLUMNS[:2])]
     if full:
-        means = [np.mean([r[c]["gain"] for r in full]) for c in ENV_COLUMNS[:2]]
-        lines.append(f"| mean of the {len(full)} rows with both | | | {means[0]:+.1f} | {means[1]:+.1f} | |")
+        means = [f"{np.mean([r[c]['gain'] for r in full]):+.1f}" if all(r.get(c) for r in full) else ""
+                 for c in ENV_COLUMNS]
+        lines.append(f"| mean of the {len(full)} rows | | | " + " | ".join(means) + " |")
     return lines
 
 
