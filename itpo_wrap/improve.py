@@ -91,12 +91,12 @@ def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str 
         with tempfile.TemporaryDirectory(prefix="itpo-improve-") as tmp:
             folder = Path(run_dir) if run_dir is not None else Path(tmp)
             done = open_run(folder, setup.identity(cfg, data))
-            best = _Best(setup.anchor, float(setup.val_base.mean()))
+            best = _Best(float(setup.val_base.mean()))
             fit = _fit(setup, world_model, cfg, best, folder, done, progress)
             field = None if make_env is None else _field(setup, base, world_model, make_env, cfg, folder, progress)
             with torch.no_grad():
-                kept = best.params() if field is None else _params_at(setup, folder, field.chosen)
-                torch._foreach_copy_(setup.adapter.params, kept)
+                kept = int(best.step) if field is None else field.chosen
+                torch._foreach_copy_(setup.adapter.params, _params_at(setup, folder, kept))
                 verdict = _verdict(setup, world_model, cfg)
             result = make_result(setup, base, source, verdict, int(best.step), fit, cfg, run_dir, start, field)
             (folder / "result.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
@@ -104,27 +104,21 @@ def improve_policy(policy: Any, world_model: Any, dataset: OfflineDataset | str 
 
 
 class _Best(nn.Module):
-    """The best validated parameters, their mean validation J and step, as buffers: saved with the loop's
-    checkpoint (``Component.extra``), so a resumed run keeps the same best."""
+    """The best validated step and its mean validation J, as buffers: saved with the loop's checkpoint
+    (``Component.extra``), so a resumed run keeps the same best. Its parameters are that step's snapshot
+    (every validated step is kept on disk for the real-env check), so they are not held twice."""
 
     score: torch.Tensor
     step: torch.Tensor
 
-    def __init__(self, params: list[torch.Tensor], score: float) -> None:
+    def __init__(self, score: float) -> None:
         super().__init__()
-        self.n = len(params)
-        for i, p in enumerate(params):
-            self.register_buffer(f"p{i}", p.detach().clone())
         self.register_buffer("score", torch.tensor(score, dtype=torch.float64))
         self.register_buffer("step", torch.tensor(0, dtype=torch.int64))
 
-    def params(self) -> list[torch.Tensor]:
-        return [getattr(self, f"p{i}") for i in range(self.n)]
-
-    def offer(self, params: list[torch.Tensor], score: float, step: int) -> None:
-        """Keep ``params`` if their validation J beats the best so far (strictly: the base is step 0)."""
+    def offer(self, score: float, step: int) -> None:
+        """Keep ``step`` if its validation J beats the best so far (strictly: the base is step 0)."""
         if score > float(self.score):
-            torch._foreach_copy_(self.params(), [p.detach() for p in params])
             self.score.fill_(score)
             self.step.fill_(step)
 
@@ -194,8 +188,8 @@ def _validation(setup: Setup, wm: Any, cfg: ImproveConfig, best: _Best, counter:
     def evaluate() -> dict[str, float]:
         j = setup.returns(setup.policy, setup.val_obs, setup.val_noise)
         gain = j - setup.val_base
-        best.offer(setup.adapter.params, float(j.mean()), counter[0])
         save_snapshot(folder, counter[0], setup.adapter.params)
+        best.offer(float(j.mean()), counter[0])
         change = (setup.adapter.forward(setup.val_obs) - setup.base_action(setup.val_obs)).abs().mean()
         return {"j": float(j.mean()), "gain": float(gain.mean()), "gain_se": std_error(gain),
                 "worse_share": float((gain < 0).double().mean()), "drift": setup.drift(),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from itpo_wrap.config import AdaptConfig
+from itpo_wrap.improve_run import std_error
 from itpo_wrap.rollout import run_episode
 from itpo_wrap.wrapper import ITPOPolicyWrapper
 
@@ -93,8 +94,8 @@ class FieldCheck:
 
 def paired_gain(new: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
     """Mean of ``new - base`` seed by seed and its standard error (``0`` for one seed)."""
-    d = np.asarray(new, dtype=np.float64) - np.asarray(base, dtype=np.float64)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    d = torch.as_tensor(new, dtype=torch.float64) - torch.as_tensor(base, dtype=torch.float64)
+    return float(d.mean()), std_error(d)
 
 
 def choose_step(returns: dict[int, list[float]], z: float) -> int:
@@ -103,7 +104,7 @@ def choose_step(returns: dict[int, list[float]], z: float) -> int:
     winners = {}
     for step, r in returns.items():
         gain, se = paired_gain(r, returns[0])
-        if step != 0 and gain > z * se and gain > 0:
+        if step != 0 and gain > z * se:  # z, se >= 0: a winner's gain is positive
             winners[step] = float(np.mean(r))
     return max(sorted(winners), key=lambda s: winners[s]) if winners else 0
 

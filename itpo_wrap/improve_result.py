@@ -103,7 +103,7 @@ def make_result(setup: Setup, base: Any, source: Any, verdict: Verdict, best_ste
     validated step if the offline verdict accepts it), the policy to use and the sentence that says why."""
     v = verdict
     step = best_step if field is None else field.chosen
-    accepted = step > 0 and (v.accepted if field is None else True)
+    accepted = step > 0 and (field is not None or v.accepted)  # with an env, the env's choice decides
     offline = (f"held-out imagined return {v.j_base:.2f} -> {v.j_improved:.2f} (paired gain {v.gain:+.3f} +- "
                f"{v.gain_se:.3f} over {v.states} states)")
     if field is not None:
