@@ -25,6 +25,7 @@ LAB_COMMANDS = {
     "critic-calibration": "a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects",
     "zoo-tables": "render docs/base_policies.md and docs/world_models.md from the zoo",
     "record-check": "keep a finished settings-check run's logs and figures in policies/checks/",
+    "convert-logs": "turn a trainer run's, check's or zoo entry's old train.csv/eval.csv into metrics.csv, losslessly",
 }
 
 
@@ -87,7 +88,7 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.set_defaults(func=c.cmd_zoo_tables)
 
     p = sub.add_parser("record-check", help=LAB_COMMANDS["record-check"])
-    p.add_argument("--run-dir", type=Path, required=True, help="a finished trainer run (policy.pt, eval.csv)")
+    p.add_argument("--run-dir", type=Path, required=True, help="a finished trainer run (policy.pt, metrics.csv)")
     p.add_argument("--checks-dir", type=Path, default=None, help="default: policies/checks")
     p.add_argument("--variant", default=None, help="label of the settings; default betas-<beta_1>-<beta_2>")
     p.add_argument("--note", default="", help="one line: why the check was run, or what it replaced")
@@ -96,6 +97,10 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--seed", type=int, default=1000, help="calibration seed")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=c.cmd_record_check)
+
+    p = sub.add_parser("convert-logs", help=LAB_COMMANDS["convert-logs"])
+    p.add_argument("folders", type=Path, nargs="+", help="run folders, policies/checks/<check>, policies/zoo/<entry>")
+    p.set_defaults(func=c.cmd_convert_logs)
 
 
 def build_parser() -> argparse.ArgumentParser:

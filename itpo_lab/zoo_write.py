@@ -145,6 +145,27 @@ def record_policy_facts(name: str, policy_name: str, facts: dict[str, Any], root
     _write_entry(base, name, entry)
 
 
+def set_policy_log(name: str, policy_name: str, metrics_log: str, components: list[str],
+                   root: str | Path | None = None) -> None:
+    """Point a policy's record at its log in the ``metrics.csv`` layout (``metrics_log``: the file in the entry
+    folder; ``metrics_components``: ``eval``, ``train``, named by the card) in place of the old wide logs it named
+    (``eval_curve``, ``train_log``; ``itpo-lab convert-logs``), and regenerate ``MODEL_CARD.md``. ``name``,
+    ``policy_name`` and ``root`` as in :func:`record_policy_facts`."""
+    base = zoo_path(root)
+    entry = read_entry(name, base)
+    if policy_name not in entry["policies"]:
+        raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
+    new = {"metrics_log": metrics_log, "metrics_components": list(components)}
+    record: dict[str, Any] = {}
+    for key, value in entry["policies"][policy_name].items():
+        if key in ("eval_curve", "train_log", *new):  # the new fields take the first old one's place
+            record.update(new)
+        else:
+            record[key] = value
+    entry["policies"][policy_name] = {**record, **new}
+    _write_entry(base, name, entry)
+
+
 def add_world_model(
     name: str, kind: str, file: str | Path, *, info: dict[str, Any] | None = None, root: str | Path | None = None,
 ) -> Path:
@@ -258,7 +279,7 @@ def export_entry(name: str, dest: str | Path, *, policies: list[str], world_mode
     slim = {k: v for k, v in entry.items() if k not in ("policies", "world_models", "world_model")}
     slim["policies"] = {}
     for key in policies:
-        spec = {k: v for k, v in entry["policies"][key].items() if k not in ("eval_curve", "train_log")}
+        spec = {k: v for k, v in entry["policies"][key].items() if k not in ("metrics_log", "metrics_components")}
         src = sources[key]
         spec["file"] = f"{key}{src.suffix or '.pt'}"
         shutil.copyfile(src, out / spec["file"])
