@@ -82,7 +82,9 @@ def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: 
     entry = zoo.read_entry("pendulum-random", root)
     spec = entry["policies"]["rebrac"]
     assert spec["eval_curve"] == "rebrac_eval.csv" and spec["train_log"] == "rebrac_train.csv" and spec["updates"] == 200
-    assert "--run-dir" not in spec["command"]  # where the run lived is not how to remake it
+    assert spec["provenance"]["program"] == "policies/rebrac.py"
+    assert spec["provenance"]["args"]["run_dir"] is None  # where the run lived is not how to remake it
+    assert spec["provenance"]["args"]["total_updates"] == 200 and spec["provenance"]["args"]["zoo_dir"] == str(root)
     card = (root / "pendulum-random" / "MODEL_CARD.md").read_text()
     for log in ("eval.csv", "train.csv"):
         assert (root / "pendulum-random" / f"rebrac_{log}").read_bytes() == (run_dir / log).read_bytes()
