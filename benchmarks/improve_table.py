@@ -13,7 +13,7 @@ itself: that cell is the base, gain 0.0 on every seed by construction, and says 
 
 Every cell is the mean paired gain over the **base** policy (normalized points), its 95% t interval and the
 seeds it won, over the seeds both rows have; ITPO rows are the shipped defaults (``AdaptConfig()``,
-MeanFlow). An entry with no ``improved`` rows is left out (its improvement was refused or not run).
+MeanFlow; the diffusion model on the random level, whose entries ship no MeanFlow model). An entry with no ``improved`` rows is left out (its improvement was refused or not run).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import run  # noqa: E402
 import summarize  # noqa: E402
 
 COLUMNS = ("improved", "ITPO on base", "ITPO on improved")
+KINDS = ("meanflow", "diffusion")
 
 
 def _paired(ref: dict[int, float], other: dict[int, float]) -> dict[str, Any] | None:
@@ -46,16 +47,19 @@ def _paired(ref: dict[int, float], other: dict[int, float]) -> dict[str, Any] | 
             "ci_high": float(d.mean()) + half, "better": int((d > 0).sum()), "mean": float(np.mean([other[s] for s in seeds]))}
 
 
-def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow",
+def table(csv_path: Path, base_policy: str = "td3_bc", kinds: tuple[str, ...] = KINDS,
           policies: tuple[str, ...] = ("improved",)) -> list[dict[str, Any]]:
-    """Per entry with rows of ``policies[0]``: the base's mean, and the three columns paired with the base."""
+    """Per entry with rows of ``policies[0]``: the base's mean, and the three columns paired with the base.
+
+    The ITPO columns use the first of ``kinds`` with default ITPO rows on the entry's base: MeanFlow where the
+    entry has it, the diffusion model for the random level (whose entries ship no MeanFlow model)."""
     improved = policies[0]
     episodes = summarize.load(csv_path)
     groups = summarize.group(episodes, "eval")
     base_key = run.settings_key("base", "", {})
-    default = results_json.default_settings(kind)
+    defaults = {k: results_json.default_settings(k) for k in kinds}
 
-    def scores(entry: str, policy: str, method: str) -> dict[int, float]:
+    def scores(entry: str, policy: str, method: str, kind: str = "") -> dict[int, float]:
         for (e, p, key), by_seed in groups.items():
             if (e, p) != (entry, policy):
                 continue
@@ -63,7 +67,7 @@ def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow",
                 return {int(s): float(r["score"]) for s, r in by_seed.items()}
             settings = json.loads(key)
             if method == "itpo" and settings.get("method") == "itpo" and settings.get("kind") == kind and \
-                    {k: v for k, v in settings.items() if k not in ("method", "kind", "tag")} == default:
+                    {k: v for k, v in settings.items() if k not in ("method", "kind", "tag")} == defaults[kind]:
                 return {int(s): float(r["score"]) for s, r in by_seed.items()}
         return {}
 
@@ -71,10 +75,12 @@ def table(csv_path: Path, base_policy: str = "td3_bc", kind: str = "meanflow",
     names = COLUMNS if improved == "improved" else ENV_COLUMNS
     for entry in sorted({e for e, p, _ in groups} if improved != "improved" else {e for e, p, _ in groups if p == improved}):
         ref = scores(entry, base_policy, "base")
-        row: dict[str, Any] = {"dataset": entry, "base": float(np.mean(list(ref.values()))) if ref else None, "ref": ref}
+        kind = next((k for k in kinds if scores(entry, base_policy, "itpo", k)), kinds[0])
+        row: dict[str, Any] = {"dataset": entry, "base": float(np.mean(list(ref.values()))) if ref else None, "ref": ref,
+                               "kind": kind}
         for col, (policy, method) in zip(names, [(improved, "base"), (base_policy, "itpo"), (improved, "itpo")],
                                          strict=True):
-            row[col] = _paired(ref, scores(entry, policy, method))
+            row[col] = _paired(ref, scores(entry, policy, method, kind))
         out.append(row)
     return out
 
@@ -112,12 +118,17 @@ def markdown_env(rows: list[dict[str, Any]]) -> list[str]:
                     if cell else "(not run)")
             cells.append(text + (" (the base)" if cell and cell.get("refused") else ""))
         base = f"{r['base']:.1f}" if r.get("base") is not None else "-"
-        lines.append(f"| {r['dataset']} | {base} | {step} | " + " | ".join(cells) + " |")
+        label = r["dataset"] + (f" ({r['kind']})" if r.get("kind", KINDS[0]) != KINDS[0] else "")
+        lines.append(f"| {label} | {base} | {step} | " + " | ".join(cells) + " |")
     full = [r for r in rows if all(r.get(c) for c in ENV_COLUMNS[:2])]
-    if full:
-        means = [f"{np.mean([r[c]['gain'] for r in full]):+.1f}" if all(r.get(c) for r in full) else ""
-                 for c in ENV_COLUMNS]
-        lines.append(f"| mean of the {len(full)} rows | | | " + " | ".join(means) + " |")
+    # The issue's targets are on the nine medium-level datasets; the random level (diffusion) gets its own mean
+    # beside them, never folded in silently.
+    nine = [r for r in full if not r["dataset"].endswith("-random")]
+    for name, group in [("the nine non-random rows", nine), (f"all {len(full)} rows", full)][:1 + (nine != full)]:
+        if group:
+            means = [f"{np.mean([r[c]['gain'] for r in group]):+.1f}" if all(r.get(c) for r in group) else ""
+                     for c in ENV_COLUMNS]
+            lines.append(f"| mean of {name} | | | " + " | ".join(means) + " |")
     return lines
 
 

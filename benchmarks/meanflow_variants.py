@@ -30,6 +30,7 @@ from itpo_wrap.data.minari import load_dataset
 from itpo_wrap.data.normalization import StateNormalizer
 from itpo_wrap.training.config import WorldModelTrainConfig
 from itpo_wrap.training.loop import MetricsLog, fit_component
+from itpo_wrap.training.metrics import read_metrics
 from itpo_wrap.training.parts import DataTensors, dynamics_component
 from itpo_wrap.world_model.config import MeanFlowConfig, MLPDynamicsConfig, NetConfig
 from itpo_wrap.world_model.dynamics import Dynamics, MLPDynamics
@@ -159,10 +160,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 summary = fit_component(comp, run_cfg, Path(tmp), log, cfg.seed, progress=False)
                 log.close()
-                rows = list(csv.DictReader((Path(tmp) / "metrics.csv").read_text().splitlines()))
+                rows = read_metrics(Path(tmp) / "metrics.csv", "dynamics")
             for row in rows:
-                if row["metric"] == "dynamics/val_rmse_state_std":
-                    writer.writerow([args.dataset, name, row["step"], f"{float(row['value']):.4f}",
+                if "val_rmse_state_std" in row:
+                    writer.writerow([args.dataset, name, row["step"], f"{row['val_rmse_state_std']:.4f}",
                                      f"{summary['updates_per_s']:.1f}", VARIANTS[name]])
             f.flush()
             print(f"{name:<16} rmse {summary['val_rmse_state_std']:.4f}  {summary['updates_per_s']:.1f} upd/s  "

@@ -27,6 +27,7 @@ LAB_COMMANDS = {
     "render-cards": "render each zoo entry's MODEL_CARD.md and each behaviour policy's CARD.md from its JSON",
     "migrate-provenance": "turn the command lines that older zoo entries, checks and behaviour cards stored into "
                           "provenance records",
+    "convert-logs": "turn a trainer run's, check's or zoo entry's old train.csv/eval.csv into metrics.csv, losslessly",
 }
 
 
@@ -80,7 +81,7 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.set_defaults(func=c.cmd_zoo_tables)
 
     p = sub.add_parser("record-check", help=LAB_COMMANDS["record-check"])
-    p.add_argument("--run-dir", type=Path, required=True, help="a finished trainer run (policy.pt, eval.csv)")
+    p.add_argument("--run-dir", type=Path, required=True, help="a finished trainer run (policy.pt, metrics.csv)")
     p.add_argument("--checks-dir", type=Path, default=None, help="default: policies/checks")
     p.add_argument("--variant", default=None, help="label of the settings; default betas-<beta_1>-<beta_2>")
     p.add_argument("--note", default="", help="one line: why the check was run, or what it replaced")
@@ -100,6 +101,9 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("paths", nargs="+", type=Path,
                    help="entry.json, check.json or card.json files, or folders searched for them (e.g. policies)")
     p.set_defaults(func=c.cmd_migrate_provenance)
+    p = sub.add_parser("convert-logs", help=LAB_COMMANDS["convert-logs"])
+    p.add_argument("folders", type=Path, nargs="+", help="run folders, policies/checks/<check>, policies/zoo/<entry>")
+    p.set_defaults(func=c.cmd_convert_logs)
 
 
 def build_parser() -> argparse.ArgumentParser:

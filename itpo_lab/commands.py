@@ -160,6 +160,19 @@ def cmd_migrate_provenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_logs(args: argparse.Namespace) -> int:
+    """Run ``convert-logs``: the old wide ``train.csv`` / ``eval.csv`` of each folder as one ``metrics.csv``.
+
+    :param args: the parsed ``convert-logs`` arguments.
+    """
+    from itpo_lab.convert_logs import convert_folder
+
+    for folder in args.folders:
+        written = convert_folder(folder)
+        print(f"{folder}: " + (", ".join(p.name for p in written) if written else "no wide logs"))
+    return 0
+
+
 def cmd_train_world_model(args: argparse.Namespace) -> int:
     """Run ``itpo train-world-model``, then, with ``--zoo-dir``, add the bundle (without a critic) to the zoo
     entry of ``--dataset`` with its held-out evaluation (the entry must exist: a base policy comes first).

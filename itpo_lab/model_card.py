@@ -45,6 +45,10 @@ def _policy_table(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+# what each component of a base policy's metrics log holds (MODEL_CARD.md's "Log:" line)
+_LOGGED = {"eval": "every evaluation of the run", "train": "losses and Q every few hundred updates"}
+
+
 def _remake_policy(name: str, key: str, p: dict[str, Any]) -> list[str]:
     """A policy's part of "Remake": its command, its logs, notes, critic calibration and, for a policy made by
     ``itpo improve``, how it was improved.
@@ -54,10 +58,10 @@ def _remake_policy(name: str, key: str, p: dict[str, Any]) -> list[str]:
     :param p: the policy's record.
     """
     lines = [f"`{key}`:", "", "```bash", command_of(p) or "# command not recorded", "```", ""]
-    logs = [f"`{p[k]}` ({what})" for k, what in (("eval_curve", "every evaluation of the run"),
-                                                  ("train_log", "losses and Q every few hundred updates")) if p.get(k)]
-    if logs:
-        lines += ["Logs: " + ", ".join(logs) + ".", ""]
+    if p.get("metrics_log"):
+        parts = [f"`{c}`, {_LOGGED.get(c, 'its metrics')}" for c in p.get("metrics_components", [])]
+        lines += [f"Log: `{p['metrics_log']}` (the `metrics.csv` layout)"
+                  + (": component " + "; ".join(parts) if parts else "") + ".", ""]
     if p.get("notes"):
         lines += [str(p["notes"]), ""]
     cal = p.get("critic_calibration")

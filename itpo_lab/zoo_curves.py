@@ -5,23 +5,23 @@ settings checks (:func:`learning_curves`), and drawn as one panel per dataset (:
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from itpo_lab.zoo_grid import ENVS, LEVELS, dataset_score, entries
 from itpo_wrap import zoo
+from itpo_wrap.training.metrics import read_metrics
 
 
 def _read_curve(path: Path) -> tuple[list[int], list[float]]:
-    with path.open() as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("eval/score_mean")]
-    return [int(r["update"]) for r in rows], [float(r["eval/score_mean"]) for r in rows]
+    """A run's learning curve: the evaluation score against updates (its ``metrics.csv``, component ``eval``)."""
+    rows = [r for r in read_metrics(path, "eval") if "score_mean" in r]
+    return [int(r["step"]) for r in rows], [r["score_mean"] for r in rows]
 
 
 def learning_curves(root: Path | None = None, runs_dir: Path | None = None,
                     checks_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """``{entry: {policy: (updates, scores, finished)}}``: every zoo policy's ``eval_curve`` (its final evaluation
+    """``{entry: {policy: (updates, scores, finished)}}``: every zoo policy's ``metrics_log`` (its final evaluation
     alone when the run's log was not kept), plus unfinished runs (no ``policy.pt`` yet, ``finished=False``) where
     the trainers keep their runs and resume state, ``runs/<algorithm>/<entry>-seed<k>/``, which win over the
     zoo's curve of the same policy because they are newer (a resumed run replacing a shorter one). A run named
@@ -39,12 +39,12 @@ def learning_curves(root: Path | None = None, runs_dir: Path | None = None,
     curves: dict[str, dict[str, Any]] = {}
     for e in entries(root):
         for key, p in e["policies"].items():
-            if p.get("eval_curve") and (root / e["name"] / p["eval_curve"]).is_file():
-                curves.setdefault(e["name"], {})[key] = (*_read_curve(root / e["name"] / p["eval_curve"]), True)
+            if p.get("metrics_log") and (root / e["name"] / p["metrics_log"]).is_file():
+                curves.setdefault(e["name"], {})[key] = (*_read_curve(root / e["name"] / p["metrics_log"]), True)
             elif "score_mean" in p.get("eval", {}) and p.get("updates"):  # logs lost: the final evaluation only
                 curves.setdefault(e["name"], {})[key] = ([int(p["updates"])], [float(p["eval"]["score_mean"])], True)
     known = sorted(set(curves) | set(zoo.list(root)), key=len, reverse=True)
-    for run in sorted(runs_dir.glob("*/*-seed*/eval.csv")) if runs_dir.is_dir() else []:
+    for run in sorted(runs_dir.glob("*/*-seed*/metrics.csv")) if runs_dir.is_dir() else []:
         if (run.parent / "policy.pt").is_file():  # finished: its curve is the zoo's (or a check's)
             continue
         algorithm, name = run.parent.parent.name, run.parent.name.rpartition("-seed")[0]
@@ -57,9 +57,9 @@ def learning_curves(root: Path | None = None, runs_dir: Path | None = None,
         if entry is not None:
             curves.setdefault(entry, {})[f"{algorithm} {name[len(entry) + 1:]}"] = (*_read_curve(run), False)
     for check in read_checks(checks_dir):
-        if (check["folder"] / "eval.csv").is_file():
+        if (check["folder"] / "metrics.csv").is_file():
             key = f"{check['algorithm']} {check['variant']}"
-            curves.setdefault(check["entry"], {})[key] = (*_read_curve(check["folder"] / "eval.csv"), True)
+            curves.setdefault(check["entry"], {})[key] = (*_read_curve(check["folder"] / "metrics.csv"), True)
     return curves
 
 

@@ -79,7 +79,7 @@ def add_policy(
     :param kind: ``"offline"`` or ``"sb3"``.
     :param dataset_id: the dataset the entry belongs to.
     :param env_id: the Gymnasium id.
-    :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``command``, ``eval`` (dict), ``notes``.
+    :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``provenance``, ``eval`` (dict), ``notes``.
     :param default: make this the entry's default policy (the first policy added always is).
     :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` records a file already
         inside the entry folder by its relative path (a file outside is refused: entries open only their own
@@ -165,7 +165,7 @@ def add_world_model(
     :param name: the entry.
     :param kind: the dynamics kind, ``"diffusion"`` or ``"meanflow"`` (or ``"mlp"``).
     :param file: the bundle written by ``itpo train-world-model``.
-    :param info: card facts: ``command``, ``wall_s``, ``size_mb``, ``eval`` (dict), ``notes``.
+    :param info: card facts: ``provenance``, ``wall_s``, ``size_mb``, ``eval`` (dict), ``notes``.
     :param root: the zoo folder (:func:`~itpo_wrap.zoo.zoo_path` when ``None``).
     :return: the entry folder.
     """
@@ -263,7 +263,7 @@ def export_entry(name: str, dest: str | Path, *, policies: list[str], world_mode
     slim = {k: v for k, v in entry.items() if k not in ("policies", "world_models", "world_model")}
     slim["policies"] = {}
     for key in policies:
-        spec = {k: v for k, v in entry["policies"][key].items() if k not in ("eval_curve", "train_log")}
+        spec = {k: v for k, v in entry["policies"][key].items() if k not in ("metrics_log", "metrics_components")}
         src = sources[key]
         spec["file"] = f"{key}{src.suffix or '.pt'}"
         shutil.copyfile(src, out / spec["file"])

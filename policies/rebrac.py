@@ -27,7 +27,7 @@ Usage::
     python policies/rebrac.py --dataset itpo/hopper/medium-replay-v0 --tensorboard runs/tb  # tensorboard --logdir runs/tb
     python policies/rebrac.py --datasets itpo/hopper/medium-v0 itpo/walker2d/medium-v0 --backend ray  # Ray tasks
 
-Writes ``runs/rebrac/<env>-<level>-seed<seed>/`` (``train.csv``, ``eval.csv``, ``checkpoints/``,
+Writes ``runs/rebrac/<env>-<level>-seed<seed>/`` (``metrics.csv``, ``checkpoints/``,
 ``policy.pt``); rerunning the same command resumes from the newest checkpoint.
 """
 

@@ -21,7 +21,7 @@ Usage::
     python policies/td3_bc.py --dataset itpo/hopper/medium-replay-v0 --tensorboard runs/tb  # tensorboard --logdir runs/tb
     python policies/td3_bc.py --datasets itpo/hopper/medium-v0 itpo/walker2d/medium-v0 --backend ray  # Ray tasks
 
-Writes ``runs/td3_bc/<env>-<level>-seed<seed>/`` (``train.csv``, ``eval.csv``, ``checkpoints/``,
+Writes ``runs/td3_bc/<env>-<level>-seed<seed>/`` (``metrics.csv``, ``checkpoints/``,
 ``policy.pt``); rerunning the same command resumes from the newest checkpoint.
 """
 

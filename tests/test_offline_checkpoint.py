@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import gymnasium as gym
@@ -22,6 +21,7 @@ from itpo_lab.offline import (
 from itpo_wrap.adapters import to_env_numpy, to_policy_numpy
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.training.metrics import read_metrics
 
 
 def _nets() -> tuple[TanhActor, TwinQ]:
@@ -162,17 +162,20 @@ def test_train_loop_cadence_keep_and_truncate(tmp_path: Path) -> None:
             loop.log_eval(u, {"eval/return_mean": 1.0})
         if loop.due_checkpoint(u):
             loop.save(u, {"config": {"a": 1}, "x": torch.tensor([u])})
+    loop.close()
     assert [p.name for p in loop.checkpoints()] == ["update_000000009.pt", "update_000000010.pt"]
-    with (tmp_path / "eval.csv").open() as fh:
-        assert [int(r["update"]) for r in csv.DictReader(fh)] == [4, 8, 10]
+    log = tmp_path / "metrics.csv"  # the library's one layout: components train and eval
+    assert [(r["step"], r["return_mean"]) for r in read_metrics(log, "eval")] == [(4, 1.0), (8, 1.0), (10, 1.0)]
+    assert [(r["step"], r["loss"]) for r in read_metrics(log, "train")][-1] == (10, 10.0)
     # Pretend the run died after update 9: the newest checkpoint is 9, rows past it are dropped.
     loop.checkpoints()[-1].unlink()
     again = TrainLoop(tmp_path, total_updates=12, checkpoint_every=3, eval_every=4, log_every=2, progress=False)
     state = again.resume({"a": 1})
     assert state is not None and again.start == 9 and state["x"].item() == 9
-    with (tmp_path / "train.csv").open() as fh:
-        assert [int(r["update"]) for r in csv.DictReader(fh)] == [2, 4, 6, 8]
+    assert [r["step"] for r in read_metrics(log, "train")] == [2, 4, 6, 8]
+    assert [r["step"] for r in read_metrics(log, "eval")] == [4, 8]
     assert list(again) == [10, 11, 12]
+    again.close()
     with pytest.raises(ValueError, match="a: 1 -> 2"):
         TrainLoop(tmp_path, total_updates=12, checkpoint_every=3, eval_every=0, progress=False).resume({"a": 2})
     with pytest.raises(ValueError, match="past total_updates"):

@@ -16,7 +16,11 @@ from itpo_wrap import provenance
 from itpo_wrap.formats.offline_policy import load_offline_policy
 from itpo_wrap.networks import TanhActor, TwinQ
 
-EVAL = "update,episodes,seed,eval/score_mean,eval/score_std\n5000,10,1000,12.0,1.0\n10000,10,1000,20.5,2.0\n"
+# a finished run's metrics.csv: losses at 500, evaluations at 5000 and 10000
+METRICS = ("component,step,wall_s,metric,value\ntrain,500,1.00,train/loss,1\n"
+           "eval,5000,9.00,eval/episodes,10\neval,5000,9.00,eval/score_mean,12\neval,5000,9.00,eval/score_std,1\n"
+           "eval,10000,19.00,eval/episodes,10\neval,10000,19.00,eval/score_mean,20.5\n"
+           "eval,10000,19.00,eval/score_std,2\n")
 
 
 RUN = "python policies/rebrac.py --dataset itpo/hopper/medium-v0 --zoo-dir policies/zoo --no-progress"
@@ -32,8 +36,7 @@ def _finished_run(folder: Path, betas: tuple[float, float] | None = (0.05, 0.01)
                         action_high=np.ones(3), updates=10_000,
                         info={**({"command": RUN} if legacy else {"provenance": from_command(RUN).to_dict()}),
                               "eval": {"episodes": 10, "score_mean": 20.5, "score_std": 2.0}})
-    (folder / "eval.csv").write_text(EVAL)
-    (folder / "train.csv").write_text("update,loss\n500,1.0\n")
+    (folder / "metrics.csv").write_text(METRICS)
     return folder
 
 
@@ -69,8 +72,8 @@ def test_record_check_keeps_logs_figures_and_calibration(tmp_path: Path, legacy:
     checks = tmp_path / "checks"
     folder = record_check(run, checks, note="CORL's pair", episodes=1)
     assert folder.name == "rebrac-hopper-medium-betas-0.05-0.01-seed3"
-    assert sorted(p.name for p in folder.iterdir()) == ["check.json", "eval.csv", "train.csv"]
-    assert (folder / "eval.csv").read_text() == EVAL
+    assert sorted(p.name for p in folder.iterdir()) == ["check.json", "metrics.csv"]
+    assert (folder / "metrics.csv").read_text() == METRICS
     record = json.loads((folder / "check.json").read_text())
     assert record["entry"] == "hopper-medium" and record["betas"] == [0.05, 0.01] and record["updates"] == 10_000
     assert "command" not in record and record["provenance"]["args"]["zoo_dir"] is None
@@ -90,7 +93,7 @@ def test_record_check_keeps_logs_figures_and_calibration(tmp_path: Path, legacy:
 
 def test_record_check_refuses_unfinished_runs_and_unnamed_settings(tmp_path: Path) -> None:
     (tmp_path / "running").mkdir()
-    (tmp_path / "running" / "eval.csv").write_text(EVAL)
+    (tmp_path / "running" / "metrics.csv").write_text(METRICS)
     with pytest.raises(FileNotFoundError, match="not a finished run"):
         record_check(tmp_path / "running", tmp_path / "checks")
     run = _finished_run((tmp_path / "alpha"), betas=None)

@@ -4,7 +4,6 @@ exact resumes, TD targets that stop only at terminations, ReBRAC's beta table.""
 from __future__ import annotations
 
 import copy
-import csv
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,6 +14,7 @@ import torch
 from itpo_lab.offline import Batch, load_offline_policy, parse_args
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.training.metrics import read_metrics
 from tests.scripts import load_script, policy_script
 
 
@@ -62,10 +62,10 @@ def test_trainer_end_to_end(algo: str, pendulum: OfflineDataset, tmp_path: Path)
     else:  # TD3+BC: 2 hidden layers, fitted state normalizer
         assert actor.arch()["hidden"] == [32] * 2 and critic.arch()["layernorm"] is False
         assert torch.allclose(meta["obs_normalizer"]["mean"], torch.as_tensor(pendulum.observations.mean(0)), atol=1e-4)
-    with (tmp_path / "eval.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert [int(r["update"]) for r in rows] == [100, 200]
-    assert meta["info"]["eval"]["return_mean"] == pytest.approx(float(rows[-1]["eval/return_mean"]), rel=1e-5)
+    rows = read_metrics(tmp_path / "metrics.csv", "eval")
+    assert [r["step"] for r in rows] == [100, 200] and rows[-1]["episodes"] == 1
+    assert meta["info"]["eval"]["return_mean"] == pytest.approx(rows[-1]["return_mean"], rel=1e-5)
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.csv", "train")] == list(range(25, 201, 25))
     obs = torch.as_tensor(pendulum.observations[:32])
     a = actor(obs)
     assert a.shape == (32, 1) and a.abs().max() <= 1.0
@@ -74,21 +74,21 @@ def test_trainer_end_to_end(algo: str, pendulum: OfflineDataset, tmp_path: Path)
 
 
 def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: Path) -> None:
-    """--zoo-dir adds the policy and its run's eval.csv and train.csv (runs/ is not kept) to the entry and card."""
+    """--zoo-dir adds the policy and its run's metrics.csv (runs/ is not kept) to the entry and card."""
     from itpo_wrap import zoo
 
     run_dir, root = tmp_path / "run", tmp_path / "zoo"
     policy_script("rebrac").main(_args("rebrac", run_dir, zoo_dir=str(root)), dataset=pendulum)
     entry = zoo.read_entry("pendulum-random", root)
     spec = entry["policies"]["rebrac"]
-    assert spec["eval_curve"] == "rebrac_eval.csv" and spec["train_log"] == "rebrac_train.csv" and spec["updates"] == 200
+    assert spec["metrics_log"] == "rebrac_metrics.csv" and spec["metrics_components"] == ["eval", "train"]
+    assert spec["updates"] == 200 and "eval_curve" not in spec and "train_log" not in spec
     assert spec["provenance"]["program"] == "policies/rebrac.py"
     assert spec["provenance"]["args"]["run_dir"] is None  # where the run lived is not how to remake it
     assert spec["provenance"]["args"]["total_updates"] == 200 and spec["provenance"]["args"]["zoo_dir"] == str(root)
     card = (root / "pendulum-random" / "MODEL_CARD.md").read_text()
-    for log in ("eval.csv", "train.csv"):
-        assert (root / "pendulum-random" / f"rebrac_{log}").read_bytes() == (run_dir / log).read_bytes()
-        assert f"`rebrac_{log}`" in card
+    assert (root / "pendulum-random" / "rebrac_metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
+    assert "Log: `rebrac_metrics.csv` (the `metrics.csv` layout): component `eval`, every evaluation" in card
     assert zoo.load("pendulum-random", root=root).policy_name == "rebrac"
 
 
@@ -119,8 +119,7 @@ def test_resume_after_crash_is_exact(algo: str, pendulum: OfflineDataset, tmp_pa
     for a, b in zip(straight[:2], resumed[:2], strict=True):
         for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
             assert torch.equal(x, y), f"{k} differs after resume"
-    with (tmp_path / "resumed" / "train.csv").open() as fh:
-        updates = [int(r["update"]) for r in csv.DictReader(fh)]
+    updates = [r["step"] for r in read_metrics(tmp_path / "resumed" / "metrics.csv", "train")]
     assert updates == list(range(25, 201, 25))  # rows logged after the checkpoint were dropped, none duplicated
 
 

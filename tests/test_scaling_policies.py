@@ -8,7 +8,6 @@ stand-in module of tests/test_scaling.py always, a real local Ray of 2 CPUs when
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from itpo_lab.offline import load_offline_policy
 from itpo_lab.offline.many import run_script
 from itpo_lab.scripts import load_script
+from itpo_wrap.training.metrics import read_metrics
 from tests.scripts import ROOT
 from tests.test_scaling import fake_ray
 from tests.test_scaling_train import ENTRIES, write_datasets
@@ -45,11 +45,9 @@ def outputs(runs: Path) -> dict[str, Any]:
     found = {}
     for entry in ENTRIES:
         actor, critic, meta = load_offline_policy(runs / entry / "policy.pt")
-        logs = {}
-        for log in ("train.csv", "eval.csv"):
-            with open(runs / entry / log) as f:
-                logs[log] = [{k: v for k, v in r.items() if k not in ("wall_s", "updates_per_s")}
-                             for r in csv.DictReader(f)]
+        logs = {component: [{k: v for k, v in r.items() if k not in ("wall_s", "updates_per_s")}
+                            for r in read_metrics(runs / entry / "metrics.csv", component)]
+                for component in ("train", "eval")}
         found[entry] = {"tensors": {**{f"actor.{k}": v for k, v in actor.state_dict().items()},
                                     **{f"critic.{k}": v for k, v in critic.state_dict().items()}},
                         "config": meta["config"], "updates": meta["updates"], **logs}
@@ -76,7 +74,7 @@ def test_each_dataset_is_trained_in_its_own_run_dir(local: Path) -> None:
     found = outputs(local)
     assert [found[e]["config"]["dataset"].rsplit("/", 3)[-3:] for e in ENTRIES] == [
         ["itpo", "pendulum", "medium-v0"], ["itpo", "pendulum", "random-v0"]]
-    assert all(found[e]["updates"] == 60 and [r["update"] for r in found[e]["eval.csv"]] == ["30", "60"]
+    assert all(found[e]["updates"] == 60 and [r["step"] for r in found[e]["eval"]] == [30, 60]
                for e in ENTRIES)
 
 

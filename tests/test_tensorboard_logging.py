@@ -16,6 +16,7 @@ from itpo_lab.offline import load_offline_policy, parse_args
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.tensorboard import INSTALL_HINT, MARKER, TensorBoardUnavailable, check_tensorboard
 from itpo_wrap.training import commands, train_world_model
+from itpo_wrap.training.metrics import read_metrics
 from tests.scripts import policy_script
 from tests.test_offline_trainers import _args as offline_args
 from tests.test_offline_trainers import pendulum  # noqa: F401 - the module-scoped dataset fixture
@@ -92,11 +93,10 @@ def test_offline_trainer_writes_train_and_eval_scalars(algo: str, pendulum: Offl
     for tag in ("train/critic_loss", "train/actor_loss", "train/q_mean", "time/updates_per_s", "eval/return_mean",
                 "eval/score_mean"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
-    with (run_dir / "train.csv").open() as fh:
-        train = list(csv.DictReader(fh))
-    assert [s for s, _ in scalars["train/critic_loss"]] == [int(r["update"]) for r in train] == list(range(25, 201, 25))
+    train = read_metrics(run_dir / "metrics.csv", "train")
+    assert [s for s, _ in scalars["train/critic_loss"]] == [r["step"] for r in train] == list(range(25, 201, 25))
     for (_, value), r in zip(scalars["train/critic_loss"], train, strict=True):
-        assert value == pytest.approx(float(r["critic_loss"]), rel=1e-5)
+        assert value == pytest.approx(r["critic_loss"], rel=1e-5)
     assert [s for s, _ in scalars["eval/return_mean"]] == [100, 200]
     # the provenance record (the model card's command) is how to remake the policy: where it logged is not
     assert load_offline_policy(run_dir / "policy.pt")[2]["info"]["provenance"]["args"]["tensorboard"] is None
@@ -123,18 +123,17 @@ def test_offline_resume_continues_the_run_and_hides_the_redone_steps(pendulum: O
     module.main(args, dataset=pendulum)
     assert sorted(p.name for p in tb.iterdir()) == ["td3_bc-run_1"]  # the same TensorBoard run, a second event file
     assert len(_events(tb)) == 2
-    with (run_dir / "train.csv").open() as fh:
-        train = list(csv.DictReader(fh))
+    train = read_metrics(run_dir / "metrics.csv", "train")
     shown = _scalars(tb / "td3_bc-run_1")["train/critic_loss"]
-    assert [s for s, _ in shown] == [int(r["update"]) for r in train] == list(range(25, 201, 25))  # 125 once
+    assert [s for s, _ in shown] == [r["step"] for r in train] == list(range(25, 201, 25))  # 125 once
     for (_, value), r in zip(shown, train, strict=True):  # the crashed segment's row at 125 is the hidden one
-        assert value == pytest.approx(float(r["critic_loss"]), rel=1e-5)
+        assert value == pytest.approx(r["critic_loss"], rel=1e-5)
 
 
 def test_offline_trainer_without_the_flag_writes_no_tensorboard(pendulum: OfflineDataset, tmp_path: Path) -> None:  # noqa: F811
     policy_script("td3_bc").main(offline_args("td3_bc", tmp_path / "run", total_updates=50, eval_every=0),
                                  dataset=pendulum)
-    assert (tmp_path / "run" / "train.csv").is_file()
+    assert (tmp_path / "run" / "metrics.csv").is_file()
     assert _events(tmp_path) == [] and not (tmp_path / "run" / MARKER).exists()
 
 

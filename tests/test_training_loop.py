@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from itpo_wrap.training.loop import Checkpoints, Component, Loop, collect_state, fit_component, restore_state
-from itpo_wrap.training.metrics import CsvLog, MetricsLog
+from itpo_wrap.training.metrics import MetricsLog, read_metrics
 from tests.test_training_world_model import toy_config
 
 
@@ -72,13 +72,23 @@ def test_logs_drop_the_rows_after_a_checkpoint(tmp_path: Path) -> None:
         rows = [(r["component"], r["step"], r["value"]) for r in csv.DictReader(fh)]
     assert rows == [("dynamics", "5", "0.5"), ("reward", "5", "0.25"), ("dynamics", "10", "0.5"),
                     ("reward", "10", "0.25"), ("reward", "15", "0.25"), ("dynamics", "15", "0.4")]
-    table = CsvLog(tmp_path / "train.csv")
+    # a base-policy trainer's components: tensors and ints as written, a row cut short by a kill goes too
+    (tmp_path / "trainer").mkdir()
+    trainer = MetricsLog(tmp_path / "trainer")
     for step in (1, 2, 3):
-        table.write({"update": step, "loss": torch.tensor(step / 3)})
-    with (tmp_path / "train.csv").open("a") as fh:
-        fh.write("4,0.9")  # killed mid-row
-    table.truncate_after(2)
-    assert (tmp_path / "train.csv").read_text().splitlines() == ["update,loss", "1,0.333333", "2,0.666667"]
+        trainer.write("train", step, 0.5 * step, {"loss": torch.tensor(step / 3)})
+        trainer.write("eval", step, 0.5 * step, {"score_mean": 10.0 * step, "seed": 123456789})
+    trainer.close()
+    with (tmp_path / "trainer" / "metrics.csv").open("a") as fh:
+        fh.write("train,4,2.00,train/lo")  # killed mid-row
+    assert [r["step"] for r in read_metrics(tmp_path / "trainer" / "metrics.csv", "train")] == [1, 2, 3]
+    trainer = MetricsLog(tmp_path / "trainer")
+    trainer.truncate_after(2, "train")
+    trainer.truncate_after(2, "eval")
+    trainer.close()
+    assert read_metrics(tmp_path / "trainer" / "metrics.csv", "train") == [
+        {"step": 1, "wall_s": 0.5, "loss": 0.333333}, {"step": 2, "wall_s": 1.0, "loss": 0.666667}]
+    assert [r["seed"] for r in read_metrics(tmp_path / "trainer" / "metrics.csv", "eval")] == [123456789] * 2
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from itpo_lab import zoo_write
+from itpo_lab import convert_logs, zoo_write
 from itpo_lab.offline import save_offline_policy
 from itpo_lab.zoo_tables import base_policies_markdown, comparison_markdown
 from itpo_wrap.networks import TanhActor, TwinQ
@@ -67,19 +67,20 @@ def test_calibration_table_lists_recorded_policies(root: Path) -> None:
 def test_learning_curves_prefer_running_resume_logs(root: Path, tmp_path: Path) -> None:
     from itpo_lab.zoo_tables import learning_curves, plot_learning_curves
 
-    (root / "hopper-medium" / "td3_bc_eval.csv").write_text(
-        "update,episodes,seed,eval/score_mean\n5000,10,1000,20.0\n10000,10,1000,30.0\n")
-    zoo_write.record_policy_facts("hopper-medium", "td3_bc", {"eval_curve": "td3_bc_eval.csv"}, root)
+    def scores(folder: Path, name: str, *points: tuple[int, float]) -> None:  # a log of evaluations only
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("component,step,wall_s,metric,value\n" + "".join(
+            f"train,{step},1.0,train/loss,0.5\neval,{step},1.0,eval/score_mean,{score}\n" for step, score in points))
+
+    scores(root / "hopper-medium", "td3_bc_metrics.csv", (5000, 20.0), (10000, 30.0))
+    convert_logs.set_policy_log("hopper-medium", "td3_bc", "td3_bc_metrics.csv", ["eval", "train"], root)
     resume = tmp_path / "runs"  # the trainers' default layout: runs/<algorithm>/<entry>-seed<k>/
     rebrac = resume / "rebrac"
-    (rebrac / "hopper-medium-seed0").mkdir(parents=True)
-    (rebrac / "hopper-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,12.5\n")
-    (rebrac / "ant-medium-seed0").mkdir()  # not a zoo entry: ignored
-    (rebrac / "ant-medium-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,1.0\n")
-    (rebrac / "hopper-medium-beta2-0.1-seed0").mkdir()  # a settings check: its own label
-    (rebrac / "hopper-medium-beta2-0.1-seed0" / "eval.csv").write_text("update,eval/score_mean\n5000,14.0\n")
-    (rebrac / "hopper-medium-replay-seed3").mkdir()  # finished (policy.pt written): the zoo's curve stands
-    (rebrac / "hopper-medium-replay-seed3" / "eval.csv").write_text("update,eval/score_mean\n5000,99.0\n")
+    scores(rebrac / "hopper-medium-seed0", "metrics.csv", (5000, 12.5))
+    scores(rebrac / "ant-medium-seed0", "metrics.csv", (5000, 1.0))  # not a zoo entry: ignored
+    scores(rebrac / "hopper-medium-beta2-0.1-seed0", "metrics.csv", (5000, 14.0))  # a settings check: its own label
+    # finished (policy.pt written): the zoo's curve stands
+    scores(rebrac / "hopper-medium-replay-seed3", "metrics.csv", (5000, 99.0))
     (rebrac / "hopper-medium-replay-seed3" / "policy.pt").write_bytes(b"")
     curves = learning_curves(root, resume)
     assert curves["hopper-medium"]["rebrac beta2-0.1"] == ([5000], [14.0], False)

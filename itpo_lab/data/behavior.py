@@ -40,7 +40,10 @@ class Selection:
 
 
 def read_eval_log(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a ``policies/sac_behavior.py`` ``eval.csv`` (step, mean_return, std_return, ...)."""
+    """Rows of a ``policies/sac_behavior.py`` ``eval.csv`` (step, mean_return, std_return, ...).
+
+    Not the training loop's ``metrics.csv``: SB3's own SAC loop writes it from a callback, one row per saved
+    checkpoint in environment steps, and the shipped datasets' checkpoint choice was made from these files."""
     with open(path, newline="") as fh:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     if not rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itpo_lab.offline.checkpoint import save_offline_policy
 from itpo_lab.offline.evaluation import EvalResult, Step, evaluate_actor, normalize_return, rollout
-from itpo_lab.offline.loop import CsvLog, TrainLoop, parse_args
+from itpo_lab.offline.loop import TrainLoop, parse_args
 from itpo_lab.offline.sb3_weights import convert_sb3_zip, save_sb3_weights
 from itpo_lab.offline.tensors import (
     Batch,
@@ -25,7 +25,6 @@ from itpo_wrap.formats.sb3_weights import load_sb3_weights
 
 __all__ = [
     "Batch",
-    "CsvLog",
     "EvalResult",
     "SB3Actor",
     "SB3TwinCritic",

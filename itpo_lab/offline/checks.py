@@ -64,7 +64,7 @@ def record_check(
 ) -> Path:
     """Copy a finished run's logs and figures into ``checks_dir/<algorithm>-<entry>-<variant>-seed<k>/``.
 
-    :param run_dir: a finished trainer run (``policy.pt`` and ``eval.csv``; ``train.csv`` when present).
+    :param run_dir: a finished trainer run (``policy.pt`` and ``metrics.csv``).
     :param checks_dir: where checks live (:func:`checks_root`: ``policies/checks`` when ``None``).
     :param variant: the label of the settings (``beta1-0.05``); default ``betas-<beta_1>-<beta_2>`` when the
         run stored its betas, otherwise required.
@@ -78,8 +78,8 @@ def record_check(
 
     run_dir = Path(run_dir)
     policy = run_dir / "policy.pt"
-    if not policy.is_file() or not (run_dir / "eval.csv").is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a finished run (it needs policy.pt and eval.csv); "
+    if not policy.is_file() or not (run_dir / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a finished run (it needs policy.pt and metrics.csv); "
                                 "finish it by rerunning its trainer command, which resumes")
     _, _, meta = load_offline_policy(policy)  # metadata first: a bad variant fails before the 10 episodes
     config = meta.get("config", {})
@@ -106,9 +106,8 @@ def record_check(
         record["critic_calibration"] = {"seed": seed, **result.summary()}
     folder = checks_root(checks_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
-    for log in ("eval.csv", "train.csv"):
-        if (run_dir / log).is_file() and (run_dir / log).resolve() != (folder / log).resolve():
-            shutil.copyfile(run_dir / log, folder / log)
+    if (run_dir / "metrics.csv").resolve() != (folder / "metrics.csv").resolve():
+        shutil.copyfile(run_dir / "metrics.csv", folder / "metrics.csv")
     write_check(folder, record)
     return folder
 

@@ -1,21 +1,24 @@
 """The single-file trainers' (``policies/``) run folder on the library's resumable loop
 (:mod:`itpo_wrap.training.loop`: cadence, wall clock across resumes, atomic checkpoints, generator state,
-``updates_per_s``, progress bar; :mod:`itpo_wrap.training.metrics`: the CSV logs), plus their argument parsing.
+``updates_per_s``, progress bar; :mod:`itpo_wrap.training.metrics`: ``metrics.csv``), plus their argument parsing.
 
 A run lives in one folder::
 
     run_dir/
       checkpoints/update_000050000.pt   full training state (newest ``keep`` kept), weights_only-loadable
-      train.csv                         update, wall_s, updates_per_s, losses (every ``log_every``)
-      eval.csv                          update, wall_s, eval/return_mean, eval/score_mean, ...
+      metrics.csv                       the library's long layout (component, step, wall_s, metric, value):
+                                        component ``train``: updates_per_s, losses, Q (every ``log_every``);
+                                        component ``eval``: return_mean, score_mean, ..., episodes, seed
       policy.pt                         the final offline policy (written by the trainer)
       tensorboard.txt                   with ``--tensorboard DIR``: the TensorBoard run folder it writes to
 
 Rerunning the same command resumes from the newest checkpoint: the update counter, the wall
-clock, the networks, the optimizers and the sampling generator are restored, and CSV rows written
-after that checkpoint are dropped, so the logs read as if the run had never stopped. The TensorBoard
+clock, the networks, the optimizers and the sampling generator are restored, and ``metrics.csv`` rows
+written after that checkpoint are dropped, so the log reads as if the run had never stopped. The TensorBoard
 run (``train/...``, ``time/...``, ``eval/...`` scalars) continues in the same folder and hides the steps
-after that checkpoint the same way.
+after that checkpoint the same way. A run folder of the old layout (``train.csv``, ``eval.csv``) is refused,
+naming the fix: ``itpo-lab convert-logs <run_dir>`` converts it once, losslessly (rewriting logs in place
+behind a rerun's back would surprise whoever still reads the old files).
 """
 
 from __future__ import annotations
@@ -27,24 +30,25 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from itpo_wrap.training.metrics import CsvLog, fmt
+from itpo_wrap.training.metrics import MetricsLog, fmt
 from itpo_wrap.training.resumable import Checkpoints, Loop, collect_state, restore_state
 
 if TYPE_CHECKING:
     from itpo_wrap.tensorboard import TensorBoardLog
 
-__all__ = ["CsvLog", "TrainLoop", "collect_state", "parse_args", "restore_state"]
+__all__ = ["TrainLoop", "collect_state", "parse_args", "restore_state"]
 
 
 class TrainLoop(Loop):
     """The library's :class:`itpo_wrap.training.loop.Loop` (cadence, wall clock, rate, progress bar) with the
-    trainers' run folder: numbered checkpoints that remember the run's settings, ``train.csv`` and ``eval.csv``.
+    trainers' run folder: numbered checkpoints that remember the run's settings and ``metrics.csv`` (components
+    ``train`` and ``eval``). Close it (:meth:`close`) when the run ends.
 
     :param run_dir: the run folder (created).
     :param total_updates: the fixed update budget.
     :param checkpoint_every: save the training state every this many updates (and at the end).
     :param eval_every: evaluation cadence used by :meth:`due_eval` (and at the end); 0 disables.
-    :param log_every: ``train.csv`` cadence used by :meth:`due_log`.
+    :param log_every: cadence of the ``train`` rows, used by :meth:`due_log`.
     :param keep: how many training checkpoints to keep.
     :param desc: progress-bar label.
     :param progress: show a tqdm progress bar.
@@ -61,11 +65,11 @@ class TrainLoop(Loop):
         super().__init__(total_updates, log_every=log_every, eval_every=eval_every,
                          checkpoint_every=checkpoint_every, desc=desc, progress=progress)
         self.run_dir = Path(run_dir)
+        _refuse_wide_logs(self.run_dir)  # before anything is written beside them
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.store = Checkpoints(self.ckpt_dir, "update", keep=keep)
-        self.train_log = CsvLog(self.run_dir / "train.csv")
-        self.eval_log = CsvLog(self.run_dir / "eval.csv")
+        self.metrics = MetricsLog(self.run_dir)
         # set after resume() by a run with --tensorboard (itpo_wrap.tensorboard.open_run): rows go there too
         self.tensorboard: TensorBoardLog | None = None
 
@@ -96,23 +100,25 @@ class TrainLoop(Loop):
             raise ValueError(f"run dir {str(self.run_dir)!r} is already at update {step}, past "
                              f"total_updates={self.total}; raise --total-updates or use a new --run-dir")
         self.resume_at(step, wall_s)
-        self.train_log.truncate_after(step)
-        self.eval_log.truncate_after(step)
+        for component in ("train", "eval"):
+            self.metrics.truncate_after(step, component)
         return state
 
     def log(self, update: int, metrics: dict[str, Any]) -> None:
-        """Append a ``train.csv`` row; tensors are read with ``.item()`` only here."""
-        rate = self.rate(update)
-        row = {"update": update, "wall_s": self.elapsed(), "updates_per_s": rate, **metrics}
-        self.train_log.write(row)
+        """Log the ``train`` row of ``update``: ``updates_per_s`` and ``metrics`` (tensors are read with
+        ``.item()`` by the log)."""
+        rate, wall_s = self.rate(update), self.elapsed()
+        self.metrics.write("train", update, wall_s, {"updates_per_s": rate, **metrics})
         if self.tensorboard is not None:
-            self.tensorboard.write(update, {"time/wall_s": row["wall_s"], "time/updates_per_s": rate,
+            self.tensorboard.write(update, {"time/wall_s": wall_s, "time/updates_per_s": rate,
                                             **{f"train/{k}": v for k, v in metrics.items()}})
         self.show({"upd/s": f"{rate:.0f}"})
 
     def log_eval(self, update: int, row: dict[str, Any]) -> None:
-        """Append an ``eval.csv`` row and print the means."""
-        self.eval_log.write({**row, "update": update, "wall_s": self.elapsed()})
+        """Log the ``eval`` row of ``update`` (``eval/...`` keys plus ``episodes`` and ``seed``; an ``update`` key
+        is the step, not a value) and print the means."""
+        values = {k.removeprefix("eval/"): v for k, v in row.items() if k != "update"}
+        self.metrics.write("eval", update, self.elapsed(), values)
         if self.tensorboard is not None:  # the scores; episodes and seed are settings, not curves
             self.tensorboard.write(update, {k: v for k, v in row.items() if k.startswith("eval/")})
         msg = " ".join(f"{k.split('/')[-1]}={fmt(v)}" for k, v in row.items() if k.endswith("_mean"))
@@ -122,6 +128,22 @@ class TrainLoop(Loop):
         """Write ``state`` plus the loop position atomically, then prune old checkpoints."""
         with self.pause():
             return self.store.save(update, self.elapsed(), state)
+
+    def close(self) -> None:
+        """Close ``metrics.csv`` (and the TensorBoard run, when one was opened)."""
+        self.metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _refuse_wide_logs(run_dir: Path) -> None:
+    """A run folder of the old layout (``train.csv``, ``eval.csv``) is converted by hand, once, not resumed into
+    two layouts at once: the fix is named."""
+    for name in ("train.csv", "eval.csv"):
+        if (run_dir / name).is_file():
+            raise ValueError(f"{str(run_dir / name)!r} is a log of the old wide layout; the trainers now write "
+                             f"metrics.csv. Convert the run folder once with `itpo-lab convert-logs {run_dir}` "
+                             "(lossless), then rerun the same command to resume")
 
 
 def _optional_rule(info: Any) -> Any:

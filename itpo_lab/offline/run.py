@@ -18,6 +18,7 @@ from itpo_lab.zoo_write import add_policy
 from itpo_wrap import provenance
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
+from itpo_wrap.training.metrics import read_metrics
 from itpo_wrap.zoo import entry_name
 
 
@@ -70,7 +71,8 @@ def evaluate_on_dataset_env(actor: Any, dataset: OfflineDataset, episodes: int, 
 
 
 def eval_row(actor: Any, dataset: OfflineDataset, episodes: int, seed: int, update: int) -> dict[str, Any]:
-    """:func:`evaluate_on_dataset_env` as an ``eval.csv`` row: ``update``, ``episodes``, ``seed``, ``eval/...``."""
+    """:func:`evaluate_on_dataset_env` as an evaluation row (``metrics.csv``'s component ``eval``, and the last one
+    in each checkpoint): ``update``, ``episodes``, ``seed``, ``eval/...``."""
     result = evaluate_on_dataset_env(actor, dataset, episodes, seed)
     return {"update": update, "episodes": episodes, "seed": seed, **result.row()}
 
@@ -93,7 +95,7 @@ def finalize_run(
     extra_config: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``run_dir/policy.pt`` and, with ``zoo_dir``, add it to ``<zoo_dir>/<entry>/<algorithm>.pt`` with its
-    learning curve (``run_dir/eval.csv``) as ``<algorithm>_eval.csv``.
+    log (``run_dir/metrics.csv``: learning curve, losses and Q) as ``<algorithm>_metrics.csv``.
 
     :param final_eval: the last evaluation row (``eval/...`` keys plus ``episodes`` and ``seed``).
     :param extra_config: resolved settings to store next to the arguments (e.g. ReBRAC's betas).
@@ -114,11 +116,11 @@ def finalize_run(
         name = run_name(dataset.dataset_id or args.dataset)
         folder = Path(zoo_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
-        curve = {}  # the run's logs travel with the checkpoint (runs/ is not kept): score curve, losses and Q
-        for log, key in (("eval.csv", "eval_curve"), ("train.csv", "train_log")):
-            if (run_dir / log).is_file():
-                shutil.copyfile(run_dir / log, folder / f"{algorithm}_{log}")
-                curve[key] = f"{algorithm}_{log}"
+        curve: dict[str, Any] = {}  # the run's log travels with the checkpoint (runs/ is not kept): score curve, losses and Q
+        if (run_dir / "metrics.csv").is_file():
+            shutil.copyfile(run_dir / "metrics.csv", folder / f"{algorithm}_metrics.csv")
+            curve = {"metrics_log": f"{algorithm}_metrics.csv", "metrics_components": [
+                c for c in ("eval", "train") if read_metrics(run_dir / "metrics.csv", c)]}  # what the card names
         add_policy(name, algorithm, path, kind="offline",
                        dataset_id=dataset.dataset_id or args.dataset, env_id=dataset.env_id, root=zoo_dir,
                        info={"algorithm": algorithm, "updates": updates, **info, **curve},
@@ -166,7 +168,7 @@ def _open_loop(args: Any, algorithm: str, config: dict[str, Any], objects: dict[
     if state is not None:
         restore_state(state, **objects)
     tensorboard = getattr(args, "tensorboard", None)
-    if tensorboard is not None:  # a resumed run hides its TensorBoard steps after the checkpoint, as train.csv drops them
+    if tensorboard is not None:  # a resumed run hides its TensorBoard steps after the checkpoint (metrics.csv drops them)
         loop.tensorboard = open_run(tensorboard, f"{algorithm}-{run_dir.name}", run_dir, resume=state is not None,
                                     purge_from=loop.start + 1)
     return loop, None if state is None else state.get("last_eval")
@@ -225,8 +227,7 @@ def train_actor_critic(
             if loop.due_checkpoint(u):
                 loop.save(u, {**collect_state(**objects), "config": config, "last_eval": last_eval})
     finally:
-        if loop.tensorboard is not None:
-            loop.tensorboard.close()
+        loop.close()
     if args.eval_every > 0 and (last_eval is None or last_eval["update"] != done):
         last_eval = eval_row(actor, dataset, args.eval_episodes, args.eval_seed, done)
     return finalize_run(run_dir, actor, nets["critic"], algorithm=algorithm, script=script, args=args,

@@ -7,7 +7,7 @@ and checkpoint, measures ``updates_per_s`` and shows a progress bar; :class:`Che
 atomically and loads the newest readable one with ``weights_only=True``; :func:`collect_state` /
 :func:`restore_state` save and restore modules, optimizers, schedulers and ``torch.Generator`` states by name.
 Minibatches come from a checkpointed generator, so a killed and resumed run ends bit-identical to an
-uninterrupted one. Metric rows go to :mod:`itpo_wrap.training.metrics` (one row model, two CSV layouts).
+uninterrupted one. Metric rows go to :mod:`itpo_wrap.training.metrics` (one row model, one ``metrics.csv`` layout).
 
 The update is the caller's. A :class:`Component` is one module and one loss (a minibatch drawn with the part's
 own generator, so results do not depend on which thread runs it) and :func:`fit_component` trains it with AdamW
