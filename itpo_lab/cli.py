@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from itpo_lab import commands as c
+from itpo_lab import distill
 from itpo_lab.zoo_options import register_zoo_writers
 from itpo_wrap.cli import ZOO_DIR_HELP, make_parser, run
 
@@ -21,6 +22,7 @@ LAB_COMMANDS = {
     "train-world-model": "itpo train-world-model, plus --zoo-dir: add the bundle to the dataset's zoo entry",
     "tune": "itpo tune, plus --record: store the chosen settings in the entry",
     "improve": "itpo improve, plus --record: add the improved policy to the entry (entry.json, MODEL_CARD.md)",
+    "distill": "amortised ITPO by distillation (issue 24): regress the base onto the wrapper's actions, env-checked",
     "critic-calibration": "a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects",
     "zoo-tables": "render docs/base_policies.md and docs/world_models.md from the zoo",
     "record-check": "keep a finished settings-check run's logs and figures in policies/checks/",
@@ -61,6 +63,7 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     writers["train-world-model"].set_defaults(func=c.cmd_train_world_model)
     writers["tune"].set_defaults(func=c.cmd_tune)
     writers["improve"].set_defaults(func=c.cmd_improve)
+    writers["distill"].set_defaults(func=distill.cmd_distill)
 
     p = sub.add_parser("critic-calibration", help=LAB_COMMANDS["critic-calibration"])
     which = p.add_mutually_exclusive_group(required=True)
