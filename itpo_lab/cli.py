@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from itpo_lab import commands as c
-from itpo_lab import distill
+from itpo_lab.distill_command import cmd_distill
 from itpo_lab.zoo_options import register_zoo_writers
 from itpo_wrap.cli import ZOO_DIR_HELP, make_parser, run
 
@@ -63,7 +63,7 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     writers["train-world-model"].set_defaults(func=c.cmd_train_world_model)
     writers["tune"].set_defaults(func=c.cmd_tune)
     writers["improve"].set_defaults(func=c.cmd_improve)
-    writers["distill"].set_defaults(func=distill.cmd_distill)
+    writers["distill"].set_defaults(func=cmd_distill)
 
     p = sub.add_parser("critic-calibration", help=LAB_COMMANDS["critic-calibration"])
     which = p.add_mutually_exclusive_group(required=True)

@@ -28,15 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from itpo_wrap import ITPOPolicyWrapper, zoo
+from itpo_wrap import ITPOPolicyWrapper
 from itpo_wrap.adapters import make_adapter, to_policy_torch
 from itpo_wrap.config import AdaptConfig
-from itpo_wrap.formats.offline_policy import save_offline_policy
 from itpo_wrap.improve_field import FieldCheck, field_check, load_snapshot, save_snapshot
 from itpo_wrap.rollout import RecordingEnv, run_episode
 from itpo_wrap.world_model.kinds import kind_names
 
-__all__ = ["DistillConfig", "cmd_distill", "collect", "distill", "regress", "register"]
+__all__ = ["DistillConfig", "collect", "distill", "regress", "register"]
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     """Add ``distill`` to the ``itpo-lab`` subparsers (:mod:`itpo_lab.zoo_options`: it can write the zoo).
 
     :param sub: the subparsers object.
-    :return: the new parser; :mod:`itpo_lab.cli` sets its function.
+    :return: the new parser; :mod:`itpo_lab.cli` sets its function (:func:`itpo_lab.distill_command.cmd_distill`).
     """
     d = DistillConfig()
     p = sub.add_parser("distill", help="amortised ITPO: regress the base policy onto the wrapper's actions along its "
@@ -199,40 +198,3 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true", help="add the kept policy to the entry (never a loser)")
     p.add_argument("--name", default="distilled", help="its policy name in the entry")
     return p
-
-
-def cmd_distill(args: argparse.Namespace) -> int:
-    """Run ``distill``; exit status 1 when no snapshot beat the base (nothing written to the zoo).
-
-    :param args: the parsed ``distill`` arguments.
-    """
-    from itpo_lab.zoo_write import add_policy
-    from itpo_wrap import provenance
-
-    cfg = DistillConfig(tuple(args.seeds), args.steps, args.batch_size, args.lr, args.eval_every, args.z)
-    entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
-    if args.record and args.name == entry.policy_name:
-        raise ValueError(f"--name {args.name} is the base policy's own name; choose another (e.g. distilled)")
-    if "model" in entry.meta:
-        raise ValueError(f"{entry.name}/{entry.policy_name} is not an offline policy (td3_bc, rebrac): distill writes "
-                         "offline checkpoints")
-    torch.set_num_threads(args.threads)
-    folder = Path(args.out or f"runs/distill/{entry.name}-{entry.policy_name}-{args.kind}")
-    kept, check, facts = distill(entry, args.kind, cfg, folder)
-    print(check.describe())
-    print(f"wall time {facts['wall_s']:.0f} s (collection {facts['collect_s']:.0f} s)")
-    if kept is None:
-        print("refused: no snapshot beat the base in the real env; nothing written")
-        return 1
-    made_by = provenance.from_namespace("itpo-lab distill", args).to_dict()
-    info = {"base_policy": entry.policy_name, "distill": facts, provenance.KEY: made_by}
-    path = save_offline_policy(folder / "distilled.pt", kept, entry.critic, algorithm="itpo_distill",
-                               config=facts["config"], dataset_id=entry.dataset_id, env_id=entry.env_id,
-                               action_low=entry.meta["action_low"], action_high=entry.meta["action_high"],
-                               updates=check.chosen, info=info)
-    print(f"wrote {path}")
-    if args.record:
-        record = {"algorithm": "itpo_distill", "updates": check.chosen, "wall_s": facts["wall_s"], **info}
-        print(f"recorded {args.name!r} in " + str(add_policy(entry.name, args.name, path, kind="offline",
-              dataset_id=entry.dataset_id, env_id=entry.env_id, info=record, root=args.zoo_dir)))
-    return 0
