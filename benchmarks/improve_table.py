@@ -2,6 +2,10 @@
 improved policy, each paired with the TD3+BC base on the evaluation seeds.
 
     python benchmarks/improve_table.py [--csv benchmarks/results/episodes.csv] [--markdown docs/improve_eval.md]
+                                       [--into docs/improve.md]
+
+``--into`` fills the tables that ``docs/improve.md`` quotes between its ``<!-- round1 table ... -->`` and
+``<!-- round2 table ... -->`` markers, leaving its prose alone.
 
 Round 2 (the real-env check, policy ``improved_env``): a second table, one row per ``result.json`` copied into
 ``benchmarks/results/improve_env/<entry>.json``. Where the check refused, ``itpo improve`` returns the base
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,19 +146,41 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def into_markers(text: str, tables: dict[str, list[str]]) -> str:
+    """``text`` with each ``<!-- <name> table: ... -->`` ... ``<!-- /<name> -->`` block's body replaced by the
+    named table (the hand-written prose around the blocks is kept as it is).
+
+    :param text: a document holding every named block once.
+    :param tables: block name (``round1``, ``round2``) -> the table's lines.
+    """
+    for name, lines in tables.items():
+        found = re.search(rf"(<!-- {name} table:[^\n]*-->\n)(.*?)(<!-- /{name} -->)", text, flags=re.S)
+        if found is None:
+            raise ValueError(f"no <!-- {name} table: ... --> ... <!-- /{name} --> block to fill")
+        text = text[:found.start(2)] + "\n".join(lines) + "\n" + text[found.end(2):]
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--csv", default=run.DEFAULT_OUT)
     p.add_argument("--markdown", default=None)
     p.add_argument("--results", default="benchmarks/results/improve_env", help="round 2's result.json copies")
+    p.add_argument("--into", default=None,
+                   help="also fill the round1/round2 table blocks of this document (docs/improve.md) in place")
     args = p.parse_args()
-    text = "\n".join(markdown(table(Path(args.csv)))) + "\n"
+    round1 = markdown(table(Path(args.csv)))
+    text = "\n".join(round1) + "\n"
     env_rows = table_env(Path(args.csv), Path(args.results))
-    if env_rows:
+    round2 = markdown_env(env_rows) if env_rows else []
+    if round2:
         text += ("\nRound 2, the real-env check (policy `improved_env`; where refused, the base itself):\n\n"
-                 + "\n".join(markdown_env(env_rows)) + "\n")
+                 + "\n".join(round2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(text)
+    if args.into:
+        doc = Path(args.into)
+        doc.write_text(into_markers(doc.read_text(), {"round1": round1, **({"round2": round2} if round2 else {})}))
     print(text)
 
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from itpo_lab import commands as c
-from itpo_wrap import improve_command, tune_command
+from itpo_lab.distill_command import cmd_distill
+from itpo_lab.zoo_options import register_zoo_writers
 from itpo_wrap.cli import ZOO_DIR_HELP, make_parser, run
-from itpo_wrap.training import commands as training_commands
 
 LAB_COMMANDS = {
     "collect": "generate D4RL-style Minari datasets from the committed behaviour policies",
@@ -22,9 +22,13 @@ LAB_COMMANDS = {
     "train-world-model": "itpo train-world-model, plus --zoo-dir: add the bundle to the dataset's zoo entry",
     "tune": "itpo tune, plus --record: store the chosen settings in the entry",
     "improve": "itpo improve, plus --record: add the improved policy to the entry (entry.json, MODEL_CARD.md)",
+    "distill": "amortised ITPO by distillation (issue 24): regress the base onto the wrapper's actions, env-checked",
     "critic-calibration": "a zoo policy's critic, min-Q(s, pi(s)), against the discounted return pi then collects",
     "zoo-tables": "render docs/base_policies.md and docs/world_models.md from the zoo",
     "record-check": "keep a finished settings-check run's logs and figures in policies/checks/",
+    "render-cards": "render each zoo entry's MODEL_CARD.md and each behaviour policy's CARD.md from its JSON",
+    "migrate-provenance": "turn the command lines that older zoo entries, checks and behaviour cards stored into "
+                          "provenance records",
     "convert-logs": "turn a trainer run's, check's or zoo entry's old train.csv/eval.csv into metrics.csv, losslessly",
 }
 
@@ -55,19 +59,11 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    train = training_commands.register(sub)["train-world-model"]
-    train.add_argument("--zoo-dir", default=None,
-                       help="also add the bundle (without a critic) to the zoo entry of --dataset in this folder, "
-                            "with its held-out evaluation, e.g. policies/zoo")
-    train.set_defaults(func=c.cmd_train_world_model)
-    tune = tune_command.register(sub)
-    tune.add_argument("--record", action="store_true", help="store the choice in the entry (ZooEntry.adapt_config)")
-    tune.set_defaults(func=c.cmd_tune)
-    improve = improve_command.register(sub)
-    improve.add_argument("--record", action="store_true",
-                         help="add the improved policy to the entry when the verdict kept it (never a loser)")
-    improve.add_argument("--name", default="improved", help="its policy name in the entry")
-    improve.set_defaults(func=c.cmd_improve)
+    writers = register_zoo_writers(sub)
+    writers["train-world-model"].set_defaults(func=c.cmd_train_world_model)
+    writers["tune"].set_defaults(func=c.cmd_tune)
+    writers["improve"].set_defaults(func=c.cmd_improve)
+    writers["distill"].set_defaults(func=cmd_distill)
 
     p = sub.add_parser("critic-calibration", help=LAB_COMMANDS["critic-calibration"])
     which = p.add_mutually_exclusive_group(required=True)
@@ -98,6 +94,16 @@ def _zoo_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=c.cmd_record_check)
 
+    p = sub.add_parser("render-cards", help=LAB_COMMANDS["render-cards"])
+    p.add_argument("paths", nargs="+", type=Path, help="folders searched for entry.json and card.json files")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="write <out-dir>/<folder>/<card> instead of beside each JSON file (to compare)")
+    p.set_defaults(func=c.cmd_render_cards)
+
+    p = sub.add_parser("migrate-provenance", help=LAB_COMMANDS["migrate-provenance"])
+    p.add_argument("paths", nargs="+", type=Path,
+                   help="entry.json, check.json or card.json files, or folders searched for them (e.g. policies)")
+    p.set_defaults(func=c.cmd_migrate_provenance)
     p = sub.add_parser("convert-logs", help=LAB_COMMANDS["convert-logs"])
     p.add_argument("folders", type=Path, nargs="+", help="run folders, policies/checks/<check>, policies/zoo/<entry>")
     p.set_defaults(func=c.cmd_convert_logs)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from itpo_wrap import provenance
 
 
 def _parse_levels(text: str) -> tuple[str, ...]:
@@ -52,8 +52,7 @@ def cmd_export_behavior(args: argparse.Namespace) -> int:
     from itpo_lab.data.collect import ENVS
 
     out = Path(args.out or f"policies/behavior/{args.env}")
-    command = f"python policies/sac_behavior.py --env {ENVS[args.env]} --run-dir {args.run_dir}"
-    card = export_behavior(args.run_dir, out, ENVS[args.env], command)
+    card = export_behavior(args.run_dir, out, ENVS[args.env])
     print(json.dumps(card, indent=2))
     return 0
 
@@ -134,6 +133,33 @@ def cmd_record_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render_cards(args: argparse.Namespace) -> int:
+    """Run ``render-cards``: every ``MODEL_CARD.md`` and ``CARD.md`` under the paths, from its JSON.
+
+    :param args: the parsed ``render-cards`` arguments.
+    """
+    from itpo_lab.cards import render_cards
+
+    for path in render_cards(args.paths, args.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_migrate_provenance(args: argparse.Namespace) -> int:
+    """Run ``migrate-provenance``: older files' command lines become provenance records, cards re-rendered.
+
+    :param args: the parsed ``migrate-provenance`` arguments.
+    """
+    from itpo_lab.migrate import migrate_paths
+
+    done = migrate_paths(args.paths)
+    for path, count in done.items():
+        print(f"{path}: {count} command line(s) -> provenance records")
+    print(f"migrated {len(done)} file(s); regenerate the docs with: itpo-lab zoo-tables --out-dir docs and "
+          "itpo-lab datasets-table --out docs/datasets.md")
+    return 0
+
+
 def cmd_convert_logs(args: argparse.Namespace) -> int:
     """Run ``convert-logs``: the old wide ``train.csv`` / ``eval.csv`` of each folder as one ``metrics.csv``.
 
@@ -182,7 +208,9 @@ def _add_world_model(args: argparse.Namespace, dataset_id: str, out: str, result
     if "baseline" in result:
         ev["mlp_baseline_one_step_rmse_state_std"] = result["baseline"]["one_step_rmse_state_std"]
     ev.update({k: result[k] for k in ("reward_rmse", "termination_accuracy", "episodes", "rows")})
-    info = {"command": "itpo-lab " + shlex.join(sys.argv[1:]), "wall_s": round(wall_s, 1), "eval": ev}
+    # the whole command's record, also for one dataset of --datasets: that command is what made it
+    made_by = provenance.from_namespace("itpo-lab train-world-model", args).to_dict()
+    info = {provenance.KEY: made_by, "wall_s": round(wall_s, 1), "eval": ev}
     folder = add_world_model(name, args.dynamics, out, info=info, root=args.zoo_dir)
     print(f"added to zoo entry {folder}")
 
@@ -236,14 +264,14 @@ def cmd_improve(args: argparse.Namespace) -> int:
         spec = zoo.read_entry(args.entry, args.zoo_dir)
         if args.name == (args.policy or spec.get("default_policy")):
             raise ValueError(f"--name {args.name} is the base policy's own name; choose another (e.g. improved)")
-    entry, result, out = run_improve(args)
+    entry, result, out = run_improve(args, program="itpo-lab improve")
     if not result.accepted:
         if args.record:
             print(f"not recorded in {entry.name}: the verdict refused the improved policy")
         return 1
     if args.record:
         info = {"algorithm": "itpo_improve", "updates": result.best_step, "wall_s": round(result.wall_s, 1),
-                "command": "itpo-lab " + shlex.join(sys.argv[1:]),
+                provenance.KEY: provenance.from_namespace("itpo-lab improve", args).to_dict(),
                 "improve": {"base_policy": entry.policy_name, "world_model": args.kind, **result.summary()}}
         folder = add_policy(entry.name, args.name, out / "improved.pt", kind="offline", dataset_id=entry.dataset_id,
                             env_id=entry.env_id, info=info, root=args.zoo_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 from itpo_wrap.training.metrics import LONG_HEADER, read_metrics
 
@@ -113,12 +114,11 @@ def _policies_naming(folder: Path, files: dict[str, Path]) -> list[str]:
 def convert_folder(folder: str | Path) -> list[Path]:
     """Convert every wide log in ``folder`` (:func:`convert_wide_logs`); in a zoo entry, each policy record naming
     them (``eval_curve``, ``train_log``) names the new file instead (``metrics_log``, ``metrics_components``) and
-    ``MODEL_CARD.md`` is regenerated (:func:`itpo_lab.zoo_write.set_policy_log`).
+    ``MODEL_CARD.md`` is regenerated (:func:`set_policy_log`).
 
     :param folder: a trainer's run folder, a settings check or a zoo entry folder.
     :return: the files written (none when the folder holds no wide log).
     """
-    from itpo_lab.zoo_write import set_policy_log
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -132,3 +132,27 @@ def convert_folder(folder: str | Path) -> list[Path]:
         for key in policies:
             set_policy_log(folder.name, key, out.name, components, root=folder.parent)
     return written
+
+
+def set_policy_log(name: str, policy_name: str, metrics_log: str, components: list[str],
+                   root: str | Path | None = None) -> None:
+    """Point a policy's record at its log in the ``metrics.csv`` layout (``metrics_log``: the file in the entry
+    folder; ``metrics_components``: ``eval``, ``train``, named by the card) in place of the old wide logs it named
+    (``eval_curve``, ``train_log``; ``itpo-lab convert-logs``), and regenerate ``MODEL_CARD.md``. ``name``,
+    ``policy_name`` and ``root`` as in :func:`itpo_lab.zoo_write.record_policy_facts`."""
+    from itpo_lab.zoo_write import write_entry
+    from itpo_wrap.zoo import read_entry, zoo_path
+
+    base = zoo_path(root)
+    entry = read_entry(name, base)
+    if policy_name not in entry["policies"]:
+        raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
+    new = {"metrics_log": metrics_log, "metrics_components": list(components)}
+    record: dict[str, Any] = {}
+    for key, value in entry["policies"][policy_name].items():
+        if key in ("eval_curve", "train_log", *new):  # the new fields take the first old one's place
+            record.update(new)
+        else:
+            record[key] = value
+    entry["policies"][policy_name] = {**record, **new}
+    write_entry(base, name, entry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from itpo_lab.remake import command_of
 from itpo_wrap.zoo import tuned_settings_of
 
 
@@ -56,7 +57,7 @@ def _remake_policy(name: str, key: str, p: dict[str, Any]) -> list[str]:
     :param key: the policy's name in the entry.
     :param p: the policy's record.
     """
-    lines = [f"`{key}`:", "", "```bash", p.get("command", "# command not recorded"), "```", ""]
+    lines = [f"`{key}`:", "", "```bash", command_of(p) or "# command not recorded", "```", ""]
     if p.get("metrics_log"):
         parts = [f"`{c}`, {_LOGGED.get(c, 'its metrics')}" for c in p.get("metrics_components", [])]
         lines += [f"Log: `{p['metrics_log']}` (the `metrics.csv` layout)"
@@ -91,7 +92,7 @@ def _world_models_section(wms: dict[str, Any]) -> list[str]:
         lines.append(f"| {kind} | `{w['file']}` | {w.get('size_mb', '-')} MB | {wall} | {rmse} |")
     lines += [""]
     for kind, w in wms.items():
-        lines += [f"`{kind}` world model:", "", "```bash", w.get("command", "# command not recorded"), "```", ""]
+        lines += [f"`{kind}` world model:", "", "```bash", command_of(w) or "# command not recorded", "```", ""]
         tuned = tuned_settings_of(w)
         if tuned:
             shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items())

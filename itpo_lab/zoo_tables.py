@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from itpo_lab.data.reference import normalization_note
+from itpo_lab.remake import command_of, record_of
 from itpo_lab.zoo_curves import learning_curves, plot_learning_curves
 from itpo_lab.zoo_grid import ENVS, LEVELS, dataset_score, entries
 from itpo_wrap import zoo
@@ -139,7 +140,7 @@ def checks_markdown(checks_dir: Path | None = None) -> list[str]:
         corr = f"{cal['correlation']:.2f}" if "correlation" in cal else "-"
         lines.append(f"| {c['entry']} | {c['algorithm']} | {c['variant']} | {betas} | {c['updates']} | {score} "
                      f"| {ratio} | {corr} | {c.get('note', '')} |")
-        commands.append(f"- {c['name']}: `{c['command']}`")
+        commands.append(f"- {c['name']}: `{command_of(c)}`")
     return lines + ["", "Commands:", "", *commands]
 
 
@@ -160,10 +161,14 @@ def world_models_markdown(root: Path | None = None) -> str:
         for kind, w in e.get("world_models", {}).items():
             ev = w.get("eval", {})
             curve = ev.get("open_loop_rmse_state_std", [])
-            # what the command left out is the library's default, read from it rather than restated here
-            steps = _arg(w.get("command", ""), "--steps", str(WorldModelTrainConfig().dynamics_steps))
-            default_sampling = getattr(get_kind(kind).config(), "num_inference_steps", 1)
-            sampling = _arg(w.get("command", ""), "--sampling-steps", str(default_sampling))
+            # the record's resolved arguments; a per-kind flag left at None means the kind's config default,
+            # read from the library rather than restated here (as is everything when nothing was recorded)
+            made = record_of(w)
+            args = made.args if made is not None else {}
+            steps = args.get("steps", WorldModelTrainConfig().dynamics_steps)
+            sampling = args.get("sampling_steps")
+            if sampling is None:
+                sampling = getattr(get_kind(kind).config(), "num_inference_steps", 1)
 
             def f(x: Any) -> str:
                 return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
@@ -173,17 +178,12 @@ def world_models_markdown(root: Path | None = None) -> str:
                          f"| {f(ev.get('mlp_baseline_one_step_rmse_state_std'))} | {f(ev.get('reward_rmse'))} "
                          f"| {f(ev.get('termination_accuracy'))} | {w.get('wall_s', 0) / 60:.1f} min "
                          f"| {w.get('size_mb', '-')} MB |")
-            commands.append(f"- {e['name']} {kind}: `{w.get('command', '')}`")
+            commands.append(f"- {e['name']} {kind}: `{command_of(w) or ''}`")
     lines += ["", "Commands (rerun the same command to resume; add `--no-resume` to start over):", "", *commands]
     notes = root / "WORLD_MODEL_NOTES.md"
     if notes.is_file():
         lines += ["", notes.read_text().strip()]
     return "\n".join(lines) + "\n"
-
-
-def _arg(command: str, flag: str, default: str) -> str:
-    parts = command.split()
-    return parts[parts.index(flag) + 1] if flag in parts[:-1] else default
 
 
 def write_tables(out_dir: Path, root: Path | None = None) -> list[Path]:

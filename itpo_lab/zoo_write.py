@@ -25,8 +25,13 @@ from itpo_wrap.zoo import FORMAT, FORMAT_VERSION, KINDS, read_entry, zoo_path
 from itpo_wrap.zoo_files import check_entry_name, check_world_model_for_entry, entry_file
 
 
-def _write_entry(base: Path, name: str, entry: dict[str, Any]) -> None:
-    """Write ``entry.json`` atomically (a running evaluation never reads half a file) and regenerate the card."""
+def write_entry(base: Path, name: str, entry: dict[str, Any]) -> None:
+    """Write ``entry.json`` atomically (a running evaluation never reads half a file) and regenerate the card.
+
+    :param base: the zoo folder.
+    :param name: the entry (its folder under ``base``).
+    :param entry: the whole entry, as :func:`~itpo_wrap.zoo.read_entry` returns it.
+    """
     path = base / name / "entry.json"
     tmp = path.with_name("entry.json.tmp")
     tmp.write_text(json.dumps(entry, indent=2, sort_keys=False) + "\n")
@@ -74,7 +79,7 @@ def add_policy(
     :param kind: ``"offline"`` or ``"sb3"``.
     :param dataset_id: the dataset the entry belongs to.
     :param env_id: the Gymnasium id.
-    :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``command``, ``eval`` (dict), ``notes``.
+    :param info: card facts: ``algorithm``, ``updates``, ``wall_s``, ``provenance``, ``eval`` (dict), ``notes``.
     :param default: make this the entry's default policy (the first policy added always is).
     :param copy: copy ``file`` into the entry as ``<policy_name><suffix>``; ``False`` records a file already
         inside the entry folder by its relative path (a file outside is refused: entries open only their own
@@ -111,7 +116,7 @@ def add_policy(
         entry["ref_min_score"], entry["ref_max_score"] = float(ref_scores[0]), float(ref_scores[1])
     if default or not entry.get("default_policy"):
         entry["default_policy"] = policy_name
-    _write_entry(folder.parent, name, entry)
+    write_entry(folder.parent, name, entry)
     return folder
 
 
@@ -142,28 +147,7 @@ def record_policy_facts(name: str, policy_name: str, facts: dict[str, Any], root
     if {"file", "kind"} & set(facts):
         raise ValueError(f"record_policy_facts cannot change 'file' or 'kind' (got {sorted(facts)}); use add_policy")
     entry["policies"][policy_name].update(facts)
-    _write_entry(base, name, entry)
-
-
-def set_policy_log(name: str, policy_name: str, metrics_log: str, components: list[str],
-                   root: str | Path | None = None) -> None:
-    """Point a policy's record at its log in the ``metrics.csv`` layout (``metrics_log``: the file in the entry
-    folder; ``metrics_components``: ``eval``, ``train``, named by the card) in place of the old wide logs it named
-    (``eval_curve``, ``train_log``; ``itpo-lab convert-logs``), and regenerate ``MODEL_CARD.md``. ``name``,
-    ``policy_name`` and ``root`` as in :func:`record_policy_facts`."""
-    base = zoo_path(root)
-    entry = read_entry(name, base)
-    if policy_name not in entry["policies"]:
-        raise KeyError(f"zoo entry {name!r} has no policy {policy_name!r}; it has {sorted(entry['policies'])}")
-    new = {"metrics_log": metrics_log, "metrics_components": list(components)}
-    record: dict[str, Any] = {}
-    for key, value in entry["policies"][policy_name].items():
-        if key in ("eval_curve", "train_log", *new):  # the new fields take the first old one's place
-            record.update(new)
-        else:
-            record[key] = value
-    entry["policies"][policy_name] = {**record, **new}
-    _write_entry(base, name, entry)
+    write_entry(base, name, entry)
 
 
 def add_world_model(
@@ -181,7 +165,7 @@ def add_world_model(
     :param name: the entry.
     :param kind: the dynamics kind, ``"diffusion"`` or ``"meanflow"`` (or ``"mlp"``).
     :param file: the bundle written by ``itpo train-world-model``.
-    :param info: card facts: ``command``, ``wall_s``, ``size_mb``, ``eval`` (dict), ``notes``.
+    :param info: card facts: ``provenance``, ``wall_s``, ``size_mb``, ``eval`` (dict), ``notes``.
     :param root: the zoo folder (:func:`~itpo_wrap.zoo.zoo_path` when ``None``).
     :return: the entry folder.
     """
@@ -201,7 +185,7 @@ def add_world_model(
                                                   **(info or {})}
     if not entry.get("world_model") or kind == "diffusion":
         entry["world_model"] = dest.name
-    _write_entry(folder.parent, name, entry)
+    write_entry(folder.parent, name, entry)
     return folder
 
 
@@ -230,7 +214,7 @@ def set_tuned_settings(name: str, kind: str, settings: dict[str, Any], *, note: 
     clean = AdaptConfig(**settings).to_dict()  # validates every value with AdaptConfig's own messages
     tuned = {k: clean[k] for k in settings}
     entry["world_models"][kind].update(tuned=tuned, tuned_step_size=float(tuned["step_size"]), tuned_note=note)
-    _write_entry(base, name, entry)
+    write_entry(base, name, entry)
 
 
 def set_tuned_step_size(name: str, kind: str, step_size: float, *, note: str = "",
@@ -294,5 +278,5 @@ def export_entry(name: str, dest: str | Path, *, policies: list[str], world_mode
     kept: dict[str, dict[str, Any]] = slim["world_models"]
     first: dict[str, Any] = kept.get("diffusion") or next(iter(kept.values()), {})
     slim["world_model"] = first.get("file")
-    _write_entry(Path(dest), name, slim)
+    write_entry(Path(dest), name, slim)
     return out

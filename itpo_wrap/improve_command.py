@@ -17,11 +17,10 @@ status 1. The zoo is only read here;
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
+from itpo_wrap import provenance
 from itpo_wrap.improve_config import ImproveConfig
 from itpo_wrap.world_model.kinds import kind_names
 
@@ -102,10 +101,12 @@ def improve_command(args: argparse.Namespace) -> int:
     return 0 if run_improve(args)[1].accepted else 1
 
 
-def run_improve(args: argparse.Namespace) -> tuple[Any, Any, Path]:
-    """Improve the entry's policy and write ``improved.pt`` when the verdict keeps it.
+def run_improve(args: argparse.Namespace, program: str = "itpo improve") -> tuple[Any, Any, Path]:
+    """Improve the entry's policy and write ``improved.pt`` when the verdict keeps it, with its provenance
+    record (:mod:`itpo_wrap.provenance`: ``program`` and every parsed argument) in the checkpoint's ``info``.
 
     :param args: the parsed ``improve`` arguments.
+    :param program: the command that parsed them (``"itpo-lab improve"`` when the lab runs it).
     :return: ``(zoo entry, ImproveResult, run folder)``.
     """
     import torch
@@ -134,7 +135,8 @@ def run_improve(args: argparse.Namespace) -> tuple[Any, Any, Path]:
     print(result.message)
     print(f"wall time {result.wall_s:.0f} s (loop {result.train_wall_s:.0f} s over {result.steps} steps)")
     if result.accepted:
+        made_by = provenance.from_namespace(program, args).to_dict()
         path = result.save(out / "improved.pt", info={"world_model": args.kind, "wall_s": round(result.wall_s, 1),
-                                                      "command": "itpo " + shlex.join(sys.argv[1:])})
+                                                      provenance.KEY: made_by})
         print(f"wrote {path}")
     return entry, result, out

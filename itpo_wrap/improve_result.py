@@ -80,7 +80,7 @@ class ImproveResult:
         base's critic as its terminal critic; a refused result is never saved.
 
         :param path: the ``.pt`` file.
-        :param info: further facts for the checkpoint's ``info`` (the world model used, the command).
+        :param info: further facts for the checkpoint's ``info`` (the world model used, the provenance record).
         """
         if not self.accepted:
             raise ValueError(f"nothing to save: {self.message}")

@@ -13,7 +13,8 @@ a zoo). One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-re
 
     policies/zoo/hopper-medium-replay/
       entry.json        machine-readable, the source of truth (below)
-      MODEL_CARD.md     generated from entry.json: how each policy was made, scores, commands
+      MODEL_CARD.md     generated from entry.json: how each policy was made, scores, the commands
+                        rendered from its provenance records
       rebrac.pt         offline-policy checkpoints (actor + twin critic + normalizer + config;
       td3_bc.pt         itpo_wrap.formats.offline_policy)
       sac_expert.pt     optional SB3 SAC/TD3 base (kind "sb3"), weights-only (itpo_wrap.formats.sb3_weights)
@@ -25,12 +26,18 @@ a zoo). One folder per dataset, named ``<env>-<level>`` (``itpo/hopper/medium-re
     {"format": "itpo-zoo-entry", "format_version": 1, "name": "hopper-medium-replay",
      "dataset_id": "itpo/hopper/medium-replay-v0", "env_id": "Hopper-v5",
      "default_policy": "rebrac", "world_model": "wm_diffusion.pt" or null (the default kind's file),
-     "world_models": {"diffusion": {"file": "wm_diffusion.pt", "command": ..., "wall_s": ..., "eval": {...}},
+     "world_models": {"diffusion": {"file": "wm_diffusion.pt", "provenance": {...}, "wall_s": ...,
+                                    "eval": {...}},
                       "meanflow": {...}},
      "policies": {"rebrac": {"file": "rebrac.pt", "kind": "offline" | "sb3", "algorithm": "rebrac",
-                             "updates": 100000, "wall_s": 812.0, "command": "python policies/...",
+                             "updates": 100000, "wall_s": 812.0,
+                             "provenance": {"program": "policies/rebrac.py", "args": {"dataset": ..., ...}},
                              "eval": {"episodes": 10, "seed": 1000, "return_mean": ..., "return_std": ...,
                                       "score_mean": ..., "score_std": ...}}}}
+
+``provenance`` is how the file was made, as data (:mod:`itpo_wrap.provenance`: the program and every argument
+it resolved); entries written before issue 22 store the command line under ``command`` instead, and load the
+same (nothing that loads a policy reads either).
 
 This module only reads. Entries are written by the lab (``itpo_lab.zoo_write.add_policy`` and friends;
 the trainers call it with ``--zoo-dir``), which also renders ``MODEL_CARD.md``. Every ``"file"`` is

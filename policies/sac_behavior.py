@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -131,7 +130,7 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    main(Args(**vars(p.parse_args())))
+    # the lab's one parser of the policies/ scripts, which also renders the command on the behaviour card
+    from itpo_lab.offline import parse_args
+
+    main(parse_args(Args, description=__doc__))

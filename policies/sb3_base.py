@@ -28,9 +28,8 @@ import torch
 
 from itpo_lab import zoo_write
 from itpo_lab.offline import evaluate_actor, load_sb3_base, parse_args
-from itpo_lab.offline.loop import format_command
 from itpo_lab.offline.run import load_offline_dataset
-from itpo_wrap import zoo
+from itpo_wrap import provenance, zoo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +58,8 @@ def main(args: Args) -> None:
           **{k.removeprefix("eval/"): v for k, v in result.row().items()}}
     folder = zoo_write.add_policy(zoo.entry_name(args.dataset), args.name, args.model, kind="sb3", dataset_id=args.dataset,
                             env_id=dataset.env_id, default=args.default, copy=args.copy, root=args.zoo_dir,
-                            info={"algorithm": meta["algorithm"], "command": format_command("policies/sb3_base.py", args),
+                            info={"algorithm": meta["algorithm"],
+                                  provenance.KEY: provenance.from_dataclass("policies/sb3_base.py", args).to_dict(),
                                   "eval": ev, "notes": f"SB3 model imported from {args.model}."})
     print(f"{args.name}: return {result.mean_return:.1f}, normalized {result.mean_score:.1f} -> {folder}")
 

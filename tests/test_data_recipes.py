@@ -136,10 +136,16 @@ def test_export_behavior_writes_selected_checkpoints_and_replay_prefix(tmp_path:
         model.save(run / f"ckpt_{step:07d}.zip")
         rows.append(f"{step},{ret},1.0,10,{step / 10}")
     (run / "eval.csv").write_text("\n".join(rows) + "\n")
-    card = export_behavior(run, tmp_path / "out", "Hopper-v5", "python policies/sac_behavior.py ...")
+    card = export_behavior(run, tmp_path / "out", "Hopper-v5")
     assert card["selection"]["expert_step"] == 300 and card["selection"]["medium_step"] == 200
     eps = load_episodes(tmp_path / "out" / "medium_replay.npz")
     assert sum(len(e["actions"]) for e in eps) == 200 == card["medium_replay"]["transitions"]
     for name in ("expert.zip", "medium.zip", "eval.csv", "card.json", "CARD.md"):
         assert (tmp_path / "out" / name).exists()
     assert "200 steps" in (tmp_path / "out" / "CARD.md").read_text()
+    # how to remake the run, as data: the SAC script's Args with the budget the run reached
+    args = card["provenance"]["args"]
+    assert card["provenance"]["program"] == "policies/sac_behavior.py" and "command" not in card
+    assert (args["env"], args["run_dir"], args["total_steps"], args["seed"]) == ("Hopper-v5", str(run), 300, 0)
+    assert (f"python policies/sac_behavior.py --env Hopper-v5 --run-dir {run} --total-steps 300"
+            in (tmp_path / "out" / "CARD.md").read_text())

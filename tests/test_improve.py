@@ -14,14 +14,16 @@ import torch
 from torch import nn
 
 from itpo_lab import cli as lab_cli
-from itpo_lab import zoo_write
+from itpo_lab import remake, zoo_write
 from itpo_wrap import AdaptConfig, ITPOPolicyWrapper, zoo
 from itpo_wrap.cli import main as itpo_main
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.data.minari import write_dataset
+from itpo_wrap.formats.offline_policy import load_offline_policy
 from itpo_wrap.improve import improve_policy
 from itpo_wrap.improve_config import ImproveConfig
 from itpo_wrap.networks import TanhActor
+from itpo_wrap.provenance import Provenance
 from tests.test_adapt_toys import LinearQuadraticWM
 from tests.test_offline_minari import _episodes
 from tests.test_zoo_world_models import _bundle, _entry
@@ -180,6 +182,13 @@ def test_the_improved_policy_round_trips_through_the_zoo(pendulum_zoo: Path, tmp
     assert record["improve"]["accepted"] and record["improve"]["world_model"] == "meanflow"
     card = (pendulum_zoo / "pendulum-medium" / "MODEL_CARD.md").read_text()
     assert "`improved` is `td3_bc` improved offline by `itpo improve`" in card and "critic is the base's" in card
+    # how it was made, as data: every parsed option; the card's command is rendered from it and remakes it
+    made_by = Provenance.from_dict(record["provenance"])
+    assert made_by.program == "itpo-lab improve" and made_by.args["steps"] == 30 and made_by.args["max_drift"] is None
+    assert made_by.args["record"] is True and made_by.args["kind"] == "meanflow" and "command" not in record
+    assert remake.render(made_by) in card and "--max-drift none" in remake.render(made_by)
+    assert remake.parse(made_by.program, remake.render_argv(made_by)) == made_by
+    assert load_offline_policy(out / "improved.pt")[2]["info"]["provenance"] == record["provenance"]
     wrapped = ITPOPolicyWrapper(saved.policy, saved.load_world_model("meanflow"), AdaptConfig(backend="eager"))
     action, _ = wrapped.predict(np.array([1.0, 0.0, 0.5], dtype=np.float32), deterministic=True)
     assert action.shape == (1,) and np.isfinite(action).all()

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # package root's ``__init__``, not everything below it.
 LAYERS: list[tuple[str, ...]] = [
     ("itpo_wrap._version", "itpo_wrap.utils", "itpo_wrap.config", "itpo_wrap.integrity", "itpo_wrap.pairing",
-     "itpo_wrap.networks", "itpo_wrap.tensorboard"),                  # foundations: no itpo_wrap imports above
+     "itpo_wrap.networks", "itpo_wrap.tensorboard", "itpo_wrap.provenance"),                  # foundations: no itpo_wrap imports above
     ("itpo_wrap.data",),                                              # datasets, buffers, normalisation
     ("itpo_wrap.world_model",),                                       # dynamics, heads, the WorldModel bundle
     ("itpo_wrap.formats", "itpo_wrap.zoo_files"),                     # checkpoint formats the zoo reads

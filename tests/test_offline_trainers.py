@@ -83,7 +83,9 @@ def test_zoo_entry_keeps_the_learning_curve(pendulum: OfflineDataset, tmp_path: 
     spec = entry["policies"]["rebrac"]
     assert spec["metrics_log"] == "rebrac_metrics.csv" and spec["metrics_components"] == ["eval", "train"]
     assert spec["updates"] == 200 and "eval_curve" not in spec and "train_log" not in spec
-    assert "--run-dir" not in spec["command"]  # where the run lived is not how to remake it
+    assert spec["provenance"]["program"] == "policies/rebrac.py"
+    assert spec["provenance"]["args"]["run_dir"] is None  # where the run lived is not how to remake it
+    assert spec["provenance"]["args"]["total_updates"] == 200 and spec["provenance"]["args"]["zoo_dir"] == str(root)
     card = (root / "pendulum-random" / "MODEL_CARD.md").read_text()
     assert (root / "pendulum-random" / "rebrac_metrics.csv").read_bytes() == (run_dir / "metrics.csv").read_bytes()
     assert "Log: `rebrac_metrics.csv` (the `metrics.csv` layout): component `eval`, every evaluation" in card

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from itpo_lab.offline import load_offline_policy
-from itpo_lab.offline.many import load_trainer, run_script
+from itpo_lab.offline.many import run_script
+from itpo_lab.scripts import load_script
 from itpo_wrap.training.metrics import read_metrics
 from tests.scripts import ROOT
 from tests.test_scaling import fake_ray
@@ -32,7 +33,7 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def _train(algo: str, datasets: list[str], runs: Path, *extra: str) -> None:
-    module = load_trainer(str(ROOT / "policies" / f"{algo}.py"))
+    module = load_script(str(ROOT / "policies" / f"{algo}.py"))
     bc = ["--actor-bc-coef", "0.1", "--critic-bc-coef", "0.1"] if algo == "rebrac" else []
     argv = ["--datasets", *datasets, "--run-dir", str(runs / "{entry}"), *SMALL, *bc, *extra]
     assert run_script(str(ROOT / "policies" / f"{algo}.py"), module.Args, module.main, module.ALGORITHM,
@@ -98,7 +99,7 @@ def test_real_ray_with_two_cpus_trains_what_local_trains(datasets: list[str], lo
 
 def test_a_killed_training_resumes_from_its_newest_checkpoint(datasets: list[str], local: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    module = load_trainer(str(ROOT / "policies" / "td3_bc.py"))
+    module = load_script(str(ROOT / "policies" / "td3_bc.py"))
     real, calls = module.update, {"n": 0}
 
     def killed(u: int, *a: Any, **k: Any) -> Any:

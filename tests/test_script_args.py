@@ -1,5 +1,5 @@
 """The trainer scripts' arguments (``itpo_lab.offline.parse_args``, on tyro since issue 22): every command
-the zoo stores parses to the ``Args`` the old dataclass -> argparse converter gave, ``--help`` works, and the
+the zoo stored parses to the ``Args`` the old dataclass -> argparse converter gave, ``--help`` works, and the
 converter's conventions hold (``--flag/--no-flag``, ``bool | None`` defaulting to ``None``, ``none``)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from itpo_lab.offline import parse_args
-from itpo_lab.offline.loop import format_command
+from itpo_lab.remake import render_argv
+from itpo_wrap import provenance
 from tests.scripts import ROOT, policy_script
 
 SCRIPTS = ("td3_bc", "rebrac", "sb3_base")  # the policies/ scripts whose Args go through parse_args
@@ -72,27 +72,13 @@ OLD_PARSE: dict[str, dict[str, Any]] = {
 }
 
 
-def _commands(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "command" and isinstance(value, str):
-                yield value
-            else:
-                yield from _commands(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _commands(value)
-
-
 def stored_commands() -> list[str]:
-    """The ``python policies/<script>.py ...`` commands in ``policies/zoo/*/entry.json`` for the scripts above."""
-    found = set()
-    for path in sorted((ROOT / "policies" / "zoo").glob("*/entry.json")):
-        for command in _commands(json.loads(path.read_text())):
-            words = shlex.split(command)
-            if words[:1] == ["python"] and words[1] in {f"policies/{s}.py" for s in SCRIPTS}:
-                found.add(command)
-    return sorted(found)
+    """The ``python policies/<script>.py ...`` commands ``policies/zoo/*/entry.json`` stored before they became
+    provenance records (``tests/legacy_commands.json``), for the scripts above."""
+    legacy = json.loads((ROOT / "tests" / "legacy_commands.json").read_text())
+    found = {command for path, commands in legacy.items() if path.startswith("policies/zoo/")
+             for command in commands.values()}
+    return sorted(c for c in found if shlex.split(c)[1] in {f"policies/{s}.py" for s in SCRIPTS})
 
 
 def _parse(command: str) -> tuple[str, Any]:
@@ -101,8 +87,8 @@ def _parse(command: str) -> tuple[str, Any]:
     return script, parse_args(policy_script(script).Args, words[2:])
 
 
-def test_the_zoo_stores_the_commands_of_the_table() -> None:
-    assert set(stored_commands()) == set(OLD_PARSE), "a zoo command was added or removed: update OLD_PARSE"
+def test_the_zoo_stored_the_commands_of_the_table() -> None:
+    assert set(stored_commands()) == set(OLD_PARSE), "a legacy zoo command was added or removed: update OLD_PARSE"
 
 
 @pytest.mark.parametrize("command", sorted(set(stored_commands()) | set(OLD_PARSE)))
@@ -111,8 +97,9 @@ def test_stored_commands_parse_as_before(command: str) -> None:
     Args = policy_script(script).Args
     if command in OLD_PARSE:
         assert args == dataclasses.replace(Args(), **OLD_PARSE[command])
-    # the command a new checkpoint's card records parses back to the same Args
-    assert parse_args(Args, shlex.split(format_command(f"policies/{script}.py", args))[2:]) == args
+    # the command a card renders from the record of these Args parses back to the same Args
+    record = provenance.from_dataclass(f"policies/{script}.py", args)
+    assert parse_args(Args, render_argv(record)) == args
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -98,8 +98,8 @@ def test_offline_trainer_writes_train_and_eval_scalars(algo: str, pendulum: Offl
     for (_, value), r in zip(scalars["train/critic_loss"], train, strict=True):
         assert value == pytest.approx(r["critic_loss"], rel=1e-5)
     assert [s for s, _ in scalars["eval/return_mean"]] == [100, 200]
-    # the model card's command is how to remake the policy: where it logged is not part of that
-    assert "--tensorboard" not in load_offline_policy(run_dir / "policy.pt")[2]["info"]["command"]
+    # the provenance record (the model card's command) is how to remake the policy: where it logged is not
+    assert load_offline_policy(run_dir / "policy.pt")[2]["info"]["provenance"]["args"]["tensorboard"] is None
 
 
 def test_offline_resume_continues_the_run_and_hides_the_redone_steps(pendulum: OfflineDataset, tmp_path: Path,  # noqa: F811

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from itpo_lab import zoo_write
+from itpo_lab import convert_logs, zoo_write
 from itpo_lab.offline import save_offline_policy
 from itpo_lab.zoo_tables import base_policies_markdown, comparison_markdown
 from itpo_wrap.networks import TanhActor, TwinQ
@@ -73,7 +73,7 @@ def test_learning_curves_prefer_running_resume_logs(root: Path, tmp_path: Path) 
             f"train,{step},1.0,train/loss,0.5\neval,{step},1.0,eval/score_mean,{score}\n" for step, score in points))
 
     scores(root / "hopper-medium", "td3_bc_metrics.csv", (5000, 20.0), (10000, 30.0))
-    zoo_write.set_policy_log("hopper-medium", "td3_bc", "td3_bc_metrics.csv", ["eval", "train"], root)
+    convert_logs.set_policy_log("hopper-medium", "td3_bc", "td3_bc_metrics.csv", ["eval", "train"], root)
     resume = tmp_path / "runs"  # the trainers' default layout: runs/<algorithm>/<entry>-seed<k>/
     rebrac = resume / "rebrac"
     scores(rebrac / "hopper-medium-seed0", "metrics.csv", (5000, 12.5))

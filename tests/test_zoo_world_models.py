@@ -39,6 +39,7 @@ def _entry(root: Path, tmp: Path) -> None:
 def test_world_model_gets_the_loaded_policys_critic(tmp_path: Path) -> None:
     root = tmp_path / "zoo"
     _entry(root, tmp_path)
+    # an entry written before issue 22: its command line is shown as stored
     info = {"command": "itpo train-world-model --dataset x", "wall_s": 600.0,
             "eval": {"one_step_rmse_state_std": 0.123}}
     zoo_write.add_world_model("pendulum-medium", "meanflow", _bundle(tmp_path / "wm.pt"), info=info, root=root)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from itpo_lab.remake import command_of
+
 MEDIUM_BAND = (1.0 / 3.0, 0.5)
 MEDIUM_TARGET = 0.4
 
@@ -129,13 +131,20 @@ def load_episodes(path: str | Path) -> list[dict[str, np.ndarray]]:
     return episodes
 
 
-def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str, command: str) -> dict[str, Any]:
+def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str) -> dict[str, Any]:
     """Copy the selected checkpoints and the medium-replay episodes of a run into ``out_dir``.
 
     Writes ``expert.zip``, ``medium.zip`` (SB3 SAC), ``medium_replay.npz``, ``eval.csv`` and
-    ``card.json``; returns the card.
+    ``card.json``; returns the card. The card's provenance record is the run's ``policies/sac_behavior.py``
+    with ``--total-steps`` at the last logged step (a run stopped early is remade by that budget).
+
+    :param run_dir: the SAC run folder.
+    :param out_dir: where the behaviour policy goes (``policies/behavior/<env>``).
+    :param env_id: the Gymnasium id the run trained on.
     """
     from stable_baselines3.common.save_util import load_from_pkl
+
+    from itpo_lab.remake import script_record  # imports policies/sac_behavior.py: SB3 and gymnasium
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +157,7 @@ def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str, comma
     episodes = replay_buffer_episodes(buffer, upto=sel.medium_step)
     save_episodes(out_dir / "medium_replay.npz", episodes)
     total_steps = int(max(r["step"] for r in rows))
-    if "--total-steps" not in command:
-        command = f"{command} --total-steps {total_steps}"
+    made_by = script_record("policies/sac_behavior.py", {"env": env_id, "run_dir": str(run_dir), "total_steps": total_steps})
     card = {
         "env_id": env_id,
         "algorithm": "stable-baselines3 SAC (MlpPolicy 256x256, learning_starts=10000, otherwise defaults)",
@@ -159,11 +167,20 @@ def export_behavior(run_dir: str | Path, out_dir: str | Path, env_id: str, comma
         "medium_rule": f"closest to {MEDIUM_TARGET} x expert return among earlier checkpoints in "
                        f"[{MEDIUM_BAND[0]:.3f}, {MEDIUM_BAND[1]:.3f}] x expert",
         "medium_replay": {"episodes": len(episodes), "transitions": int(sum(len(e["actions"]) for e in episodes))},
-        "command": command,
+        "provenance": made_by.to_dict(),
     }
+    write_card(out_dir, card)
+    return card
+
+
+def write_card(out_dir: Path, card: dict[str, Any]) -> None:
+    """Write ``card.json`` and the ``CARD.md`` rendered from it (:func:`card_markdown`).
+
+    :param out_dir: the behaviour policy's folder.
+    :param card: the card.
+    """
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / "CARD.md").write_text(card_markdown(card))
-    return card
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -187,7 +204,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "Made with:",
         "",
         "```bash",
-        card["command"],
+        command_of(card) or "# command not recorded",
         f"itpo-lab export-behavior --env {card['env_id'].split('-')[0].lower()} --run-dir <run-dir>",
         "```",
         "",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from itpo_lab.data.collect import ENVS, LEVELS
 from itpo_lab.data.reference import MEASURED_SEED, MEASURED_TRANSITIONS, REFERENCE_SCORES, normalization_note
+from itpo_lab.remake import command_of
 
 
 def datasets_markdown(behavior_root: Path) -> str:
@@ -66,7 +67,7 @@ def behaviour_markdown(behavior_root: Path) -> list[str]:
         lines.append(
             f"| {env_id} | {card['total_steps']:,} | {card['train_wall_s'] / 3600:.2f} h | "
             f"{sel['expert_step']:,}, {sel['expert_return']:.0f} | {sel['medium_step']:,}, "
-            f"{sel['medium_return']:.0f} ({frac:.2f}{band}) | `{card['command']}` |"
+            f"{sel['medium_return']:.0f} ({frac:.2f}{band}) | `{command_of(card)}` |"
         )
     return lines
 

@@ -3,9 +3,10 @@
 A check (ReBRAC on hopper-medium with beta_1 = 0.05 instead of CORL's 0.01, or the CORL run a check
 replaced in the zoo) decides what the zoo ships, so its figures must stay checkable after its run folder is
 gone. :func:`record_check` copies the run's logs into ``policies/checks/<algorithm>-<entry>-<variant>-seed<k>/``
-with a ``check.json`` holding the final evaluation, the critic's calibration and the command that remakes the
-run (without ``--zoo-dir``, so rerunning it never overwrites the zoo). ``itpo-lab zoo-tables`` lists the checks
-and draws their curves; the weights are not kept (the command remakes them).
+with a ``check.json`` holding the final evaluation, the critic's calibration and the provenance record that
+remakes the run (without ``zoo_dir``, so rerunning it never overwrites the zoo). ``itpo-lab zoo-tables`` lists
+the checks with the command rendered from that record and draws their curves; the weights are not kept (the
+command remakes them).
 
     itpo-lab record-check --run-dir runs/rebrac-ext/hopper-medium-to150k --note "CORL's pair"
 """
@@ -14,43 +15,36 @@ from __future__ import annotations
 
 import datetime
 import json
-import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
 from itpo_lab.paths import policies_root
+from itpo_lab.remake import record_of
+from itpo_wrap import provenance
 from itpo_wrap.formats.offline_policy import load_offline_policy
+from itpo_wrap.provenance import Provenance
 
 FORMAT = "itpo-check"
 FORMAT_VERSION = 1
-_BETA_FLAGS = ("--actor-bc-coef", "--critic-bc-coef")
+_BETA_FIELDS = ("actor_bc_coef", "critic_bc_coef")  # ReBRAC's Args
 
 
-def check_command(command: str, betas: tuple[float, float] | None) -> str:
-    """``command`` without ``--zoo-dir`` and with the betas explicit.
+def check_provenance(record: Provenance, betas: tuple[float, float] | None) -> Provenance:
+    """The provenance record of a check: the run's ``record`` with no ``zoo_dir`` and with the betas explicit.
 
-    A zoo run's command leaves the betas to the trainer's table, which may have changed since (that is
-    usually why the run became a check), and writes into the zoo; neither may hold for a check's record.
+    A zoo run's record leaves the betas to the trainer's table (``None``), which may have changed since (that
+    is usually why the run became a check), and writes into the zoo; neither may hold for a check's record.
+    A beta the run was given explicitly stays as given.
+
+    :param record: the run's record (its checkpoint's ``info``: :func:`itpo_lab.remake.record_of`).
+    :param betas: ``(beta_1, beta_2)`` the run used (its ``betas_used``), or ``None`` when it has none.
     """
-    parts = shlex.split(command)
-    out: list[str] = []
-    skip = False
-    for part in parts:
-        if skip:
-            skip = False
-            continue
-        if part == "--zoo-dir":
-            skip = True
-            continue
-        if part.startswith("--zoo-dir="):
-            continue
-        out.append(part)
-    if betas is not None:
-        missing = [part for flag, value in zip(_BETA_FLAGS, betas, strict=True) if flag not in out for part in (flag, f"{value:g}")]
-        at = out.index("--dataset") + 2 if "--dataset" in out[:-1] else len(out)
-        out[at:at] = missing
-    return shlex.join(out)
+    args = {**record.args, "zoo_dir": None} if "zoo_dir" in record.args else dict(record.args)
+    for name, value in zip(_BETA_FIELDS, betas or (), strict=False):
+        if name in args and args[name] is None:
+            args[name] = float(value)
+    return Provenance(record.program, args)
 
 
 def checks_root(checks_dir: str | Path | None = None) -> Path:
@@ -94,11 +88,15 @@ def record_check(
     algorithm = str(meta["algorithm"])
     name = f"{algorithm}-{entry}-{variant}-seed{int(config.get('seed', 0))}"
     info = meta.get("info", {})
+    made_by = record_of(info)  # an older checkpoint's command line is read through the trainer's own parser
+    if made_by is None:
+        raise ValueError(f"{str(policy)!r} records neither a provenance record nor a command; a check must say "
+                         "how to remake it")
     record: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "entry": entry, "algorithm": algorithm,
         "variant": variant, "dataset_id": meta["dataset_id"], "env_id": meta["env_id"],
         "updates": int(meta["updates"]), "betas": list(betas) if betas else None,
-        "command": check_command(str(info.get("command", "")), betas), "eval": info.get("eval", {}),
+        provenance.KEY: check_provenance(made_by, betas).to_dict(), "eval": info.get("eval", {}),
         "note": note, "recorded": datetime.date.today().isoformat(), "critic_calibration": None,
     }
     if calibrate:
@@ -110,8 +108,17 @@ def record_check(
     folder.mkdir(parents=True, exist_ok=True)
     if (run_dir / "metrics.csv").resolve() != (folder / "metrics.csv").resolve():
         shutil.copyfile(run_dir / "metrics.csv", folder / "metrics.csv")
-    (folder / "check.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_check(folder, record)
     return folder
+
+
+def write_check(folder: Path, record: dict[str, Any]) -> None:
+    """Write a check's ``check.json``.
+
+    :param folder: the check's folder.
+    :param record: the check, as :func:`read_checks` returns it without ``folder``.
+    """
+    (folder / "check.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _variant(policy: Path, config: dict[str, Any], variant: str | None) -> tuple[str, tuple[float, float] | None]:

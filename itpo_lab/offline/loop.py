@@ -23,7 +23,6 @@ behind a rerun's back would surprise whoever still reads the old files).
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from itpo_wrap.training.resumable import Checkpoints, Loop, collect_state, resto
 if TYPE_CHECKING:
     from itpo_wrap.tensorboard import TensorBoardLog
 
-__all__ = ["TrainLoop", "collect_state", "format_command", "parse_args", "restore_state"]
+__all__ = ["TrainLoop", "collect_state", "parse_args", "restore_state"]
 
 
 class TrainLoop(Loop):
@@ -170,7 +169,7 @@ def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: s
 
     Booleans get ``--flag/--no-flag``, ``bool | None`` fields too (``None``, the default, when neither is
     given); ``int``/``float``/``str | None`` fields accept the string ``none`` (any case). These are the
-    command lines the zoo's ``entry.json`` files store (``tests/test_script_args.py`` parses them all).
+    command lines the zoo's docs render from its provenance records (``tests/test_script_args.py``).
 
     :param cls: the ``Args`` dataclass.
     :param argv: arguments (``sys.argv[1:]`` when ``None``).
@@ -189,18 +188,3 @@ def parse_args(cls: type[Any], argv: Sequence[str] | None = None, description: s
     # a field to the fields below it too (grouped comments), which mislabels the Args' per-field comments.
     config = (tyro.conf.DisallowNone, tyro.conf.HelptextFromCommentsOff)
     return tyro.cli(cls, args=argv, description=description, registry=registry, config=config)
-
-
-def format_command(script: str, args: Any) -> str:
-    """``python <script> --flag value ...`` for the fields of ``args`` that differ from their defaults
-    (plus ``--dataset``), to record in model cards how to remake a checkpoint."""
-    parts = ["python", script]
-    for f in dataclasses.fields(args):
-        value = getattr(args, f.name)
-        if f.name in ("dataset",) or value != f.default:
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts.append(flag if value else "--no-" + flag[2:])
-            else:
-                parts += [flag, str(value)]
-    return " ".join(parts)

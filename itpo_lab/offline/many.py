@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from itpo_lab.offline.loop import parse_args
 from itpo_lab.offline.run import default_run_dir, run_name
+from itpo_lab.scripts import load_script
 from itpo_wrap.parallel import BACKENDS, check_backend, run_tasks
 
 ENTRY = "{entry}"
@@ -47,29 +45,6 @@ class TrainerTask:
     args: dict[str, Any]
 
 
-def load_trainer(script: str) -> ModuleType:
-    """The trainer script as a module, loaded from its path once per process.
-
-    :param script: the script's path.
-    """
-    path = Path(script).resolve()
-    name = f"itpo_trainer_{path.stem}"
-    module = sys.modules.get(name)
-    if module is not None and Path(module.__file__ or "").resolve() == path:
-        return module
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise FileNotFoundError(f"no trainer script at {path}; on a cluster every node needs the checkout there")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def train_one(_shared: Any, task: TrainerTask) -> dict[str, str]:
     """A task of :func:`~itpo_wrap.parallel.run_tasks`: the script's ``main`` on one dataset.
 
@@ -77,7 +52,7 @@ def train_one(_shared: Any, task: TrainerTask) -> dict[str, str]:
     :param task: the script and its arguments.
     :return: ``dataset``, ``run_dir`` and ``policy`` (the written ``policy.pt``).
     """
-    module = load_trainer(task.script)
+    module = load_script(task.script)
     path = module.main(module.Args(**task.args))
     return {"dataset": task.args["dataset"], "run_dir": task.args["run_dir"], "policy": str(path)}
 

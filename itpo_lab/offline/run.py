@@ -14,8 +14,8 @@ import numpy as np
 
 from itpo_lab.offline.checkpoint import save_offline_policy
 from itpo_lab.offline.evaluation import EvalResult, evaluate_actor
-from itpo_lab.offline.loop import format_command
 from itpo_lab.zoo_write import add_policy
+from itpo_wrap import provenance
 from itpo_wrap.data.buffer import OfflineDataset
 from itpo_wrap.networks import TanhActor, TwinQ
 from itpo_wrap.training.metrics import read_metrics
@@ -103,9 +103,9 @@ def finalize_run(
     """
     # the run and TensorBoard folders are where this run happened to log, not part of how to remake the policy
     where = {"run_dir": None, **({"tensorboard": None} if hasattr(args, "tensorboard") else {})}
-    command = format_command(script, dataclasses.replace(args, **where))
+    made_by = provenance.from_dataclass(script, dataclasses.replace(args, **where)).to_dict()
     ev = {k.removeprefix("eval/"): v for k, v in (final_eval or {}).items() if k != "update"}
-    info = {"wall_s": round(wall_s, 1), "command": command, "eval": ev}
+    info = {"wall_s": round(wall_s, 1), provenance.KEY: made_by, "eval": ev}
     path = save_offline_policy(run_dir / "policy.pt", actor, critic, algorithm=algorithm,
                                config={**dataclasses.asdict(args), **(extra_config or {})}, dataset_id=dataset.dataset_id or args.dataset,
                                env_id=dataset.env_id, action_low=action_low, action_high=action_high,
