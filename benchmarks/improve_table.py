@@ -9,7 +9,9 @@ improved policy, each paired with the TD3+BC base on the evaluation seeds.
 
 Round 2 (the real-env check, policy ``improved_env``): a second table, one row per ``result.json`` copied into
 ``benchmarks/results/improve_env/<entry>.json``. Where the check refused, ``itpo improve`` returns the base
-itself: that cell is the base, gain 0.0 on every seed by construction, and says so.
+itself: that cell is the base, gain 0.0 on every seed by construction, and says so. Round 3 (distillation,
+policy ``distilled``, ``itpo-lab distill``): the same, from ``benchmarks/results/distill/<entry>.json``, beside
+round 2's policy.
 
 Every cell is the mean paired gain over the **base** policy (normalized points), its 95% t interval and the
 seeds it won, over the seeds both rows have; ITPO rows are the shipped defaults (``AdaptConfig()``,
@@ -33,7 +35,14 @@ import results_json  # noqa: E402
 import run  # noqa: E402
 import summarize  # noqa: E402
 
-COLUMNS = ("improved", "ITPO on base", "ITPO on improved")
+Column = tuple[str, str, str]
+"""``(label, policy, method)``: a table column, the rows of ``policy`` run with ``method`` (``base`` or ``itpo``)."""
+ROUND1: tuple[Column, ...] = (("improved", "improved", "base"), ("ITPO on base", "td3_bc", "itpo"),
+                              ("ITPO on improved", "improved", "itpo"))
+ROUND2: tuple[Column, ...] = (("improved_env", "improved_env", "base"), ("ITPO on base", "td3_bc", "itpo"),
+                              ("ITPO on improved_env", "improved_env", "itpo"))
+ROUND3: tuple[Column, ...] = (("distilled", "distilled", "base"), ("improved_env", "improved_env", "base"),
+                              ("ITPO on base", "td3_bc", "itpo"))
 KINDS = ("meanflow", "diffusion")
 
 
@@ -48,12 +57,12 @@ def _paired(ref: dict[int, float], other: dict[int, float]) -> dict[str, Any] | 
 
 
 def table(csv_path: Path, base_policy: str = "td3_bc", kinds: tuple[str, ...] = KINDS,
-          policies: tuple[str, ...] = ("improved",)) -> list[dict[str, Any]]:
-    """Per entry with rows of ``policies[0]``: the base's mean, and the three columns paired with the base.
+          columns: tuple[Column, ...] = ROUND1, entries: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per entry of ``entries`` (default: those with rows of the first column's policy): the base's mean, and
+    every column paired with the base.
 
     The ITPO columns use the first of ``kinds`` with default ITPO rows on the entry's base: MeanFlow where the
     entry has it, the diffusion model for the random level (whose entries ship no MeanFlow model)."""
-    improved = policies[0]
     episodes = summarize.load(csv_path)
     groups = summarize.group(episodes, "eval")
     base_key = run.settings_key("base", "", {})
@@ -72,47 +81,52 @@ def table(csv_path: Path, base_policy: str = "td3_bc", kinds: tuple[str, ...] = 
         return {}
 
     out = []
-    names = COLUMNS if improved == "improved" else ENV_COLUMNS
-    for entry in sorted({e for e, p, _ in groups} if improved != "improved" else {e for e, p, _ in groups if p == improved}):
+    for entry in entries if entries is not None else sorted({e for e, p, _ in groups if p == columns[0][1]}):
         ref = scores(entry, base_policy, "base")
         kind = next((k for k in kinds if scores(entry, base_policy, "itpo", k)), kinds[0])
         row: dict[str, Any] = {"dataset": entry, "base": float(np.mean(list(ref.values()))) if ref else None, "ref": ref,
                                "kind": kind}
-        for col, (policy, method) in zip(names, [(improved, "base"), (base_policy, "itpo"), (improved, "itpo")],
-                                         strict=True):
-            row[col] = _paired(ref, scores(entry, policy, method, kind))
+        for label, policy, method in columns:
+            row[label] = _paired(ref, scores(entry, policy, method, kind))
         out.append(row)
     return out
 
 
-ENV_COLUMNS = ("improved_env", "ITPO on base", "ITPO on improved_env")
-
-
-def table_env(csv_path: Path, results: Path, base_policy: str = "td3_bc") -> list[dict[str, Any]]:
-    """Round 2's rows: per entry with a recorded ``itpo improve`` result, the env-checked policy alone (the base
-    where refused), ITPO on the base and ITPO on the env-checked policy, paired with the base."""
-    by_entry = {r["dataset"]: r for r in table(csv_path, base_policy, policies=("improved_env",))}
+def table_checked(csv_path: Path, results: Path, columns: tuple[Column, ...] = ROUND2,
+                  base_policy: str = "td3_bc") -> list[dict[str, Any]]:
+    """Rows of a policy chosen by the real-env check (round 2: ``itpo improve``'s ``improved_env``; round 3:
+    ``itpo-lab distill``'s ``distilled``): one per result JSON in ``results``. Where the check refused, the
+    command returns the base itself: its column is the base (gain 0.0 on every seed by construction, said so),
+    and ITPO on it is ITPO on the base."""
+    full = {label: (policy, method) for label, policy, method in columns}
+    extra = () if "ITPO on base" in full else (("ITPO on base", base_policy, "itpo"),)
+    paths = sorted(results.glob("*.json"))
+    by_entry = {r["dataset"]: r for r in table(csv_path, base_policy, columns=(*columns, *extra),
+                                                entries=[p.stem for p in paths])}
     out = []
-    for path in sorted(results.glob("*.json")):
+    for path in paths:
         result = json.loads(path.read_text())
-        row = dict(by_entry.get(path.stem, {"dataset": path.stem}))
-        row["accepted"], row["field"] = result["accepted"], result.get("field")
+        row = by_entry[path.stem]
+        row["accepted"] = result["accepted"]
+        row["chosen"] = (result.get("field") or {}).get("chosen", result.get("chosen", 0))
         if not result["accepted"]:
             ref = row.get("ref") or {}
-            row["improved_env"] = {"n": len(ref), "gain": 0.0, "ci_low": 0.0, "ci_high": 0.0, "better": 0,
-                                   "refused": True} if ref else None
-            row["ITPO on improved_env"] = row.get("ITPO on base")
+            row[columns[0][0]] = {"n": len(ref), "gain": 0.0, "ci_low": 0.0, "ci_high": 0.0, "better": 0,
+                                  "refused": True} if ref else None
+            row.update({label: row.get("ITPO on base") for label, (policy, method) in full.items()
+                        if policy == columns[0][1] and method == "itpo"})
         out.append(row)
     return out
 
 
-def markdown_env(rows: list[dict[str, Any]]) -> list[str]:
+def markdown_checked(rows: list[dict[str, Any]], columns: tuple[Column, ...] = ROUND2) -> list[str]:
+    labels = [label for label, _, _ in columns]
     lines = ["| dataset | base | kept step (env check, seeds 0-9) | " +
-             " | ".join(f"{c}: gain [95% CI], better/n" for c in ENV_COLUMNS) + " |", "|---|---|---|" + "---|" * 3]
+             " | ".join(f"{c}: gain [95% CI], better/n" for c in labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for r in rows:
-        step = f"step {r['field']['chosen']}" if r.get("accepted") else "refused: the base"
+        step = f"step {r['chosen']}" if r.get("accepted") else "refused: the base"
         cells = []
-        for c in ENV_COLUMNS:
+        for c in labels:
             cell = r.get(c)
             text = (f"{cell['gain']:+.1f} [{cell['ci_low']:+.1f}, {cell['ci_high']:+.1f}], {cell['better']}/{cell['n']}"
                     if cell else "(not run)")
@@ -120,28 +134,29 @@ def markdown_env(rows: list[dict[str, Any]]) -> list[str]:
         base = f"{r['base']:.1f}" if r.get("base") is not None else "-"
         label = r["dataset"] + (f" ({r['kind']})" if r.get("kind", KINDS[0]) != KINDS[0] else "")
         lines.append(f"| {label} | {base} | {step} | " + " | ".join(cells) + " |")
-    full = [r for r in rows if all(r.get(c) for c in ENV_COLUMNS[:2])]
+    full = [r for r in rows if all(r.get(c) for c in labels[:2])]
     # The issue's targets are on the nine medium-level datasets; the random level (diffusion) gets its own mean
     # beside them, never folded in silently.
     nine = [r for r in full if not r["dataset"].endswith("-random")]
     for name, group in [("the nine non-random rows", nine), (f"all {len(full)} rows", full)][:1 + (nine != full)]:
         if group:
             means = [f"{np.mean([r[c]['gain'] for r in group]):+.1f}" if all(r.get(c) for r in group) else ""
-                     for c in ENV_COLUMNS]
+                     for c in labels]
             lines.append(f"| mean of {name} | | | " + " | ".join(means) + " |")
     return lines
 
 
-def markdown(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| dataset | base | " + " | ".join(f"{c}: gain [95% CI], better/n" for c in COLUMNS) + " |",
-             "|---|---|" + "---|" * len(COLUMNS)]
+def markdown(rows: list[dict[str, Any]], columns: tuple[Column, ...] = ROUND1) -> list[str]:
+    labels = [label for label, _, _ in columns]
+    lines = ["| dataset | base | " + " | ".join(f"{c}: gain [95% CI], better/n" for c in labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
     for r in rows:
         cells = [f"{c['gain']:+.1f} [{c['ci_low']:+.1f}, {c['ci_high']:+.1f}], {c['better']}/{c['n']}" if c else "(not run)"
-                 for c in (r[k] for k in COLUMNS)]
+                 for c in (r[k] for k in labels)]
         lines.append(f"| {r['dataset']} | {r['base']:.1f} | " + " | ".join(cells) + " |")
-    full = [r for r in rows if all(r[c] for c in COLUMNS)]
+    full = [r for r in rows if all(r[c] for c in labels)]
     if full:
-        means = [np.mean([r[c]["gain"] for r in full]) for c in COLUMNS]
+        means = [np.mean([r[c]["gain"] for r in full]) for c in labels]
         lines.append(f"| mean of the {len(full)} complete rows | | " + " | ".join(f"{m:+.1f}" for m in means) + " |")
     return lines
 
@@ -166,21 +181,26 @@ def main() -> None:
     p.add_argument("--csv", default=run.DEFAULT_OUT)
     p.add_argument("--markdown", default=None)
     p.add_argument("--results", default="benchmarks/results/improve_env", help="round 2's result.json copies")
+    p.add_argument("--distill-results", default="benchmarks/results/distill", help="round 3's result.json copies")
     p.add_argument("--into", default=None,
-                   help="also fill the round1/round2 table blocks of this document (docs/improve.md) in place")
+                   help="also fill the round1/round2/round3 table blocks of this document (docs/improve.md) in place")
     args = p.parse_args()
-    round1 = markdown(table(Path(args.csv)))
-    text = "\n".join(round1) + "\n"
-    env_rows = table_env(Path(args.csv), Path(args.results))
-    round2 = markdown_env(env_rows) if env_rows else []
-    if round2:
-        text += ("\nRound 2, the real-env check (policy `improved_env`; where refused, the base itself):\n\n"
-                 + "\n".join(round2) + "\n")
+    tables = {"round1": markdown(table(Path(args.csv)))}
+    text = "\n".join(tables["round1"]) + "\n"
+    for name, results, columns, title in (
+            ("round2", args.results, ROUND2, "Round 2, the real-env check (policy `improved_env`; where refused, the "
+                                             "base itself)"),
+            ("round3", args.distill_results, ROUND3, "Round 3, distillation (policy `distilled`, `itpo-lab distill`; "
+                                                     "where refused, the base itself)")):
+        rows = table_checked(Path(args.csv), Path(results), columns)
+        if rows:
+            tables[name] = markdown_checked(rows, columns)
+            text += f"\n{title}:\n\n" + "\n".join(tables[name]) + "\n"
     if args.markdown:
         Path(args.markdown).write_text(text)
     if args.into:
         doc = Path(args.into)
-        doc.write_text(into_markers(doc.read_text(), {"round1": round1, **({"round2": round2} if round2 else {})}))
+        doc.write_text(into_markers(doc.read_text(), tables))
     print(text)
 
 
