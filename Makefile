@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.itpo-installed
 
-.PHONY: setup demo test test-slow bench docs-check lint type format clean
+.PHONY: setup demo test test-slow bench docs docs-check lint type format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-slow: setup
 bench: setup
 	$(PY) -m pytest benchmarks -q -m "not slow" --benchmark-only --benchmark-json=benchmarks/results/latency.json
 	$(PY) benchmarks/latency_table.py
+
+# every generated doc regenerated in place from the committed JSON/CSV (benchmarks/regenerate_docs.py --list)
+docs: setup
+	$(PY) benchmarks/regenerate_docs.py
 
 # every generated doc (docs/, model cards, behaviour cards, benchmark tables) regenerated into a temporary
 # folder from the committed JSON/CSV and compared byte for byte; a failure names the command that regenerates it

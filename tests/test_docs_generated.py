@@ -1,6 +1,6 @@
-"""Every generated doc regenerates byte for byte (issue 22): each generator below runs, as a user would run
-it, on the committed JSON/CSV it reads, writing into a temporary folder, and each file it writes must equal
-the committed one. A failure names the file and the command that regenerates it in place.
+"""Every generated doc regenerates byte for byte (issue 22): each generator of ``benchmarks/regenerate_docs.py``
+(the table ``make docs`` runs in place) runs, as a user would run it, on the committed JSON/CSV it reads,
+writing into a temporary folder, and each file it writes must equal the committed one. A failure names the file and the command that regenerates it in place.
 
 ``make docs-check`` runs this file, slow generators included. The figures these generators also draw
 (``docs/*.png``) are not compared: their bytes depend on the matplotlib and FreeType builds, and
@@ -9,92 +9,15 @@ the committed one. A failure names the file and the command that regenerates it 
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.scripts import ROOT
+from tests.scripts import ROOT, load_script
 
-TMP = "{tmp}"  # in `check`: the temporary folder, standing for the checkout root
-# round 1 chose among these (docs/safety.md); round 2's candidates have seed 0 and 1 rows since, and would join
-ROUND1_CANDIDATES = ["off", "safe", "safe-reset", "safe-3e-4", "safe-no-gate", "safe-no-drift",
-                     "safe-hard-termination", "off-reset", "safe-reset-z2", "safe-reset-3e-5-z2", "safe-reset-3e-5"]
-ROUND2 = ["--seeds", "0", "1", "2", "3", "4", "5", "--candidates", "safe-reset-z2", "safe-reset-z2-real0.3",
-          "safe-reset-z2-mac0.2", "--episode-floor", "-10"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Generated:
-    """Committed files one command writes.
-
-    :param files: the files, relative to the checkout.
-    :param command: the command that regenerates them in place, from the checkout root.
-    :param check: the same command writing ``files`` under :data:`TMP` instead (default: ``command`` with
-        each of ``files`` given as ``{tmp}/<file>``).
-    :param seed: files the command edits rather than writes (copied under :data:`TMP` first).
-    """
-
-    files: tuple[str, ...]
-    command: tuple[str, ...]
-    check: tuple[str, ...] = ()
-    seed: tuple[str, ...] = ()
-
-    def check_command(self) -> tuple[str, ...]:
-        return self.check or tuple(f"{TMP}/{w}" if w in self.files else w for w in self.command)
-
-
-def _cards(folder: str, card: str) -> Generated:
-    files = tuple(p.relative_to(ROOT).parent.joinpath(card).as_posix() for p in sorted((ROOT / folder).glob(
-        f"*/{'entry.json' if card == 'MODEL_CARD.md' else 'card.json'}")))
-    return Generated(files, ("itpo-lab", "render-cards", folder),
-                     ("itpo-lab", "render-cards", folder, "--out-dir", f"{TMP}/{folder}"))
-
-
-def _latency_grid() -> Generated:
-    """The grid from the JSON its header names: the committed one is the traced grid of
-    ``latency_predict.json``; ``make bench`` rewrites it from ``latency.json``, and the header then says so."""
-    named = re.search(r"from `(benchmarks/results/[^`]+\.json)`", (ROOT / "docs" / "latency_grid.md").read_text())
-    source = named.group(1) if named else "benchmarks/results/latency.json"
-    return Generated(("docs/latency_grid.md",), ("python", "benchmarks/latency_table.py", "--json", source, "--out",
-                                                  "docs/latency_grid.md"))
-
-
-GENERATED = {
-    "zoo-tables": Generated(("docs/base_policies.md", "docs/world_models.md"),
-                            ("itpo-lab", "zoo-tables", "--out-dir", "docs"),
-                            ("itpo-lab", "zoo-tables", "--out-dir", f"{TMP}/docs")),
-    "datasets-table": Generated(("docs/datasets.md",), ("itpo-lab", "datasets-table", "--out", "docs/datasets.md")),
-    "model-cards": _cards("policies/zoo", "MODEL_CARD.md"),
-    "demo-model-card": _cards("itpo_wrap/zoo_demo", "MODEL_CARD.md"),
-    "behaviour-cards": _cards("policies/behavior", "CARD.md"),
-    "results": Generated(("docs/results.md",), ("python", "benchmarks/summarize.py", "--out", "docs/results.md")),
-    "results-json": Generated(("docs/results.json", "docs/safety_eval.md"),
-                              ("python", "benchmarks/results_json.py", "--out", "docs/results.json",
-                               "--markdown", "docs/safety_eval.md")),
-    "improve-tables": Generated(("docs/improve_eval.md", "docs/improve.md"),
-                                ("python", "benchmarks/improve_table.py", "--markdown", "docs/improve_eval.md",
-                                 "--into", "docs/improve.md"), seed=("docs/improve.md",)),
-    "latency-grid": _latency_grid(),
-    "safety-loeo": Generated(("benchmarks/results/safety_loeo.json", "docs/safety_loeo.md"),
-                             ("python", "benchmarks/safety_loeo.py", "choose", "--candidates", *ROUND1_CANDIDATES,
-                              "--json", "benchmarks/results/safety_loeo.json", "--markdown", "docs/safety_loeo.md")),
-    "safety-loeo-round2": Generated(("benchmarks/results/safety_loeo_round2.json", "docs/safety_loeo_round2.md"),
-                                    ("python", "benchmarks/safety_loeo.py", "choose", *ROUND2, "--json",
-                                     "benchmarks/results/safety_loeo_round2.json", "--markdown",
-                                     "docs/safety_loeo_round2.md")),
-}
-
-
-def _argv(words: tuple[str, ...]) -> list[str]:
-    """A command as this interpreter runs it (``itpo-lab`` is ``python -m itpo_lab`` in a source checkout)."""
-    head = {"itpo-lab": [sys.executable, "-m", "itpo_lab"], "python": [sys.executable]}[words[0]]
-    return head + list(words[1:])
+docs = load_script("benchmarks", "regenerate_docs")
+GENERATED, TMP = docs.GENERATED, docs.TMP
 
 
 @pytest.mark.parametrize("name", sorted(GENERATED))
@@ -105,9 +28,7 @@ def test_generated_doc_is_what_its_command_writes(name: str, tmp_path: Path) -> 
         (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
     for file in gen.seed:
         shutil.copyfile(ROOT / file, tmp_path / file)
-    argv = _argv(tuple(w.replace(TMP, str(tmp_path)) for w in gen.check_command()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = docs.run(tuple(w.replace(TMP, str(tmp_path)) for w in gen.check_command()))
     assert done.returncode == 0, f"{' '.join(gen.command)} failed:\n{done.stderr[-3000:]}"
     stale = [file for file in gen.files if (tmp_path / file).read_bytes() != (ROOT / file).read_bytes()]
     assert not stale, (f"{', '.join(stale)} differ from what their generator writes now; regenerate with\n"
