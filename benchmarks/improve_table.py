@@ -138,7 +138,7 @@ def markdown_checked(rows: list[dict[str, Any]], columns: tuple[Column, ...] = R
     # The targets are on the nine medium-level datasets; the random level (diffusion) gets its own mean
     # beside them, never folded in silently.
     nine = [r for r in full if not r["dataset"].endswith("-random")]
-    for name, group in [("the nine non-random rows", nine), (f"all {len(full)} rows", full)][:1 + (nine != full)]:
+    for name, group in [(f"the {len(nine)} non-random rows", nine), (f"all {len(full)} rows", full)][:1 + (nine != full)]:
         if group:
             means = [f"{np.mean([r[c]['gain'] for r in group]):+.1f}" if all(r.get(c) for r in group) else ""
                      for c in labels]
