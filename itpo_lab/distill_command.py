@@ -13,6 +13,7 @@ from itpo_lab.distill import DistillConfig, distill
 from itpo_lab.zoo_write import add_policy
 from itpo_wrap import provenance, zoo
 from itpo_wrap.formats.offline_policy import save_offline_policy
+from itpo_wrap.networks import TwinQ
 
 __all__ = ["cmd_distill"]
 
@@ -26,7 +27,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     entry = zoo.load(args.entry, policy=args.policy, root=args.zoo_dir)
     if args.record and args.name == entry.policy_name:
         raise ValueError(f"--name {args.name} is the base policy's own name; choose another (e.g. distilled)")
-    if "model" in entry.meta:
+    critic = entry.critic
+    if "model" in entry.meta or not isinstance(critic, TwinQ):  # checked before the run, not after ten minutes
         raise ValueError(f"{entry.name}/{entry.policy_name} is not an offline policy (td3_bc, rebrac): distill writes "
                          "offline checkpoints")
     torch.set_num_threads(args.threads)
@@ -39,7 +41,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         return 1
     made_by = provenance.from_namespace("itpo-lab distill", args).to_dict()
     info = {"base_policy": entry.policy_name, "distill": facts, provenance.KEY: made_by}
-    path = save_offline_policy(folder / "distilled.pt", kept, entry.critic, algorithm="itpo_distill",
+    path = save_offline_policy(folder / "distilled.pt", kept, critic, algorithm="itpo_distill",
                                config=facts["config"], dataset_id=entry.dataset_id, env_id=entry.env_id,
                                action_low=entry.meta["action_low"], action_high=entry.meta["action_high"],
                                updates=check.chosen, info=info)
