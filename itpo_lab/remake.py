@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import io
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from itpo_lab.argv import argparse_argv, dataclass_argv
 from itpo_lab.paths import policies_root
 from itpo_lab.scripts import load_script
 from itpo_wrap import provenance
-from itpo_wrap.provenance import Provenance, jsonable, value_text
+from itpo_wrap.provenance import Provenance
 
 __all__ = ["ALWAYS_SHOWN", "command_of", "command_parser", "from_command", "parse", "record_of", "render",
            "render_argv", "script_args", "script_record"]
@@ -94,48 +94,14 @@ def script_record(program: str, args: Any) -> Provenance:
     return provenance.from_dataclass(program, args)
 
 
-def _field_default(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return jsonable(f.default)
-    if f.default_factory is not dataclasses.MISSING:
-        return jsonable(f.default_factory())
-    return dataclasses.MISSING  # a required field: always shown
-
-
-def _script_argv(program: str, args: Mapping[str, Any]) -> list[str]:
-    """The words of a script's arguments that differ from its ``Args`` defaults (tyro's flags, in field order)."""
-    fields = dataclasses.fields(script_args(program))
-    unknown = sorted(set(args) - {f.name for f in fields})
-    if unknown:
-        raise ValueError(f"{program} has no arguments {unknown} (removed since the record was written?); "
-                         "migrate the record to the script's current Args")
-    words: list[str] = []
-    for f in fields:
-        if f.name not in args:
-            continue  # a record older than the field: its default
-        value = jsonable(args[f.name])
-        shown = f.name in ALWAYS_SHOWN and value is not None and not isinstance(value, bool)
-        if value == _field_default(f) and not shown:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list):
-            words += [flag, *(value_text(v) for v in value)]
-        else:
-            text = value_text(value)  # parse_args reads "none" for an optional int/float/str field
-            words += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
-    return words
-
-
 def render_argv(record: Provenance) -> list[str]:
     """The arguments of :func:`render`, without the program's own words.
 
     :param record: a provenance record of a program of this module.
     """
     if _is_script(record.program):
-        return _script_argv(record.program, record.args)
-    return provenance.argparse_argv(command_parser(record.program), record.args, ALWAYS_SHOWN)
+        return dataclass_argv(record.program, script_args(record.program), record.args, ALWAYS_SHOWN)
+    return argparse_argv(command_parser(record.program), record.args, ALWAYS_SHOWN)
 
 
 def render(record: Provenance) -> str:

@@ -6,8 +6,8 @@ resolved, defaults included, as JSON: the fields of a script's ``Args`` dataclas
 argparse command. Zoo entries (``entry.json``), checkpoints (``info``), settings checks and behaviour cards
 store this record under ``"provenance"``.
 
-A command line is only ever *rendered* from a record, for the docs (:func:`argparse_argv` for argparse
-commands; ``itpo_lab.remake.render`` for every program), and never parsed back: code that needs a setting
+A command line is only ever *rendered* from a record, for the docs, by the lab (``itpo_lab.remake.render``
+through ``itpo_lab.argv``), and never parsed back: code that needs a setting
 reads ``args`` (``args["steps"]``) and code that derives a record edits ``args``. Because the record keeps the
 resolved values, a rendered command that shows only the arguments differing from the program's *current*
 defaults still remakes the same run after a default changes (the changed one is then shown).
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["KEY", "LEGACY_KEY", "Provenance", "argparse_argv", "from_dataclass", "from_namespace", "jsonable",
-           "legacy_command", "of", "value_text"]
+__all__ = ["KEY", "LEGACY_KEY", "Provenance", "from_dataclass", "from_namespace", "jsonable", "legacy_command",
+           "of"]
 
 KEY = "provenance"
 """The key a record is stored under in an ``entry.json`` policy or world model, a check, a checkpoint's ``info``."""
@@ -129,71 +129,3 @@ def legacy_command(spec: Mapping[str, Any]) -> str | None:
     """
     text = spec.get(LEGACY_KEY)
     return text if isinstance(text, str) else None
-
-
-def value_text(value: Any) -> str:
-    """One argument value as a command-line word: ``none`` for ``None`` (the commands whose option may be
-    ``None`` read it so), ``4`` for the float ``4.0`` (a float option parses it back to ``4.0``), else ``str``.
-
-    :param value: a JSON scalar of a record's ``args``.
-    """
-    if value is None:
-        return "none"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
-def _option_words(action: argparse.Action, value: Any) -> list[str]:
-    """The words that make ``action`` parse to ``value`` (which differs from its default)."""
-    flags = action.option_strings
-    option = next((f for f in flags if f.startswith("--")), flags[0] if flags else "")
-    if isinstance(action, argparse.BooleanOptionalAction):
-        if not isinstance(value, bool):
-            raise ValueError(f"{option} takes no value; {value!r} can only be its default")
-        return [option] if value else [next(f for f in flags if f.startswith("--no-"))]
-    if isinstance(action, (argparse._StoreConstAction, argparse._CountAction)):  # store_true/false are consts
-        if isinstance(action, argparse._CountAction):
-            return [option] * int(value)
-        if value != jsonable(action.const):
-            raise ValueError(f"{option} can only set {action.const!r}, not {value!r}")
-        return [option]
-    if isinstance(action, argparse._AppendAction):
-        return [word for v in value for word in (option, value_text(v))]
-    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
-    texts = [value_text(v) for v in value] if many else [value_text(value)]
-    if not flags:
-        return texts
-    if not many and texts[0].startswith("-"):  # "--seed=-3": a negative number must not read as an option
-        return [f"{option}={texts[0]}"]
-    return [option, *texts]
-
-
-def argparse_argv(parser: argparse.ArgumentParser, args: Mapping[str, Any],
-                  always: tuple[str, ...] = ()) -> list[str]:
-    """The arguments of an argparse command that parse back to ``args``: only those differing from the
-    parser's defaults (and those named in ``always``), in the parser's ``--help`` order.
-
-    An option missing from ``args`` (a record older than the option) is left out, so it takes its default.
-
-    :param parser: the command's own parser (a subcommand's, for ``itpo improve``).
-    :param args: a record's ``args``.
-    :param always: dests shown even at their default (what a reader looks for first, e.g. ``"dataset"``).
-    :raises ValueError: when ``args`` names an option the parser no longer has, or a value it cannot take.
-    """
-    actions = [a for a in parser._actions
-               if not isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction))]
-    unknown = sorted(set(args) - {a.dest for a in actions})
-    if unknown:
-        raise ValueError(f"{parser.prog} has no options {unknown} (removed since the record was written?); "
-                         "migrate the record to the program's current options")
-    words: list[str] = []
-    for action in actions:
-        if action.dest not in args:
-            continue
-        value = jsonable(args[action.dest])
-        # ``always`` shows a value, never a bare switch: a store_true at its default has no words
-        shown = action.dest in always and value is not None and type(action) is argparse._StoreAction
-        if value != jsonable(action.default) or shown:
-            words += _option_words(action, value)
-    return words

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from itpo_lab import remake
+from itpo_lab import argv, remake
 from itpo_lab.migrate import migrate_file
 from itpo_wrap import provenance
 from itpo_wrap.provenance import Provenance
@@ -154,10 +154,10 @@ def _toy_parser() -> argparse.ArgumentParser:
 def test_argparse_records_round_trip(values: dict[str, Any]) -> None:
     parser = _toy_parser()
     args = {**vars(parser.parse_args([])), **values}
-    words = provenance.argparse_argv(parser, args)
+    words = argv.argparse_argv(parser, args)
     assert vars(parser.parse_args(words)) == args, words
     if not values:
-        assert words == [] and provenance.argparse_argv(parser, args, always=("dataset", "fast")) == ["--dataset", "d0"]
+        assert words == [] and argv.argparse_argv(parser, args, always=("dataset", "fast")) == ["--dataset", "d0"]
     if "lr" in values:
         assert "--lr" in words and words[words.index("--lr") + 1] == "4"  # 4.0 reads as 4
 
@@ -166,10 +166,10 @@ def test_argparse_refuses_what_it_cannot_render() -> None:
     parser = _toy_parser()
     base = vars(parser.parse_args([]))
     with pytest.raises(ValueError, match=r"no options \['zoo_dir'\]"):
-        provenance.argparse_argv(parser, {**base, "zoo_dir": "z"})
+        argv.argparse_argv(parser, {**base, "zoo_dir": "z"})
     with pytest.raises(ValueError, match="can only set"):
-        provenance.argparse_argv(parser, {**base, "check": True, "fast": "yes"})
-    assert provenance.argparse_argv(parser, {"steps": 4}) == ["--steps", "4"]  # missing: their defaults
+        argv.argparse_argv(parser, {**base, "check": True, "fast": "yes"})
+    assert argv.argparse_argv(parser, {"steps": 4}) == ["--steps", "4"]  # missing: their defaults
 
 
 def test_record_data() -> None:
