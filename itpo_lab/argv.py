@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -86,6 +87,15 @@ def _option_words(action: argparse.Action, value: Any) -> list[str]:
     return [option, *texts]
 
 
+def _takes_no_value(action: argparse.Action, value: Any) -> bool:
+    """A switch, const or count option: anything but a plain value option."""
+    return type(action) is not argparse._StoreAction
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def argparse_argv(parser: argparse.ArgumentParser, args: Mapping[str, Any],
                   always: tuple[str, ...] = ()) -> list[str]:
     """The arguments of an argparse command that parse back to ``args``, in the parser's ``--help`` order.
@@ -97,9 +107,8 @@ def argparse_argv(parser: argparse.ArgumentParser, args: Mapping[str, Any],
     :raises ValueError: when ``args`` names an option the parser no longer has, or a value it cannot take.
     """
     skip = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
-    options = [_Option(a.dest, jsonable(a.default), lambda v, a=a: _option_words(a, v),
-                       lambda v, a=a: type(a) is not argparse._StoreAction)
-               for a in parser._actions if not isinstance(a, skip)]
+    options = [_Option(a.dest, jsonable(a.default), functools.partial(_option_words, a),
+                       functools.partial(_takes_no_value, a)) for a in parser._actions if not isinstance(a, skip)]
     return _render(parser.prog, options, args, always)
 
 
@@ -131,6 +140,6 @@ def dataclass_argv(program: str, args_class: type[Any], args: Mapping[str, Any],
     :param args: a record's ``args``.
     :param always: fields shown even at their default; a bool field (a switch) never is.
     """
-    options = [_Option(f.name, _field_default(f), lambda v, n=f.name: _field_words(n, v),
-                       lambda v: isinstance(v, bool)) for f in dataclasses.fields(args_class)]
+    options = [_Option(f.name, _field_default(f), functools.partial(_field_words, f.name), _is_bool)
+               for f in dataclasses.fields(args_class)]
     return _render(program, options, args, always, ("arguments", "the script's current Args"))
